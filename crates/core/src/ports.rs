@@ -1,0 +1,355 @@
+//! Ports: the small traits the pipeline needs from the outside world. Adapters implement them
+//! for DynamoDB / IoT / SNS / S3 (crate `vigil-aws`), an embedded store and MQTT (the `vigil`
+//! CLI), and memory (`crate::memory`). No SDK type crosses these traits.
+
+use std::ops::RangeInclusive;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::alert::{AlertState, Transition};
+use crate::scorer::Baseline;
+use crate::telemetry::{DeviceId, Sample, TelemetryError};
+use crate::window::WindowId;
+
+/// A port failed. `retryable` tells the caller whether the same input may succeed later.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{port}: {message}")]
+pub struct PortError {
+    pub port: &'static str,
+    pub message: String,
+    pub retryable: bool,
+}
+
+impl PortError {
+    pub fn retryable(port: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            port,
+            message: message.into(),
+            retryable: true,
+        }
+    }
+    pub fn permanent(port: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            port,
+            message: message.into(),
+            retryable: false,
+        }
+    }
+}
+
+/// The windows of one device under one profile.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct StreamKey {
+    pub device: DeviceId,
+    pub profile: String,
+}
+
+/// Samples of one window from one message (or one batch of messages): the unit of storage.
+/// Its id is derived from the seqs it holds, so a redelivered message makes the same chunk.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Chunk {
+    pub id: String,
+    pub samples: Vec<Sample>,
+}
+
+impl Chunk {
+    /// Builds a chunk from samples sorted by seq with no repeats.
+    pub fn new(samples: Vec<Sample>) -> Self {
+        // FNV-1a over the seqs: stable across processes and platforms.
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for s in &samples {
+            for b in s.seq.to_le_bytes() {
+                hash ^= u64::from(b);
+                hash = hash.wrapping_mul(0x0100_0000_01b3);
+            }
+        }
+        let first = samples.first().map_or(0, |s| s.seq);
+        let last = samples.last().map_or(0, |s| s.seq);
+        Self {
+            id: format!("{first:016x}-{last:016x}-{:04x}-{hash:016x}", samples.len()),
+            samples,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WindowState {
+    Open,
+    /// Being scored by someone whose lease ends at `until_ms`.
+    Claimed {
+        until_ms: u64,
+    },
+    Done,
+}
+
+/// What a store knows about a window without reading its samples.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WindowInfo {
+    pub window: WindowId,
+    pub state: WindowState,
+    /// Samples received, counted per stored chunk: an upper bound on distinct seqs
+    /// (overlapping chunks are possible when batching differs between deliveries).
+    pub received: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AppendOutcome {
+    /// False when this chunk was already stored (a redelivery).
+    pub stored: bool,
+    pub info: WindowInfo,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Claim {
+    /// The caller now holds the window; it must `finish` it.
+    Granted,
+    /// Someone else holds a live lease.
+    Busy,
+    Done,
+    Missing,
+}
+
+/// Summary stored with a finished window.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WindowOutcome {
+    pub label: String,
+    pub finished_ms: u64,
+}
+
+#[async_trait]
+pub trait WindowStore: Send + Sync {
+    /// Stores a chunk of one window. Idempotent per chunk id. When the window is already done,
+    /// nothing is stored and the returned state says `Done` (the samples are late).
+    async fn append(
+        &self,
+        stream: &StreamKey,
+        window: WindowId,
+        chunk: &Chunk,
+        now_ms: u64,
+    ) -> Result<AppendOutcome, PortError>;
+    /// The window's samples, sorted by seq, one per seq (the first stored copy wins).
+    async fn load(&self, stream: &StreamKey, window: WindowId) -> Result<Vec<Sample>, PortError>;
+    /// Windows that exist in the range (absent ones are left out), in ascending order.
+    async fn windows(
+        &self,
+        stream: &StreamKey,
+        range: RangeInclusive<WindowId>,
+    ) -> Result<Vec<WindowInfo>, PortError>;
+    /// Takes the window for scoring, or says why not. Exactly one caller gets `Granted` while
+    /// the lease lives; an expired lease may be taken over (its holder died).
+    async fn claim(
+        &self,
+        stream: &StreamKey,
+        window: WindowId,
+        now_ms: u64,
+        lease_ms: u64,
+    ) -> Result<Claim, PortError>;
+    /// Marks the window done. Later appends to it are late.
+    async fn finish(
+        &self,
+        stream: &StreamKey,
+        window: WindowId,
+        outcome: &WindowOutcome,
+    ) -> Result<(), PortError>;
+}
+
+/// Per device and profile: alert state, scorer baseline, and what was last applied.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct DeviceState {
+    pub alert: AlertState,
+    #[serde(default)]
+    pub baseline: Option<Baseline>,
+    /// Highest window applied to the alert state and baseline. Windows are applied in order;
+    /// one that completes after a later one is reported but does not move the state.
+    #[serde(default)]
+    pub applied_window: Option<WindowId>,
+    /// The last transition and the window that caused it, so that a retry after a crash
+    /// re-sends the notification instead of losing it.
+    #[serde(default)]
+    pub last_transition: Option<(WindowId, Transition)>,
+    /// The latest result, as shown to the device.
+    #[serde(default)]
+    pub last_label: Option<String>,
+}
+
+/// A value and the version it was read at (0: absent).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Versioned<T> {
+    pub value: T,
+    pub version: u64,
+}
+
+#[async_trait]
+pub trait DeviceStateStore: Send + Sync {
+    async fn load(&self, stream: &StreamKey) -> Result<Versioned<DeviceState>, PortError>;
+    /// Saves if the stored version is still `expected`; returns false on a conflict.
+    async fn save(
+        &self,
+        stream: &StreamKey,
+        state: &DeviceState,
+        expected: u64,
+    ) -> Result<bool, PortError>;
+}
+
+/// Which profile a device uses (`None`: the default).
+#[async_trait]
+pub trait DeviceRegistry: Send + Sync {
+    async fn profile_of(&self, device: &DeviceId) -> Result<Option<String>, PortError>;
+}
+
+/// Versioned baselines published by `vigil calibrate`; the pipeline adopts a newer one.
+#[async_trait]
+pub trait BaselineSource: Send + Sync {
+    async fn latest(&self, stream: &StreamKey) -> Result<Option<Baseline>, PortError>;
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResultStatus {
+    Scored,
+    /// Closed with too few samples to score; not fed to the alert policy.
+    Incomplete,
+}
+
+/// The verdict on one window, as published to the device and archived.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WindowResult {
+    pub device: DeviceId,
+    pub profile: String,
+    pub window: WindowId,
+    /// Seq range `[seq_start, seq_end)`.
+    pub seq_start: u64,
+    pub seq_end: u64,
+    pub ts_start: u64,
+    pub ts_end: u64,
+    pub status: ResultStatus,
+    pub label: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub probabilities: Vec<f32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anomaly_score: Option<f64>,
+    /// Fraction of the window's samples that were received.
+    pub completeness: f32,
+    /// Samples filled by interpolation.
+    pub filled: u32,
+    pub source: String,
+    pub model_version: String,
+    pub scored_at_ms: u64,
+    /// The alert open after this window, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alert: Option<String>,
+}
+
+/// An alert transition, for operators.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AlertEvent {
+    pub device: DeviceId,
+    pub profile: String,
+    pub window: WindowId,
+    pub transition: Transition,
+    pub ts: u64,
+    pub model_version: String,
+}
+
+impl AlertEvent {
+    /// One line for an e-mail subject or a console.
+    pub fn subject(&self) -> String {
+        match &self.transition {
+            Transition::Raised { label, severity } => {
+                format!(
+                    "[{}] {} ({}): condition {label}",
+                    severity.as_str().to_uppercase(),
+                    self.device,
+                    self.profile
+                )
+            }
+            Transition::Changed { from, to, severity } => {
+                format!(
+                    "[{}] {} ({}): condition {from} -> {to}",
+                    severity.as_str().to_uppercase(),
+                    self.device,
+                    self.profile
+                )
+            }
+            Transition::Cleared { label } => format!(
+                "[CLEARED] {} ({}): back to healthy after {label}",
+                self.device, self.profile
+            ),
+        }
+    }
+}
+
+/// A closed window with its samples, for retraining.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClosedWindow {
+    pub result: WindowResult,
+    pub channels: Vec<String>,
+    pub samples: Vec<Sample>,
+}
+
+/// A message that was rejected, for the dead-letter target.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Rejected {
+    pub message_id: String,
+    pub device: Option<DeviceId>,
+    pub error: TelemetryError,
+    pub payload: Vec<u8>,
+}
+
+#[async_trait]
+pub trait ResultSink: Send + Sync {
+    /// Publishes the result to the device: its condition topic and its `condition` shadow.
+    async fn publish(&self, result: &WindowResult) -> Result<(), PortError>;
+}
+
+#[async_trait]
+pub trait AlertSink: Send + Sync {
+    async fn notify(&self, alert: &AlertEvent) -> Result<(), PortError>;
+}
+
+#[async_trait]
+pub trait WindowArchive: Send + Sync {
+    async fn archive(&self, window: &ClosedWindow) -> Result<(), PortError>;
+}
+
+#[async_trait]
+pub trait RejectSink: Send + Sync {
+    async fn reject(&self, rejected: &Rejected) -> Result<(), PortError>;
+}
+
+/// Archive that keeps nothing (archiving is optional at the edge).
+#[derive(Debug, Default)]
+pub struct NoArchive;
+
+#[async_trait]
+impl WindowArchive for NoArchive {
+    async fn archive(&self, _: &ClosedWindow) -> Result<(), PortError> {
+        Ok(())
+    }
+}
+
+/// Registry that gives every device the default profile.
+#[derive(Debug, Default)]
+pub struct DefaultProfileOnly;
+
+#[async_trait]
+impl DeviceRegistry for DefaultProfileOnly {
+    async fn profile_of(&self, _: &DeviceId) -> Result<Option<String>, PortError> {
+        Ok(None)
+    }
+}
+
+/// No published baselines: streaming scorers learn online only.
+#[derive(Debug, Default)]
+pub struct NoBaselines;
+
+#[async_trait]
+impl BaselineSource for NoBaselines {
+    async fn latest(&self, _: &StreamKey) -> Result<Option<Baseline>, PortError> {
+        Ok(None)
+    }
+}

@@ -1,0 +1,809 @@
+//! Telemetry messages: parsing, validation and the limits we enforce.
+//!
+//! A message is JSON, either one sample `{"seq": 1, "ts": 1700000000123, "values": {"TS1": 35.5}}`
+//! or a batch `{"samples": [ ... ]}`. The schema and the limits are documented in
+//! `docs/telemetry.md`; keep the two in step.
+//!
+//! Parsing is strict: every channel of the profile must be present, no other channel may be,
+//! every value must be a finite number. A rejected message names the field and the reason so
+//! that an operator reading the dead-letter queue knows what the device did wrong.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::Deserializer;
+
+/// Largest payload accepted, in bytes. AWS IoT Core's own limit for an MQTT message is 128 KiB.
+pub const MAX_PAYLOAD_BYTES: usize = 128 * 1024;
+/// Most samples in one batch message: a 1024-sample vibration frame twice over. The smallest
+/// sample takes ~34 bytes of JSON, so this is what fits in `MAX_PAYLOAD_BYTES` anyway.
+pub const MAX_SAMPLES_PER_MESSAGE: usize = 2048;
+/// Largest `seq` and `ts`: integers above 2^53 do not survive JSON number handling everywhere.
+pub const MAX_JSON_SAFE_INTEGER: u64 = (1 << 53) - 1;
+/// Longest device id: AWS IoT thing names are at most 128 characters.
+pub const MAX_DEVICE_ID_LEN: usize = 128;
+
+/// A device identity, always taken from the MQTT topic (never from the payload).
+#[derive(
+    Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(try_from = "String", into = "String")]
+pub struct DeviceId(String);
+
+impl DeviceId {
+    /// Validates a thing name: 1..=128 characters of `[A-Za-z0-9_:-]`, as AWS IoT allows.
+    pub fn new(name: impl Into<String>) -> Result<Self, TelemetryError> {
+        let name = name.into();
+        if name.is_empty() || name.len() > MAX_DEVICE_ID_LEN {
+            return Err(TelemetryError::new(
+                "device",
+                Reason::InvalidDevice(format!(
+                    "length {} is outside 1..={MAX_DEVICE_ID_LEN}",
+                    name.len()
+                )),
+            ));
+        }
+        if let Some(bad) = name
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | ':')))
+        {
+            return Err(TelemetryError::new(
+                "device",
+                Reason::InvalidDevice(format!(
+                    "character {bad:?} is not allowed (use A-Z a-z 0-9 _ - :)"
+                )),
+            ));
+        }
+        Ok(Self(name))
+    }
+
+    /// Extracts the device from a telemetry topic `dt/vigil/{thing}/telemetry`.
+    pub fn from_topic(topic: &str) -> Result<Self, TelemetryError> {
+        let mut parts = topic.split('/');
+        match (
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+        ) {
+            (Some("dt"), Some("vigil"), Some(thing), Some("telemetry"), None) => Self::new(thing),
+            _ => Err(TelemetryError::new(
+                "topic",
+                Reason::InvalidDevice(format!("{topic:?} is not dt/vigil/{{thing}}/telemetry")),
+            )),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for DeviceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl TryFrom<String> for DeviceId {
+    type Error = TelemetryError;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::new(value)
+    }
+}
+
+impl From<DeviceId> for String {
+    fn from(value: DeviceId) -> Self {
+        value.0
+    }
+}
+
+/// Topic on which a device publishes telemetry.
+pub fn telemetry_topic(device: &DeviceId) -> String {
+    format!("dt/vigil/{device}/telemetry")
+}
+
+/// Topic on which results are published back to a device.
+pub fn condition_topic(device: &DeviceId) -> String {
+    format!("dt/vigil/{device}/condition")
+}
+
+/// Name of the device shadow holding the latest condition.
+pub const CONDITION_SHADOW: &str = "condition";
+
+/// One validated sample; `values` follow the profile's channel order.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Sample {
+    pub seq: u64,
+    pub ts: u64,
+    pub values: Vec<f32>,
+}
+
+/// Why a message was rejected.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Reason {
+    #[error("payload is {0} bytes, above the limit of {MAX_PAYLOAD_BYTES}")]
+    Oversize(usize),
+    #[error("batch holds {0} samples, above the limit of {MAX_SAMPLES_PER_MESSAGE}")]
+    TooManySamples(usize),
+    #[error("batch is empty")]
+    EmptyBatch,
+    #[error("not valid JSON: {0}")]
+    Json(String),
+    #[error("missing")]
+    Missing,
+    #[error("expected {0}")]
+    WrongType(&'static str),
+    #[error("negative")]
+    Negative,
+    #[error("above 2^53-1")]
+    TooLarge,
+    #[error("not a finite number")]
+    NotFinite,
+    #[error("missing channel {0:?}")]
+    MissingChannel(String),
+    #[error("unknown channel {0:?} (the profile expects {1})")]
+    UnknownChannel(String, String),
+    #[error("channel given twice")]
+    RepeatedChannel,
+    #[error("seq {0} appears more than once in the message")]
+    DuplicateSeq(u64),
+    #[error("unexpected field (expected seq, ts, values or samples)")]
+    UnknownField,
+    #[error("both a single sample and `samples` are given")]
+    Ambiguous,
+    #[error("{0}")]
+    InvalidDevice(String),
+}
+
+/// A rejected message: which field, and why.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct TelemetryError {
+    /// Path of the offending field, e.g. `samples[3].values.TS2`; `$` for the whole message.
+    pub field: String,
+    pub reason: Reason,
+}
+
+impl TelemetryError {
+    pub fn new(field: impl Into<String>, reason: Reason) -> Self {
+        Self {
+            field: field.into(),
+            reason,
+        }
+    }
+
+    /// Short machine-readable code for metrics and dead-letter attributes.
+    pub fn code(&self) -> &'static str {
+        match self.reason {
+            Reason::Oversize(_) => "oversize",
+            Reason::TooManySamples(_) => "too_many_samples",
+            Reason::EmptyBatch => "empty_batch",
+            Reason::Json(_) => "invalid_json",
+            Reason::Missing => "missing_field",
+            Reason::WrongType(_) => "wrong_type",
+            Reason::Negative => "negative",
+            Reason::TooLarge => "too_large",
+            Reason::NotFinite => "not_finite",
+            Reason::MissingChannel(_) => "missing_channel",
+            Reason::UnknownChannel(..) => "unknown_channel",
+            Reason::RepeatedChannel => "repeated_channel",
+            Reason::DuplicateSeq(_) => "duplicate_seq",
+            Reason::UnknownField => "unknown_field",
+            Reason::Ambiguous => "ambiguous",
+            Reason::InvalidDevice(_) => "invalid_device",
+        }
+    }
+}
+
+/// Parses and validates one message against the ordered channel names of a profile.
+///
+/// Samples come back in message order; `seq` values are unique within the message.
+pub fn parse_message(payload: &[u8], channels: &[String]) -> Result<Vec<Sample>, TelemetryError> {
+    if payload.len() > MAX_PAYLOAD_BYTES {
+        return Err(TelemetryError::new("$", Reason::Oversize(payload.len())));
+    }
+    let mut de = serde_json::Deserializer::from_slice(payload);
+    let message = MessageSeed { channels }
+        .deserialize(&mut de)
+        .and_then(|m| de.end().map(|()| m))
+        .map_err(|e| json_error(&e))?;
+    let samples = match message {
+        RawMessage {
+            single: Some(_),
+            samples: Some(_),
+        } => return Err(TelemetryError::new("$", Reason::Ambiguous)),
+        RawMessage {
+            single: Some(sample),
+            samples: None,
+        } => vec![sample.finish("$".into(), channels)?],
+        RawMessage {
+            single: None,
+            samples: Some(batch),
+        } => {
+            if batch.is_empty() {
+                return Err(TelemetryError::new("samples", Reason::EmptyBatch));
+            }
+            let mut out = Vec::with_capacity(batch.len());
+            for (i, raw) in batch.into_iter().enumerate() {
+                out.push(raw.finish(format!("samples[{i}]"), channels)?);
+            }
+            out
+        }
+        RawMessage {
+            single: None,
+            samples: None,
+        } => return Err(TelemetryError::new("seq", Reason::Missing)),
+    };
+    reject_duplicate_seq(&samples)?;
+    Ok(samples)
+}
+
+fn reject_duplicate_seq(samples: &[Sample]) -> Result<(), TelemetryError> {
+    if samples.len() < 2 {
+        return Ok(());
+    }
+    // Batches are nearly always in order: check that first and only sort when they are not.
+    if samples.windows(2).all(|w| w[0].seq < w[1].seq) {
+        return Ok(());
+    }
+    let mut seqs: Vec<u64> = samples.iter().map(|s| s.seq).collect();
+    seqs.sort_unstable();
+    match seqs.windows(2).find(|w| w[0] == w[1]) {
+        Some(w) => Err(TelemetryError::new("samples", Reason::DuplicateSeq(w[0]))),
+        None => Ok(()),
+    }
+}
+
+/// Structural errors found while deserializing carry their path in the message text, prefixed
+/// by `@path|`; everything else is reported as invalid JSON with serde_json's own position.
+fn json_error(e: &serde_json::Error) -> TelemetryError {
+    let text = e.to_string();
+    if let Some(rest) = text.strip_prefix('@') {
+        if let Some((path, reason)) = rest.split_once('|') {
+            let reason_text = reason.split(" at line ").next().unwrap_or(reason);
+            let reason = match reason_text {
+                "unknown field" => Reason::UnknownField,
+                "too many samples" => Reason::TooManySamples(MAX_SAMPLES_PER_MESSAGE + 1),
+                r if r.starts_with("expected ") => Reason::WrongType(static_expected(r)),
+                r => Reason::Json(r.to_string()),
+            };
+            return TelemetryError::new(path, reason);
+        }
+    }
+    TelemetryError::new("$", Reason::Json(text))
+}
+
+fn static_expected(text: &str) -> &'static str {
+    match text {
+        "expected an object" => "an object",
+        "expected an array" => "an array",
+        "expected a number" => "a number",
+        "expected an integer" => "an integer",
+        _ => "another type",
+    }
+}
+
+fn path_error<E: de::Error>(path: &str, what: &str) -> E {
+    E::custom(format!("@{path}|{what}"))
+}
+
+struct RawMessage {
+    single: Option<RawSample>,
+    samples: Option<Vec<RawSample>>,
+}
+
+/// A sample as read, before the checks that need the whole sample (missing fields, channels).
+struct RawSample {
+    seq: Option<Num>,
+    ts: Option<Num>,
+    values: Option<RawValues>,
+}
+
+/// Numbers are kept as read so that we can say "negative" or "not an integer" precisely.
+#[derive(Clone, Copy)]
+enum Num {
+    Unsigned(u64),
+    Signed(i64),
+    Float(f64),
+    NotANumber,
+}
+
+struct RawValues {
+    values: Vec<f32>,
+    seen: u64,
+    problem: Option<(String, Reason)>,
+}
+
+impl RawSample {
+    fn finish(self, path: String, channels: &[String]) -> Result<Sample, TelemetryError> {
+        let prefix = if path == "$" {
+            String::new()
+        } else {
+            format!("{path}.")
+        };
+        let seq = integer(self.seq, &prefix, "seq")?;
+        let ts = integer(self.ts, &prefix, "ts")?;
+        let values = self
+            .values
+            .ok_or_else(|| TelemetryError::new(format!("{prefix}values"), Reason::Missing))?;
+        if let Some((field, reason)) = values.problem {
+            return Err(TelemetryError::new(
+                format!("{prefix}values.{field}"),
+                reason,
+            ));
+        }
+        if let Some(missing) = (0..channels.len()).find(|&i| values.seen & (1 << i) == 0) {
+            return Err(TelemetryError::new(
+                format!("{prefix}values"),
+                Reason::MissingChannel(channels[missing].clone()),
+            ));
+        }
+        Ok(Sample {
+            seq,
+            ts,
+            values: values.values,
+        })
+    }
+}
+
+fn integer(value: Option<Num>, prefix: &str, name: &str) -> Result<u64, TelemetryError> {
+    let field = || format!("{prefix}{name}");
+    match value {
+        None => Err(TelemetryError::new(field(), Reason::Missing)),
+        Some(Num::Unsigned(v)) if v > MAX_JSON_SAFE_INTEGER => {
+            Err(TelemetryError::new(field(), Reason::TooLarge))
+        }
+        Some(Num::Unsigned(v)) => Ok(v),
+        Some(Num::Signed(_)) => Err(TelemetryError::new(field(), Reason::Negative)),
+        Some(Num::Float(f)) if f < 0.0 => Err(TelemetryError::new(field(), Reason::Negative)),
+        Some(Num::Float(_) | Num::NotANumber) => Err(TelemetryError::new(
+            field(),
+            Reason::WrongType("a non-negative integer"),
+        )),
+    }
+}
+
+struct MessageSeed<'c> {
+    channels: &'c [String],
+}
+
+impl<'de> DeserializeSeed<'de> for MessageSeed<'_> {
+    type Value = RawMessage;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<RawMessage, D::Error> {
+        d.deserialize_map(SampleVisitor {
+            channels: self.channels,
+            path: "$",
+            top_level: true,
+        })
+        .map(|(sample, samples)| RawMessage {
+            single: sample,
+            samples,
+        })
+    }
+}
+
+struct SampleVisitor<'c, 'p> {
+    channels: &'c [String],
+    path: &'p str,
+    top_level: bool,
+}
+
+impl<'de> Visitor<'de> for SampleVisitor<'_, '_> {
+    type Value = (Option<RawSample>, Option<Vec<RawSample>>);
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "@{}|expected an object", self.path)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut sample = RawSample {
+            seq: None,
+            ts: None,
+            values: None,
+        };
+        let mut any_sample_field = false;
+        let mut samples = None;
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            match key.as_ref() {
+                "seq" => {
+                    sample.seq = Some(map.next_value::<NumSeed>()?.0);
+                    any_sample_field = true;
+                }
+                "ts" => {
+                    sample.ts = Some(map.next_value::<NumSeed>()?.0);
+                    any_sample_field = true;
+                }
+                "values" => {
+                    let path = if self.top_level {
+                        "values".to_string()
+                    } else {
+                        format!("{}.values", self.path)
+                    };
+                    sample.values = Some(map.next_value_seed(ValuesSeed {
+                        channels: self.channels,
+                        path: &path,
+                    })?);
+                    any_sample_field = true;
+                }
+                "samples" if self.top_level => {
+                    samples = Some(map.next_value_seed(BatchSeed {
+                        channels: self.channels,
+                    })?);
+                }
+                // The IoT rule may add the device (from the topic) and a receive time; both
+                // are set by the rule, not trusted from here, and ignored by the parser.
+                "device" | "received_at" if self.top_level => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+                other => {
+                    let field = if self.top_level {
+                        other.to_string()
+                    } else {
+                        format!("{}.{other}", self.path)
+                    };
+                    return Err(path_error(&field, "unknown field"));
+                }
+            }
+        }
+        Ok((any_sample_field.then_some(sample), samples))
+    }
+}
+
+struct NumSeed(Num);
+
+impl<'de> de::Deserialize<'de> for NumSeed {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Num;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a number")
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Num, E> {
+                Ok(Num::Unsigned(v))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Num, E> {
+                Ok(if v >= 0 {
+                    Num::Unsigned(v as u64)
+                } else {
+                    Num::Signed(v)
+                })
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Num, E> {
+                Ok(Num::Float(v))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Num, E> {
+                Ok(Num::NotANumber)
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Num, E> {
+                Ok(Num::NotANumber)
+            }
+            fn visit_unit<E>(self) -> Result<Num, E> {
+                Ok(Num::NotANumber)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Num, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Num::NotANumber)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Num, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Num::NotANumber)
+            }
+        }
+        d.deserialize_any(V).map(NumSeed)
+    }
+}
+
+struct BatchSeed<'c> {
+    channels: &'c [String],
+}
+
+impl<'de> DeserializeSeed<'de> for BatchSeed<'_> {
+    type Value = Vec<RawSample>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for BatchSeed<'_> {
+    type Value = Vec<RawSample>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("@samples|expected an array")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut out =
+            Vec::with_capacity(seq.size_hint().unwrap_or(16).min(MAX_SAMPLES_PER_MESSAGE));
+        loop {
+            if out.len() == MAX_SAMPLES_PER_MESSAGE {
+                // One more element means the batch is too large; stop reading it right here.
+                if seq.next_element::<IgnoredAny>()?.is_some() {
+                    return Err(path_error("samples", "too many samples"));
+                }
+                return Ok(out);
+            }
+            let path = format!("samples[{}]", out.len());
+            let visitor = SampleVisitor {
+                channels: self.channels,
+                path: &path,
+                top_level: false,
+            };
+            match seq.next_element_seed(SampleSeed(visitor))? {
+                Some(sample) => out.push(sample),
+                None => return Ok(out),
+            }
+        }
+    }
+}
+
+struct SampleSeed<'c, 'p>(SampleVisitor<'c, 'p>);
+
+impl<'de> DeserializeSeed<'de> for SampleSeed<'_, '_> {
+    type Value = RawSample;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<RawSample, D::Error> {
+        d.deserialize_map(self.0).map(|(sample, _)| {
+            sample.unwrap_or(RawSample {
+                seq: None,
+                ts: None,
+                values: None,
+            })
+        })
+    }
+}
+
+struct ValuesSeed<'c, 'p> {
+    channels: &'c [String],
+    path: &'p str,
+}
+
+impl<'de> DeserializeSeed<'de> for ValuesSeed<'_, '_> {
+    type Value = RawValues;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<RawValues, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ValuesSeed<'_, '_> {
+    type Value = RawValues;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "@{}|expected an object", self.path)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawValues, A::Error> {
+        let mut out = RawValues {
+            values: vec![0.0; self.channels.len()],
+            seen: 0,
+            problem: None,
+        };
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            let value = map.next_value::<NumSeed>()?.0;
+            if out.problem.is_some() {
+                continue;
+            }
+            let Some(index) = self.channels.iter().position(|c| c == key.as_ref()) else {
+                out.problem = Some((
+                    key.to_string(),
+                    Reason::UnknownChannel(key.to_string(), self.channels.join(",")),
+                ));
+                continue;
+            };
+            if out.seen & (1 << index) != 0 {
+                out.problem = Some((key.to_string(), Reason::RepeatedChannel));
+                continue;
+            }
+            out.seen |= 1 << index;
+            let number = match value {
+                Num::Unsigned(v) => v as f64,
+                Num::Signed(v) => v as f64,
+                Num::Float(v) => v,
+                Num::NotANumber => {
+                    out.problem = Some((key.to_string(), Reason::WrongType("a number")));
+                    continue;
+                }
+            };
+            let narrowed = number as f32;
+            if !narrowed.is_finite() {
+                out.problem = Some((key.to_string(), Reason::NotFinite));
+                continue;
+            }
+            out.values[index] = narrowed;
+        }
+        Ok(out)
+    }
+}
+
+/// Serializes samples as a batch message in the documented schema (used by simulators and tests).
+pub fn encode_batch(samples: &[Sample], channels: &[String]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(32 + samples.len() * (24 + channels.len() * 16));
+    out.extend_from_slice(b"{\"samples\":[");
+    for (i, s) in samples.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        encode_sample_into(&mut out, s, channels);
+    }
+    out.extend_from_slice(b"]}");
+    out
+}
+
+/// Serializes one sample as a single-sample message.
+pub fn encode_sample(sample: &Sample, channels: &[String]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(24 + channels.len() * 16);
+    encode_sample_into(&mut out, sample, channels);
+    out
+}
+
+fn encode_sample_into(out: &mut Vec<u8>, s: &Sample, channels: &[String]) {
+    use std::io::Write;
+    let _ = write!(out, "{{\"seq\":{},\"ts\":{},\"values\":{{", s.seq, s.ts);
+    for (j, (name, v)) in channels.iter().zip(&s.values).enumerate() {
+        if j > 0 {
+            out.push(b',');
+        }
+        // Channel names are validated identifiers (profile check), so no escaping is needed.
+        let _ = write!(out, "\"{name}\":{v}");
+    }
+    out.extend_from_slice(b"}}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn channels() -> Vec<String> {
+        vec!["TS1".into(), "TS2".into()]
+    }
+
+    fn err(payload: &str) -> TelemetryError {
+        parse_message(payload.as_bytes(), &channels()).unwrap_err()
+    }
+
+    #[test]
+    fn parses_single_sample_in_profile_order() {
+        let s = parse_message(
+            br#"{"seq": 7, "ts": 1700000000123, "values": {"TS2": 2.5, "TS1": 1}}"#,
+            &channels(),
+        )
+        .unwrap();
+        assert_eq!(
+            s,
+            vec![Sample {
+                seq: 7,
+                ts: 1_700_000_000_123,
+                values: vec![1.0, 2.5]
+            }]
+        );
+    }
+
+    #[test]
+    fn parses_batch_and_ignores_rule_fields() {
+        let s = parse_message(
+            br#"{"device":"spoofed","samples":[{"seq":1,"ts":5,"values":{"TS1":1,"TS2":2}},{"seq":2,"ts":6,"values":{"TS1":3,"TS2":4}}]}"#,
+            &channels(),
+        )
+        .unwrap();
+        assert_eq!(s.len(), 2);
+        assert_eq!(s[1].values, vec![3.0, 4.0]);
+    }
+
+    #[test]
+    fn errors_name_field_and_reason() {
+        let e = err(r#"{"seq": 1, "ts": 2, "values": {"TS1": 1}}"#);
+        assert_eq!(e.field, "values");
+        assert_eq!(e.reason, Reason::MissingChannel("TS2".into()));
+
+        let e = err(r#"{"seq": 1, "ts": 2, "values": {"TS1": 1, "TS2": 2, "TS9": 3}}"#);
+        assert_eq!(e.field, "values.TS9");
+        assert!(matches!(e.reason, Reason::UnknownChannel(..)));
+
+        let e = err(r#"{"seq": -4, "ts": 2, "values": {"TS1": 1, "TS2": 2}}"#);
+        assert_eq!((e.field.as_str(), e.reason), ("seq", Reason::Negative));
+
+        let e = err(r#"{"seq": 1, "values": {"TS1": 1, "TS2": 2}}"#);
+        assert_eq!((e.field.as_str(), e.reason), ("ts", Reason::Missing));
+
+        let e = err(
+            r#"{"samples":[{"seq":1,"ts":1,"values":{"TS1":1,"TS2":2}},{"seq":2,"ts":1,"values":{"TS1":"x","TS2":2}}]}"#,
+        );
+        assert_eq!(e.field, "samples[1].values.TS1");
+        assert_eq!(e.reason, Reason::WrongType("a number"));
+
+        let e = err(r#"{"seq": 1, "ts": 2, "values": {"TS1": 1e39, "TS2": 2}}"#);
+        assert_eq!(
+            (e.field.as_str(), e.reason),
+            ("values.TS1", Reason::NotFinite)
+        );
+
+        let e = err(
+            r#"{"samples":[{"seq":3,"ts":1,"values":{"TS1":1,"TS2":2}},{"seq":3,"ts":1,"values":{"TS1":1,"TS2":2}}]}"#,
+        );
+        assert_eq!(e.reason, Reason::DuplicateSeq(3));
+
+        let e = err(r#"{"seq": 1.5, "ts": 2, "values": {"TS1": 1, "TS2": 2}}"#);
+        assert_eq!(e.field, "seq");
+
+        let e = err(r#"{"seq": 1, "ts": 2, "values": {"TS1": 1, "TS2": 2}, "extra": 1}"#);
+        assert_eq!(
+            (e.field.as_str(), e.reason),
+            ("extra", Reason::UnknownField)
+        );
+
+        let e = err(r#"{"samples": []}"#);
+        assert_eq!(e.reason, Reason::EmptyBatch);
+
+        let e = err(r#"{"seq": 1, "ts": 2, "values": {"TS1": 1, "TS2": 2"#);
+        assert_eq!(e.code(), "invalid_json");
+
+        let e = err(r#"[1,2]"#);
+        assert_eq!(e.field, "$");
+
+        let e = err(r#"{"seq": 9007199254740993, "ts": 2, "values": {"TS1": 1, "TS2": 2}}"#);
+        assert_eq!(e.reason, Reason::TooLarge);
+
+        let e = err(r#"{"seq": 1, "ts": 2, "values": {"TS1": 1, "TS1": 2, "TS2": 3}}"#);
+        assert_eq!(
+            (e.field.as_str(), e.reason),
+            ("values.TS1", Reason::RepeatedChannel)
+        );
+    }
+
+    #[test]
+    fn rejects_oversize_and_overlong_batches() {
+        let big = vec![b' '; MAX_PAYLOAD_BYTES + 1];
+        assert!(matches!(
+            parse_message(&big, &channels()).unwrap_err().reason,
+            Reason::Oversize(_)
+        ));
+        let one = vec!["A".to_string()];
+        let samples: Vec<Sample> = (0..=MAX_SAMPLES_PER_MESSAGE as u64)
+            .map(|i| Sample {
+                seq: i,
+                ts: 0,
+                values: vec![0.0],
+            })
+            .collect();
+        let payload = encode_batch(&samples, &one);
+        assert!(payload.len() < MAX_PAYLOAD_BYTES);
+        let e = parse_message(&payload, &one).unwrap_err();
+        assert_eq!(e.code(), "too_many_samples");
+    }
+
+    #[test]
+    fn encode_round_trips() {
+        let samples = vec![
+            Sample {
+                seq: 1,
+                ts: 2,
+                values: vec![35.57, -0.125],
+            },
+            Sample {
+                seq: 2,
+                ts: 3,
+                values: vec![1e-7, 3.0],
+            },
+        ];
+        assert_eq!(
+            parse_message(&encode_batch(&samples, &channels()), &channels()).unwrap(),
+            samples
+        );
+        assert_eq!(
+            parse_message(&encode_sample(&samples[0], &channels()), &channels()).unwrap(),
+            samples[..1]
+        );
+    }
+
+    #[test]
+    fn device_ids_come_from_topics() {
+        assert_eq!(
+            DeviceId::from_topic("dt/vigil/rig-7/telemetry")
+                .unwrap()
+                .as_str(),
+            "rig-7"
+        );
+        assert!(DeviceId::from_topic("dt/vigil/rig-7/condition").is_err());
+        assert!(DeviceId::from_topic("dt/vigil/a/b/telemetry").is_err());
+        assert!(DeviceId::new("bad name").is_err());
+        assert!(DeviceId::new("").is_err());
+    }
+}
