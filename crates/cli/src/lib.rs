@@ -1,0 +1,13 @@
+//! The `vigil` command line: edge runner, device simulator and replay, evaluations on the
+//! public datasets, calibration, and the demo. Each subcommand is a module with an `Args`
+//! struct and an async `run`.
+
+pub mod calibrate;
+pub mod datasets;
+pub mod demo;
+pub mod edge;
+pub mod eval;
+pub mod features;
+pub mod models;
+pub mod replay;
+pub mod tasks;

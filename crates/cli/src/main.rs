@@ -1,0 +1,46 @@
+use clap::{Parser, Subcommand};
+use vigil_cli::{calibrate, demo, edge, eval, features, replay};
+
+/// Vigil: condition monitoring for machines — the edge runner and the tools around it.
+#[derive(Parser)]
+#[command(name = "vigil", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the pipeline against an MQTT broker (an embedded one by default).
+    Edge(edge::EdgeArgs),
+    /// Publish a dataset's cycles as seq-numbered telemetry (a device simulator).
+    Replay(replay::ReplayArgs),
+    /// Edge + replay together on the committed sample of the hydraulic rig.
+    Demo(demo::DemoArgs),
+    /// Run a dataset through the full pipeline and report accuracy; last line is JSON.
+    Eval(eval::EvalArgs),
+    /// Fit a device's baseline from its normal data and publish it, versioned.
+    Calibrate(calibrate::CalibrateArgs),
+    /// Export the features the Rust transforms compute (training uses the same code).
+    Features(features::FeaturesArgs),
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("VIGIL_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match cli.command {
+        Command::Edge(args) => edge::run(args).await,
+        Command::Replay(args) => replay::run(args).await,
+        Command::Demo(args) => demo::run(args).await,
+        Command::Eval(args) => eval::run(args).await,
+        Command::Calibrate(args) => calibrate::run(args).await,
+        Command::Features(args) => features::run(args).await,
+    }
+}

@@ -1,0 +1,7 @@
+//! Evaluation task `nab` (being built).
+
+use crate::eval::EvalArgs;
+
+pub async fn eval(_args: &EvalArgs) -> anyhow::Result<serde_json::Value> {
+    anyhow::bail!("vigil eval nab is not available in this build yet")
+}

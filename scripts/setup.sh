@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Installs what Vigil needs to build, test and run, into .tools/ (git-ignored). Idempotent:
+# each step is skipped when its result is already there. Registries only, through their
+# ordinary clients (pip, npm, apt-get).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+TOOLS="$PWD/.tools"
+VENV="$TOOLS/venv"
+mkdir -p "$TOOLS/lib"
+
+say() { printf '[setup] %s\n' "$*"; }
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "cargo is required (the Rust toolchain); install it with rustup" >&2
+  exit 1
+fi
+
+if [ ! -x "$VENV/bin/python" ]; then
+  say "creating Python venv in .tools/venv"
+  python3 -m venv "$VENV"
+fi
+
+# Pinned tool requirements; the stamp records which requirements file was installed.
+REQ=scripts/requirements-tools.txt
+STAMP="$VENV/.requirements.sha256"
+want=$(sha256sum "$REQ" | cut -d' ' -f1)
+if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$want" ]; then
+  say "installing Python tools from $REQ"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check -r "$REQ"
+  echo "$want" > "$STAMP"
+fi
+
+# ONNX Runtime's shared library comes from the onnxruntime wheel; link it at a fixed path.
+lib=$(ls "$VENV"/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.* 2>/dev/null | head -n1 || true)
+if [ -z "$lib" ]; then
+  echo "libonnxruntime.so not found in the onnxruntime wheel" >&2
+  exit 1
+fi
+ln -sf "$lib" "$TOOLS/lib/libonnxruntime.so"
+
+if [ -x scripts/setup-emulators.sh ]; then
+  scripts/setup-emulators.sh
+fi
+say "ready (ORT_DYLIB_PATH=$TOOLS/lib/libonnxruntime.so)"
