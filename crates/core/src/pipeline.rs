@@ -435,7 +435,11 @@ impl<'a> Pipeline<'a> {
                 .await?
             {
                 Closed::Yes | Closed::NotReady => {}
-                Closed::Busy => busy = Some(window),
+                Closed::Busy => {
+                    // Windows are applied to the device state in order: stop at a held one.
+                    busy = Some(window);
+                    break;
+                }
             }
         }
         if let Some(window) = busy {
@@ -522,7 +526,7 @@ impl<'a> Pipeline<'a> {
             alert: None,
         };
 
-        let mut alert_event = None;
+        let mut outbox = Vec::new();
         if let Assembly::Ready { matrix, filled } = assembly {
             result.filled = filled;
             result.status = ResultStatus::Scored;
@@ -559,15 +563,10 @@ impl<'a> Pipeline<'a> {
                 result.source = score.source.clone();
                 result.model_version = score.model_version.clone();
                 if !fresh {
-                    // Already applied (a retry after a crash) or out of order: report only, and
-                    // re-send the notification this window caused if it is on record.
-                    if let Some((w, t)) = &state.last_transition {
-                        if *w == window {
-                            alert_event =
-                                Some(self.alert_event(stream_key, window, t.clone(), &result));
-                        }
-                    }
+                    // Already applied (a retry after a crash) or out of order: report only. Any
+                    // notification the earlier attempt left unsent is still in the outbox.
                     result.alert = state.alert.active.clone();
+                    outbox = state.outbox.clone();
                     break;
                 }
                 state.baseline = baseline;
@@ -579,8 +578,10 @@ impl<'a> Pipeline<'a> {
                 );
                 state.applied_window = Some(window);
                 state.last_label = Some(score.label.clone());
-                if let Some(t) = &transition {
-                    state.last_transition = Some((window, t.clone()));
+                if let Some(t) = transition {
+                    state
+                        .outbox
+                        .push(self.alert_event(stream_key, window, t, &result));
                 }
                 if self
                     .ports
@@ -588,9 +589,8 @@ impl<'a> Pipeline<'a> {
                     .save(stream_key, &state, stored.version)
                     .await?
                 {
-                    alert_event =
-                        transition.map(|t| self.alert_event(stream_key, window, t, &result));
                     result.alert = state.alert.active.clone();
+                    outbox = state.outbox.clone();
                     break;
                 }
             }
@@ -600,11 +600,7 @@ impl<'a> Pipeline<'a> {
         }
 
         self.ports.results.publish(&result).await?;
-        if let Some(event) = &alert_event {
-            self.ports.alerts.notify(event).await?;
-            report.counters.alerts += 1;
-            report.alerts.push(event.clone());
-        }
+        self.flush_outbox(stream_key, outbox, report).await?;
         let closed = ClosedWindow {
             result: result.clone(),
             channels: profile.profile.channels.clone(),
@@ -624,6 +620,40 @@ impl<'a> Pipeline<'a> {
             .await?;
         report.results.push(result);
         Ok(Closed::Yes)
+    }
+
+    /// Sends the notifications recorded in the device state, then removes them from it. A crash
+    /// in between sends one again on the next window (at-least-once, like SNS itself); a
+    /// failure leaves them for the retry.
+    async fn flush_outbox(
+        &self,
+        stream_key: &StreamKey,
+        outbox: Vec<AlertEvent>,
+        report: &mut DeviceReport,
+    ) -> Result<(), PortError> {
+        if outbox.is_empty() {
+            return Ok(());
+        }
+        for event in &outbox {
+            self.ports.alerts.notify(event).await?;
+            report.counters.alerts += 1;
+            report.alerts.push(event.clone());
+        }
+        loop {
+            let stored = self.ports.states.load(stream_key).await?;
+            let mut state = stored.value;
+            let before = state.outbox.len();
+            state.outbox.retain(|e| !outbox.contains(e));
+            if state.outbox.len() == before
+                || self
+                    .ports
+                    .states
+                    .save(stream_key, &state, stored.version)
+                    .await?
+            {
+                return Ok(());
+            }
+        }
     }
 
     fn alert_event(

@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::alert::{AlertState, Transition};
+
 use crate::scorer::Baseline;
 use crate::telemetry::{DeviceId, Sample, TelemetryError};
 use crate::window::WindowId;
@@ -165,10 +166,10 @@ pub struct DeviceState {
     /// one that completes after a later one is reported but does not move the state.
     #[serde(default)]
     pub applied_window: Option<WindowId>,
-    /// The last transition and the window that caused it, so that a retry after a crash
-    /// re-sends the notification instead of losing it.
+    /// Notifications recorded with the state change that caused them and removed once sent,
+    /// so that a crash or an SNS failure between the two cannot lose an alert.
     #[serde(default)]
-    pub last_transition: Option<(WindowId, Transition)>,
+    pub outbox: Vec<AlertEvent>,
     /// The latest result, as shown to the device.
     #[serde(default)]
     pub last_label: Option<String>,

@@ -1,0 +1,121 @@
+//! Rust (ort) and Python (onnxruntime) give the same probabilities on the committed fixture
+//! windows: the fixture file was written by `models/fixtures/make_fixtures.py`.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+use vigil_core::profile::OnnxOutput;
+use vigil_core::transform::Matrix;
+use vigil_onnx::OnnxScorer;
+
+#[derive(Deserialize)]
+struct Fixtures {
+    model: String,
+    classes: Vec<String>,
+    windows: Vec<FixtureWindow>,
+}
+
+#[derive(Deserialize)]
+struct FixtureWindow {
+    cycle: usize,
+    label: String,
+    window: Vec<Vec<f32>>,
+    probabilities: Vec<f32>,
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn scorer(fixtures: &Fixtures) -> OnnxScorer {
+    if std::env::var_os("ORT_DYLIB_PATH").is_none() {
+        std::env::set_var(
+            "ORT_DYLIB_PATH",
+            repo().join(".tools/lib/libonnxruntime.so"),
+        );
+    }
+    OnnxScorer::load(
+        &repo().join("models").join(&fixtures.model),
+        fixtures.classes.clone(),
+        "window",
+        "probabilities",
+        OnnxOutput::Probabilities,
+    )
+    .expect("model loads (run `make setup` for libonnxruntime)")
+}
+
+fn fixtures() -> Fixtures {
+    let text =
+        std::fs::read_to_string(repo().join("models/fixtures/hydraulic-cooler-windows.json"))
+            .unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+#[test]
+fn rust_matches_python_onnxruntime_within_1e_5() {
+    let fixtures = fixtures();
+    let scorer = scorer(&fixtures);
+    assert!(fixtures.windows.len() >= 12);
+    let mut labels_seen = std::collections::BTreeSet::new();
+    for w in &fixtures.windows {
+        let data: Vec<f32> = w.window.iter().flatten().copied().collect();
+        let m = Matrix::new(w.window.len(), 4, data);
+        let out = scorer.predict(&[&m]).unwrap().remove(0);
+        assert_eq!(out.len(), fixtures.classes.len());
+        for (rust, python) in out.iter().zip(&w.probabilities) {
+            assert!(
+                (rust - python).abs() <= 1e-5,
+                "cycle {}: rust {rust} vs python {python}",
+                w.cycle
+            );
+        }
+        let score = scorer.interpret(out).unwrap();
+        assert_eq!(score.label, w.label, "cycle {}", w.cycle);
+        assert!(score.model_version.starts_with("hydraulic-cooler@"));
+        labels_seen.insert(w.label.clone());
+    }
+    assert_eq!(labels_seen.len(), 3, "fixtures cover every class");
+}
+
+#[test]
+fn batched_inference_equals_one_by_one() {
+    let fixtures = fixtures();
+    let scorer = scorer(&fixtures);
+    let mats: Vec<Matrix> = fixtures
+        .windows
+        .iter()
+        .map(|w| Matrix::new(60, 4, w.window.iter().flatten().copied().collect()))
+        .collect();
+    let refs: Vec<&Matrix> = mats.iter().collect();
+    let batched = scorer.predict(&refs).unwrap();
+    for (m, b) in mats.iter().zip(&batched) {
+        let single = scorer.predict(&[m]).unwrap().remove(0);
+        for (x, y) in single.iter().zip(b) {
+            assert!((x - y).abs() <= 1e-6);
+        }
+    }
+}
+
+#[test]
+fn wrong_names_and_shapes_are_clear_errors() {
+    let fixtures = fixtures();
+    std::env::set_var(
+        "ORT_DYLIB_PATH",
+        std::env::var_os("ORT_DYLIB_PATH")
+            .unwrap_or_else(|| repo().join(".tools/lib/libonnxruntime.so").into()),
+    );
+    let path = repo().join("models").join(&fixtures.model);
+    let e = OnnxScorer::load(
+        &path,
+        fixtures.classes.clone(),
+        "nope",
+        "probabilities",
+        OnnxOutput::Probabilities,
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("no input named \"nope\""), "{e}");
+    let scorer = scorer(&fixtures);
+    let bad = Matrix::new(30, 4, vec![30.0; 120]);
+    let e = scorer.predict(&[&bad]).unwrap_err();
+    assert!(e.to_string().contains("hydraulic-cooler"), "{e}");
+}
