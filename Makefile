@@ -51,7 +51,7 @@ deploy: build ## Build, then terraform apply in infra/envs/aws (see docs/deploy.
 	cd infra/envs/aws && terraform init && terraform apply
 
 destroy: ## terraform destroy in infra/envs/aws
-	cd infra/envs/aws && terraform destroy
+	cd infra/envs/aws && terraform init && terraform destroy
 
 test-localstack: setup ## The AWS integration tests against a LocalStack at $$VIGIL_TEST_ENDPOINT
 	@test -n "$$VIGIL_TEST_ENDPOINT" || { echo "set VIGIL_TEST_ENDPOINT=http://localhost:4566"; exit 2; }

@@ -1,0 +1,252 @@
+# The cloud side of Vigil: IoT topic rule -> ingest Lambda -> DynamoDB / S3 / SNS / IoT data plane.
+#
+# Files of this module:
+#   main.tf        data sources, names, the KMS key, the ingest Lambda and its invocation settings
+#   ingest.tf      the topic rule and the three ingestion modes (direct, sqs, kinesis), their queues and role
+#   iam.tf         the ingest Lambda's role, statement by statement
+#   storage.tf     the DynamoDB state table with the device registry, the S3 buckets
+#   alerts.tf      SNS topics for condition alerts and operational alarms
+#   monitoring.tf  CloudWatch alarms and dashboard
+
+data "aws_partition" "current" {}
+data "aws_region" "current" {}
+data "aws_caller_identity" "current" {}
+
+# The account's MQTT/HTTPS data endpoint: devices connect to it, and the function publishes results to it.
+data "aws_iot_endpoint" "data" {
+  endpoint_type = "iot:Data-ATS"
+}
+
+locals {
+  partition  = data.aws_partition.current.partition
+  region     = data.aws_region.current.region
+  account_id = data.aws_caller_identity.current.account_id
+  dns_suffix = data.aws_partition.current.dns_suffix
+
+  # Prefix of every IoT ARN in this account and region (topics, things, rules).
+  iot_arn = "arn:${local.partition}:iot:${local.region}:${local.account_id}"
+
+  function_name = "${var.name}-ingest"
+  log_group     = "/aws/lambda/${local.function_name}"
+  # IoT rule names allow only letters, digits and underscores.
+  rule_name = "${replace(var.name, "-", "_")}_ingest"
+
+  direct_mode  = var.ingest_mode == "direct"
+  sqs_mode     = var.ingest_mode == "sqs"
+  kinesis_mode = var.ingest_mode == "kinesis"
+
+  # Layout of the package built by `make build` once Lambda unpacks it under /var/task.
+  bundled_models_dir = "/var/task/models"
+  ort_dylib_path     = "/var/task/lib/libonnxruntime.so.1.31.1"
+
+  lambda_package_found = fileexists(var.lambda_zip_path)
+
+  # SageMaker stores endpoint names in lower case in its ARNs.
+  sagemaker_enabled      = var.sagemaker_endpoint_name != ""
+  sagemaker_endpoint_arn = "arn:${local.partition}:sagemaker:${local.region}:${local.account_id}:endpoint/${lower(var.sagemaker_endpoint_name)}"
+}
+
+# --- KMS key for the stack's data at rest ------------------------------------
+
+resource "aws_kms_key" "this" {
+  description             = "Vigil ${var.name}: state table, buckets, SNS topics, Kinesis stream, logs and Lambda environment"
+  enable_key_rotation     = true
+  deletion_window_in_days = var.kms_deletion_window_days
+  policy                  = data.aws_iam_policy_document.kms.json
+  tags                    = var.tags
+}
+
+resource "aws_kms_alias" "this" {
+  name          = "alias/${var.name}"
+  target_key_id = aws_kms_key.this.key_id
+}
+
+# Key policy. Principals of this account get access through their IAM policies (first statement, the AWS
+# default); the two AWS services that act without an IAM role of ours get exactly what they need.
+data "aws_iam_policy_document" "kms" {
+  #checkov:skip=CKV_AWS_109:This is a KMS key policy: "*" as resource means this key, and the account root statement is the AWS default that lets IAM policies grant use of the key.
+  #checkov:skip=CKV_AWS_111:This is a KMS key policy: "*" as resource means this key; write access is held by the account root only.
+  #checkov:skip=CKV_AWS_356:This is a KMS key policy: "*" is the only resource a key policy can name and means this key.
+  statement {
+    sid = "AccountAdministersKeyThroughIam"
+    # wildcard: AWS default key policy statement. In a key policy "*" as resource means this key; kms:* for the
+    # account root delegates access control to IAM, without it the key could become unmanageable.
+    actions   = ["kms:*"]
+    resources = ["*"]
+
+    principals {
+      type        = "AWS"
+      identifiers = ["arn:${local.partition}:iam::${local.account_id}:root"]
+    }
+  }
+
+  statement {
+    sid = "CloudWatchLogsEncryptsIngestLogGroup"
+    # wildcard: in a key policy "*" as resource means this key; the condition pins use to the ingest log group.
+    actions   = ["kms:Encrypt", "kms:Decrypt", "kms:ReEncryptFrom", "kms:ReEncryptTo", "kms:GenerateDataKey", "kms:GenerateDataKeyWithoutPlaintext", "kms:DescribeKey"]
+    resources = ["*"]
+
+    principals {
+      type        = "Service"
+      identifiers = ["logs.${local.region}.${local.dns_suffix}"]
+    }
+
+    condition {
+      test     = "ArnEquals"
+      variable = "kms:EncryptionContext:aws:logs:arn"
+      values   = ["arn:${local.partition}:logs:${local.region}:${local.account_id}:log-group:${local.log_group}"]
+    }
+  }
+
+  statement {
+    sid = "CloudWatchAlarmsPublishToEncryptedTopic"
+    # wildcard: in a key policy "*" as resource means this key. CloudWatch alarms need these two actions to publish
+    # to the encrypted alarms topic (AWS's documented statement; the topic's own policy admits only our alarms).
+    actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
+    resources = ["*"]
+
+    principals {
+      type        = "Service"
+      identifiers = ["cloudwatch.amazonaws.com"]
+    }
+  }
+}
+
+# --- ingest Lambda -----------------------------------------------------------
+
+resource "aws_cloudwatch_log_group" "ingest" {
+  name              = local.log_group
+  retention_in_days = var.log_retention_days
+  kms_key_id        = aws_kms_key.this.arn
+  tags              = var.tags
+}
+
+resource "aws_lambda_function" "ingest" {
+  #checkov:skip=CKV_AWS_117:The function only calls public AWS service endpoints; a VPC would add NAT gateway cost and cold-start time and protect nothing.
+  #checkov:skip=CKV_AWS_272:The package is built locally by `make build` (cargo lambda); code signing needs an AWS Signer profile that a first deployment does not have.
+  function_name = local.function_name
+  description   = "Vigil ingest: buffers telemetry windows, scores them, publishes the condition"
+  role          = aws_iam_role.ingest.arn
+
+  runtime       = "provided.al2023"
+  handler       = "bootstrap"
+  architectures = [var.lambda_architecture]
+
+  filename         = var.lambda_zip_path
+  source_code_hash = local.lambda_package_found ? filebase64sha256(var.lambda_zip_path) : null
+
+  memory_size                    = var.lambda_memory_mb
+  timeout                        = var.lambda_timeout_seconds
+  reserved_concurrent_executions = var.lambda_reserved_concurrency
+  kms_key_arn                    = aws_kms_key.this.arn
+
+  # Every variable the function reads (see crates/aws and functions/ingest), each taken from the resource it names.
+  environment {
+    variables = {
+      VIGIL_TABLE_NAME         = aws_dynamodb_table.state.name
+      VIGIL_ALERT_TOPIC_ARN    = aws_sns_topic.alerts.arn
+      VIGIL_ARCHIVE_BUCKET     = aws_s3_bucket.archive.id
+      VIGIL_MODELS_BUCKET      = var.load_models_from_s3 ? aws_s3_bucket.models.id : ""
+      VIGIL_REJECTS_QUEUE_URL  = aws_sqs_queue.rejects.url
+      VIGIL_IOT_DATA_ENDPOINT  = "https://${data.aws_iot_endpoint.data.endpoint_address}"
+      VIGIL_DEFAULT_PROFILE    = var.default_profile
+      VIGIL_MODELS_DIR         = local.bundled_models_dir
+      VIGIL_SAGEMAKER_ENDPOINT = var.sagemaker_endpoint_name
+      VIGIL_SAGEMAKER_FALLBACK = tostring(var.sagemaker_fallback)
+      VIGIL_WINDOW_TTL_HOURS   = tostring(var.window_ttl_hours)
+      ORT_DYLIB_PATH           = local.ort_dylib_path
+      RUST_LOG                 = var.log_level
+    }
+  }
+
+  tracing_config {
+    mode = var.tracing_mode
+  }
+
+  # Asynchronous invocations (direct mode) that exhaust their retries land in the failures queue.
+  dead_letter_config {
+    target_arn = aws_sqs_queue.failures.arn
+  }
+
+  logging_config {
+    log_format = "JSON"
+    log_group  = aws_cloudwatch_log_group.ingest.name
+  }
+
+  tags = var.tags
+
+  depends_on = [aws_iam_role_policy.ingest]
+
+  lifecycle {
+    precondition {
+      condition     = local.lambda_package_found
+      error_message = "No Lambda package at ${var.lambda_zip_path}: run `make build` first (it writes dist/ingest-<arch>.zip)."
+    }
+  }
+}
+
+# Asynchronous invocation (the direct mode's rule action): bounded retries, then the failures queue.
+resource "aws_lambda_function_event_invoke_config" "ingest" {
+  function_name                = aws_lambda_function.ingest.function_name
+  maximum_retry_attempts       = var.retry_attempts
+  maximum_event_age_in_seconds = var.max_event_age_seconds
+
+  destination_config {
+    on_failure {
+      destination = aws_sqs_queue.failures.arn
+    }
+  }
+}
+
+# direct mode: the topic rule, and only it, may invoke the function.
+resource "aws_lambda_permission" "iot_rule" {
+  count = local.direct_mode ? 1 : 0
+
+  statement_id   = "AllowIotTopicRule"
+  action         = "lambda:InvokeFunction"
+  function_name  = aws_lambda_function.ingest.function_name
+  principal      = "iot.amazonaws.com"
+  source_arn     = aws_iot_topic_rule.ingest.arn
+  source_account = local.account_id
+}
+
+# sqs mode: batches from the ingest queue; the function reports the failed messages only.
+resource "aws_lambda_event_source_mapping" "sqs" {
+  count = local.sqs_mode ? 1 : 0
+
+  event_source_arn                   = aws_sqs_queue.ingest[0].arn
+  function_name                      = aws_lambda_function.ingest.arn
+  batch_size                         = var.batch_size
+  maximum_batching_window_in_seconds = var.batching_window_seconds
+  function_response_types            = ["ReportBatchItemFailures"]
+
+  lifecycle {
+    precondition {
+      condition     = var.batch_size <= 10 || var.batching_window_seconds >= 1
+      error_message = "An SQS batch_size above 10 needs batching_window_seconds >= 1."
+    }
+  }
+}
+
+# kinesis mode: ordered batches per shard (the partition key is the device), failed records reported,
+# a failing batch split in two until the bad record is isolated, then sent to the failures queue.
+resource "aws_lambda_event_source_mapping" "kinesis" {
+  count = local.kinesis_mode ? 1 : 0
+
+  event_source_arn                   = aws_kinesis_stream.ingest[0].arn
+  function_name                      = aws_lambda_function.ingest.arn
+  starting_position                  = "TRIM_HORIZON"
+  batch_size                         = var.batch_size
+  maximum_batching_window_in_seconds = var.batching_window_seconds
+  function_response_types            = ["ReportBatchItemFailures"]
+  bisect_batch_on_function_error     = true
+  maximum_retry_attempts             = var.retry_attempts
+  maximum_record_age_in_seconds      = var.max_event_age_seconds
+  parallelization_factor             = 1
+
+  destination_config {
+    on_failure {
+      destination_arn = aws_sqs_queue.failures.arn
+    }
+  }
+}
