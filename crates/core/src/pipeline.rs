@@ -415,8 +415,7 @@ impl<'a> Pipeline<'a> {
             .filter(|(_, i)| i.state != WindowState::Done && i.received >= spec.size)
             .map(|(w, i)| (*w, *i))
             .collect();
-        let closable = spec.closable_between(None, high_water);
-        if closable.start() <= closable.end() {
+        if let Some(closable) = spec.closable_between(None, high_water) {
             let last = *closable.end();
             let first = last.saturating_sub(
                 self.config.close_lookback + u64::from(spec.size.div_ceil(spec.hop)),

@@ -124,7 +124,7 @@ fn window_features(input: &Matrix) -> Vec<f64> {
         .collect()
 }
 
-fn baseline_for<'a>(baseline: &'a mut Option<Baseline>, features: usize) -> &'a mut Baseline {
+fn baseline_for(baseline: &mut Option<Baseline>, features: usize) -> &mut Baseline {
     if baseline.as_ref().is_none_or(|b| b.mean.len() != features) {
         *baseline = Some(Baseline::empty(features));
     }
@@ -310,13 +310,13 @@ impl EwmaScorer {
         let b = baseline_for(baseline, x.len());
         let alpha = 1.0 - 0.5f64.powf(1.0 / self.config.half_life);
         let mut worst = 0f64;
-        for j in 0..x.len() {
+        for (j, &xj) in x.iter().enumerate() {
             let sd = b.spread[j]
                 .max(0.0)
                 .sqrt()
                 .max(self.config.min_relative_std * b.mean[j].abs());
             if sd > 0.0 {
-                worst = worst.max(((x[j] - b.mean[j]) / sd).abs());
+                worst = worst.max(((xj - b.mean[j]) / sd).abs());
             }
         }
         let warm = b.frozen || b.count >= self.config.warmup;
@@ -329,8 +329,8 @@ impl EwmaScorer {
             } else {
                 alpha
             };
-            for j in 0..x.len() {
-                let d = x[j] - b.mean[j];
+            for (j, &xj) in x.iter().enumerate() {
+                let d = xj - b.mean[j];
                 b.mean[j] += a * d;
                 b.spread[j] = (1.0 - a) * (b.spread[j] + a * d * d);
             }

@@ -107,26 +107,25 @@ impl WindowSpec {
     }
 
     /// Windows whose close deadline lies in `(previous, current]`: the ones a move of the
-    /// high-water mark from `previous` to `current` makes closable.
+    /// high-water mark from `previous` to `current` makes closable; `None` when no window is.
     pub fn closable_between(
         &self,
         previous: Option<u64>,
         current: u64,
-    ) -> RangeInclusive<WindowId> {
+    ) -> Option<RangeInclusive<WindowId>> {
         // deadline(k) = k*hop + size - 1 + gap  >  previous   and   <= current
         let hop = u64::from(self.hop);
         let offset = u64::from(self.size) - 1 + self.close_gap();
         let last = match current.checked_sub(offset) {
             Some(x) => x / hop,
-            // No window is closable yet: return an empty range.
-            None => return 1..=0,
+            None => return None,
         };
         let first = match previous {
             None => 0,
             Some(p) if p < offset => 0,
             Some(p) => (p - offset) / hop + 1,
         };
-        first..=last
+        (first <= last).then_some(first..=last)
     }
 
     /// Splits samples into the windows they belong to (a sample may be in several when sliding).
@@ -272,7 +271,7 @@ mod tests {
         let mut seen = Vec::new();
         let mut prev = None;
         for hw in [0u64, 5, 6, 7, 20, 21, 40] {
-            seen.extend(sl.closable_between(prev, hw));
+            seen.extend(sl.closable_between(prev, hw).into_iter().flatten());
             prev = Some(hw);
         }
         let expect: Vec<u64> = (0..).take_while(|&k| sl.close_deadline(k) <= 40).collect();
