@@ -1,0 +1,800 @@
+//! DynamoDB adapters: the window store, the device state and the device registry, in one table
+//! (hash key `pk`, range key `sk`, TTL attribute `expires_at`).
+//!
+//! Key layout:
+//!
+//! | item            | pk                              | sk                     | attributes |
+//! |-----------------|---------------------------------|------------------------|------------|
+//! | window manifest | `W#<device>#<profile>`          | window id, 20 digits   | `st` (open/claimed/done), `lease_until`, `received`, `chunks` (SS of 8-char tags), `label`, `finished_ms`, `expires_at` |
+//! | chunk           | `C#<device>#<profile>#<window>` | chunk id               | `d` (binary samples, see `codec`), `expires_at` |
+//! | device state    | `S#<device>#<profile>`          | `STATE`                | `state` (JSON), `version` |
+//! | registry        | `DEVICE#<thing>`                | `PROFILE`              | `profile` (written by Terraform) |
+//!
+//! Idempotency per (device, seq), without transactions (IAM grants none):
+//! - `append` puts the chunk item with `attribute_not_exists(pk)`, *then* updates the manifest:
+//!   `ADD chunks :tag, received :n` only if the window is not done and the tag is not in the set.
+//!   So a chunk is counted at most once, and whatever is counted is already stored (a reader
+//!   that sees `received >= size` finds every counted sample). A crash between the two writes
+//!   is repaired by the retry: the put finds the chunk, the update counts it. A chunk that turns
+//!   out to be late (window done) is deleted again.
+//! - `claim` is a conditional update from `open` (or an expired `claimed`) to `claimed`.
+//! - `finish` sets `done`, drops the tag set and refreshes the TTL; chunk items expire by TTL
+//!   (free), not by deletes (billed).
+//! - the device state is a versioned item saved with `version = :expected`.
+//!
+//! Write cost: the manifest grows by one 8-byte tag per chunk, so a 60-sample window of
+//! 1-sample messages stays below 1 KB (1 WCU per update); chunk items hold 32 bytes per
+//! 4-channel sample. Every call asks for `ReturnConsumedCapacity` and adds it to [`Usage`].
+
+use std::collections::HashMap;
+use std::ops::RangeInclusive;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::primitives::Blob;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, ConsumedCapacity, ReturnConsumedCapacity, ReturnValue,
+    ReturnValuesOnConditionCheckFailure,
+};
+use aws_sdk_dynamodb::Client;
+use vigil_core::ports::{
+    AppendOutcome, Chunk, Claim, DeviceRegistry, DeviceState, DeviceStateStore, PortError,
+    StreamKey, Versioned, WindowInfo, WindowOutcome, WindowState, WindowStore,
+};
+use vigil_core::window::{dedup_by_seq, WindowId};
+use vigil_core::{DeviceId, Sample};
+
+use crate::codec;
+use crate::error::port_error;
+
+type Item = HashMap<String, AttributeValue>;
+
+/// Capacity units consumed, as reported by DynamoDB (`ReturnConsumedCapacity = TOTAL`), in
+/// thousandths so that they can be summed atomically.
+#[derive(Debug, Default)]
+pub struct Usage {
+    read_milli: AtomicU64,
+    write_milli: AtomicU64,
+    writes: AtomicU64,
+    reads: AtomicU64,
+}
+
+/// A snapshot of [`Usage`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
+pub struct UsageSnapshot {
+    pub read_units: f64,
+    pub write_units: f64,
+    pub read_requests: u64,
+    pub write_requests: u64,
+}
+
+impl Usage {
+    fn add(&self, c: Option<&ConsumedCapacity>, write: bool) {
+        let (counter, requests) = if write {
+            (&self.write_milli, &self.writes)
+        } else {
+            (&self.read_milli, &self.reads)
+        };
+        requests.fetch_add(1, Ordering::Relaxed);
+        if let Some(units) = c.and_then(ConsumedCapacity::capacity_units) {
+            counter.fetch_add((units * 1000.0).round() as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// A write whose condition failed: billed (at least 1 WCU), but the error carries no
+    /// consumed capacity.
+    fn add_failed_write(&self) {
+        self.writes.fetch_add(1, Ordering::Relaxed);
+        self.write_milli.fetch_add(1000, Ordering::Relaxed);
+    }
+
+    pub fn snapshot(&self) -> UsageSnapshot {
+        UsageSnapshot {
+            read_units: self.read_milli.load(Ordering::Relaxed) as f64 / 1000.0,
+            write_units: self.write_milli.load(Ordering::Relaxed) as f64 / 1000.0,
+            read_requests: self.reads.load(Ordering::Relaxed),
+            write_requests: self.writes.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Returns the usage so far and starts again from zero (per invocation metrics).
+    pub fn take(&self) -> UsageSnapshot {
+        UsageSnapshot {
+            read_units: self.read_milli.swap(0, Ordering::Relaxed) as f64 / 1000.0,
+            write_units: self.write_milli.swap(0, Ordering::Relaxed) as f64 / 1000.0,
+            read_requests: self.reads.swap(0, Ordering::Relaxed),
+            write_requests: self.writes.swap(0, Ordering::Relaxed),
+        }
+    }
+}
+
+/// The one table, shared by the adapters below.
+#[derive(Clone, Debug)]
+pub struct Table {
+    client: Client,
+    name: String,
+    ttl: Duration,
+    usage: Arc<Usage>,
+}
+
+impl Table {
+    /// `ttl`: how long window data is kept after its last write (manifests, chunks).
+    pub fn new(client: Client, name: impl Into<String>, ttl: Duration) -> Self {
+        Self {
+            client,
+            name: name.into(),
+            ttl,
+            usage: Arc::new(Usage::default()),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub fn usage(&self) -> &Usage {
+        &self.usage
+    }
+
+    fn expires_at(&self, now_ms: u64) -> AttributeValue {
+        n((now_ms / 1000) + self.ttl.as_secs())
+    }
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn n(v: u64) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn get_u64(item: &Item, name: &str) -> Option<u64> {
+    match item.get(name) {
+        Some(AttributeValue::N(v)) => v.parse().ok(),
+        _ => None,
+    }
+}
+
+fn get_s<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
+    match item.get(name) {
+        Some(AttributeValue::S(v)) => Some(v),
+        _ => None,
+    }
+}
+
+fn window_sk(window: WindowId) -> String {
+    format!("{window:020}")
+}
+
+fn manifest_pk(stream: &StreamKey) -> String {
+    format!("W#{}#{}", stream.device, stream.profile)
+}
+
+fn chunk_pk(stream: &StreamKey, window: WindowId) -> String {
+    format!(
+        "C#{}#{}#{}",
+        stream.device,
+        stream.profile,
+        window_sk(window)
+    )
+}
+
+fn state_pk(stream: &StreamKey) -> String {
+    format!("S#{}#{}", stream.device, stream.profile)
+}
+
+/// An 8-character tag for a chunk id in the manifest's set: 48 bits of FNV-1a over the id.
+/// Tags only need to be distinct among the chunks of one window.
+pub fn chunk_tag(id: &str) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in id.bytes() {
+        hash ^= u64::from(b);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    (0..8)
+        .map(|i| ALPHABET[((hash >> (i * 6)) & 63) as usize] as char)
+        .collect()
+}
+
+fn info_of(window: WindowId, item: &Item) -> WindowInfo {
+    let state = match get_s(item, "st") {
+        Some("done") => WindowState::Done,
+        Some("claimed") => WindowState::Claimed {
+            until_ms: get_u64(item, "lease_until").unwrap_or(0),
+        },
+        _ => WindowState::Open,
+    };
+    WindowInfo {
+        window,
+        state,
+        received: get_u64(item, "received").map_or(0, |r| r.min(u64::from(u32::MAX)) as u32),
+    }
+}
+
+const PORT_WINDOWS: &str = "windows";
+const PORT_STATES: &str = "states";
+const PORT_REGISTRY: &str = "registry";
+
+/// Windows and their chunks in DynamoDB.
+#[derive(Clone, Debug)]
+pub struct DynamoWindowStore {
+    table: Table,
+}
+
+impl DynamoWindowStore {
+    pub fn new(table: Table) -> Self {
+        Self { table }
+    }
+
+    pub fn table(&self) -> &Table {
+        &self.table
+    }
+
+    async fn put_chunk(
+        &self,
+        stream: &StreamKey,
+        window: WindowId,
+        chunk: &Chunk,
+        now_ms: u64,
+    ) -> Result<bool, PortError> {
+        let data = codec::encode(&chunk.samples).map_err(|e| {
+            PortError::permanent(
+                PORT_WINDOWS,
+                format!("chunk {} of {}: {e}", chunk.id, stream.device),
+            )
+        })?;
+        let res = self
+            .table
+            .client
+            .put_item()
+            .table_name(&self.table.name)
+            .item("pk", s(chunk_pk(stream, window)))
+            .item("sk", s(&chunk.id))
+            .item("d", AttributeValue::B(Blob::new(data)))
+            .item("expires_at", self.table.expires_at(now_ms))
+            .condition_expression("attribute_not_exists(pk)")
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await;
+        match res {
+            Ok(out) => {
+                self.table.usage.add(out.consumed_capacity(), true);
+                Ok(true)
+            }
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                self.table.usage.add_failed_write();
+                Ok(false)
+            }
+            Err(e) => Err(port_error(
+                PORT_WINDOWS,
+                &format!(
+                    "put chunk {} of window {window} of {}",
+                    chunk.id, stream.device
+                ),
+                e,
+            )),
+        }
+    }
+
+    async fn delete_chunk(
+        &self,
+        stream: &StreamKey,
+        window: WindowId,
+        chunk: &Chunk,
+    ) -> Result<(), PortError> {
+        let out = self
+            .table
+            .client
+            .delete_item()
+            .table_name(&self.table.name)
+            .key("pk", s(chunk_pk(stream, window)))
+            .key("sk", s(&chunk.id))
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await
+            .map_err(|e| {
+                port_error(
+                    PORT_WINDOWS,
+                    &format!("delete late chunk {} of {}", chunk.id, stream.device),
+                    e,
+                )
+            })?;
+        self.table.usage.add(out.consumed_capacity(), true);
+        Ok(())
+    }
+
+    async fn get_manifest(
+        &self,
+        stream: &StreamKey,
+        window: WindowId,
+    ) -> Result<Option<Item>, PortError> {
+        let out = self
+            .table
+            .client
+            .get_item()
+            .table_name(&self.table.name)
+            .key("pk", s(manifest_pk(stream)))
+            .key("sk", s(window_sk(window)))
+            .consistent_read(true)
+            .projection_expression("st, lease_until, received")
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await
+            .map_err(|e| {
+                port_error(
+                    PORT_WINDOWS,
+                    &format!("get window {window} of {}", stream.device),
+                    e,
+                )
+            })?;
+        self.table.usage.add(out.consumed_capacity(), false);
+        Ok(out.item)
+    }
+}
+
+#[async_trait]
+impl WindowStore for DynamoWindowStore {
+    async fn append(
+        &self,
+        stream: &StreamKey,
+        window: WindowId,
+        chunk: &Chunk,
+        now_ms: u64,
+    ) -> Result<AppendOutcome, PortError> {
+        let created = self.put_chunk(stream, window, chunk, now_ms).await?;
+        let tag = chunk_tag(&chunk.id);
+        let res = self
+            .table
+            .client
+            .update_item()
+            .table_name(&self.table.name)
+            .key("pk", s(manifest_pk(stream)))
+            .key("sk", s(window_sk(window)))
+            .update_expression(
+                "ADD chunks :tags, received :n SET st = if_not_exists(st, :open), expires_at = :exp",
+            )
+            .condition_expression(
+                "(attribute_not_exists(st) OR st <> :done) AND NOT contains(chunks, :tag)",
+            )
+            .expression_attribute_values(":tags", AttributeValue::Ss(vec![tag.clone()]))
+            .expression_attribute_values(":tag", s(tag))
+            .expression_attribute_values(":n", n(chunk.samples.len() as u64))
+            .expression_attribute_values(":open", s("open"))
+            .expression_attribute_values(":done", s("done"))
+            .expression_attribute_values(":exp", self.table.expires_at(now_ms))
+            .return_values(ReturnValue::AllNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await;
+        match res {
+            Ok(out) => {
+                self.table.usage.add(out.consumed_capacity(), true);
+                let item = out.attributes.unwrap_or_default();
+                Ok(AppendOutcome {
+                    stored: true,
+                    info: info_of(window, &item),
+                })
+            }
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                self.table.usage.add_failed_write();
+                let old = match e.into_service_error() {
+                    aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(c) => c.item,
+                    _ => None,
+                };
+                // Older emulators do not return the item on a failed condition: read it.
+                let item = match old {
+                    Some(item) => item,
+                    None => self.get_manifest(stream, window).await?.unwrap_or_default(),
+                };
+                let info = info_of(window, &item);
+                if info.state == WindowState::Done && created {
+                    // Late: the window closed before this chunk came. Keep nothing of it.
+                    self.delete_chunk(stream, window, chunk).await?;
+                }
+                Ok(AppendOutcome {
+                    stored: false,
+                    info,
+                })
+            }
+            Err(e) => Err(port_error(
+                PORT_WINDOWS,
+                &format!(
+                    "count chunk {} in window {window} of {}",
+                    chunk.id, stream.device
+                ),
+                e,
+            )),
+        }
+    }
+
+    async fn load(&self, stream: &StreamKey, window: WindowId) -> Result<Vec<Sample>, PortError> {
+        let mut samples = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let out = self
+                .table
+                .client
+                .query()
+                .table_name(&self.table.name)
+                .key_condition_expression("pk = :pk")
+                .expression_attribute_values(":pk", s(chunk_pk(stream, window)))
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                .send()
+                .await
+                .map_err(|e| {
+                    port_error(
+                        PORT_WINDOWS,
+                        &format!("load window {window} of {}", stream.device),
+                        e,
+                    )
+                })?;
+            self.table.usage.add(out.consumed_capacity(), false);
+            // Items come sorted by chunk id: the first stored copy (by id) wins, as in memory.
+            for item in out.items() {
+                let Some(AttributeValue::B(data)) = item.get("d") else {
+                    continue;
+                };
+                let decoded = codec::decode(data.as_ref()).map_err(|e| {
+                    PortError::permanent(
+                        PORT_WINDOWS,
+                        format!("chunk {:?} of {}: {e}", get_s(item, "sk"), stream.device),
+                    )
+                })?;
+                samples.extend(decoded);
+            }
+            match out.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => break,
+            }
+        }
+        dedup_by_seq(&mut samples);
+        Ok(samples)
+    }
+
+    async fn windows(
+        &self,
+        stream: &StreamKey,
+        range: RangeInclusive<WindowId>,
+    ) -> Result<Vec<WindowInfo>, PortError> {
+        if range.is_empty() {
+            return Ok(vec![]);
+        }
+        let mut infos = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let out = self
+                .table
+                .client
+                .query()
+                .table_name(&self.table.name)
+                .key_condition_expression("pk = :pk AND sk BETWEEN :a AND :b")
+                .expression_attribute_values(":pk", s(manifest_pk(stream)))
+                .expression_attribute_values(":a", s(window_sk(*range.start())))
+                .expression_attribute_values(":b", s(window_sk(*range.end())))
+                .projection_expression("sk, st, lease_until, received")
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                .send()
+                .await
+                .map_err(|e| {
+                    port_error(
+                        PORT_WINDOWS,
+                        &format!("list windows {range:?} of {}", stream.device),
+                        e,
+                    )
+                })?;
+            self.table.usage.add(out.consumed_capacity(), false);
+            for item in out.items() {
+                if let Some(w) = get_s(item, "sk").and_then(|v| v.parse().ok()) {
+                    infos.push(info_of(w, item));
+                }
+            }
+            match out.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => break,
+            }
+        }
+        Ok(infos)
+    }
+
+    async fn claim(
+        &self,
+        stream: &StreamKey,
+        window: WindowId,
+        now_ms: u64,
+        lease_ms: u64,
+    ) -> Result<Claim, PortError> {
+        let res = self
+            .table
+            .client
+            .update_item()
+            .table_name(&self.table.name)
+            .key("pk", s(manifest_pk(stream)))
+            .key("sk", s(window_sk(window)))
+            .update_expression("SET st = :claimed, lease_until = :until")
+            .condition_expression(
+                "attribute_exists(pk) AND (st = :open OR (st = :claimed AND lease_until <= :now))",
+            )
+            .expression_attribute_values(":claimed", s("claimed"))
+            .expression_attribute_values(":open", s("open"))
+            .expression_attribute_values(":until", n(now_ms + lease_ms))
+            .expression_attribute_values(":now", n(now_ms))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await;
+        match res {
+            Ok(out) => {
+                self.table.usage.add(out.consumed_capacity(), true);
+                Ok(Claim::Granted)
+            }
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                self.table.usage.add_failed_write();
+                let old = match e.into_service_error() {
+                    aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(c) => c.item,
+                    _ => None,
+                };
+                let item = match old {
+                    Some(item) => Some(item),
+                    None => self.get_manifest(stream, window).await?,
+                };
+                Ok(match item {
+                    None => Claim::Missing,
+                    Some(item) if item.is_empty() => Claim::Missing,
+                    Some(item) => match info_of(window, &item).state {
+                        WindowState::Done => Claim::Done,
+                        // Open can only be seen here if the item changed in between: someone
+                        // else is at it.
+                        WindowState::Claimed { .. } | WindowState::Open => Claim::Busy,
+                    },
+                })
+            }
+            Err(e) => Err(port_error(
+                PORT_WINDOWS,
+                &format!("claim window {window} of {}", stream.device),
+                e,
+            )),
+        }
+    }
+
+    async fn finish(
+        &self,
+        stream: &StreamKey,
+        window: WindowId,
+        outcome: &WindowOutcome,
+    ) -> Result<(), PortError> {
+        let out = self
+            .table
+            .client
+            .update_item()
+            .table_name(&self.table.name)
+            .key("pk", s(manifest_pk(stream)))
+            .key("sk", s(window_sk(window)))
+            .update_expression(
+                "SET st = :done, #label = :label, finished_ms = :fin, expires_at = :exp \
+                 REMOVE lease_until, chunks",
+            )
+            .expression_attribute_names("#label", "label")
+            .expression_attribute_values(":done", s("done"))
+            .expression_attribute_values(":label", s(&outcome.label))
+            .expression_attribute_values(":fin", n(outcome.finished_ms))
+            .expression_attribute_values(":exp", self.table.expires_at(outcome.finished_ms))
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await
+            .map_err(|e| {
+                port_error(
+                    PORT_WINDOWS,
+                    &format!("finish window {window} of {}", stream.device),
+                    e,
+                )
+            })?;
+        self.table.usage.add(out.consumed_capacity(), true);
+        Ok(())
+    }
+}
+
+/// Device state (alert hysteresis, baseline) as a versioned JSON attribute.
+#[derive(Clone, Debug)]
+pub struct DynamoStateStore {
+    table: Table,
+}
+
+impl DynamoStateStore {
+    pub fn new(table: Table) -> Self {
+        Self { table }
+    }
+}
+
+#[async_trait]
+impl DeviceStateStore for DynamoStateStore {
+    async fn load(&self, stream: &StreamKey) -> Result<Versioned<DeviceState>, PortError> {
+        let out = self
+            .table
+            .client
+            .get_item()
+            .table_name(&self.table.name)
+            .key("pk", s(state_pk(stream)))
+            .key("sk", s("STATE"))
+            .consistent_read(true)
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await
+            .map_err(|e| {
+                port_error(
+                    PORT_STATES,
+                    &format!("load state of {} ({})", stream.device, stream.profile),
+                    e,
+                )
+            })?;
+        self.table.usage.add(out.consumed_capacity(), false);
+        let Some(item) = out.item else {
+            return Ok(Versioned::default());
+        };
+        let version = get_u64(&item, "version").unwrap_or(0);
+        let value = match get_s(&item, "state") {
+            Some(json) => serde_json::from_str(json).map_err(|e| {
+                PortError::permanent(
+                    PORT_STATES,
+                    format!(
+                        "state of {} ({}) is not readable: {e}",
+                        stream.device, stream.profile
+                    ),
+                )
+            })?,
+            None => DeviceState::default(),
+        };
+        Ok(Versioned { value, version })
+    }
+
+    async fn save(
+        &self,
+        stream: &StreamKey,
+        state: &DeviceState,
+        expected: u64,
+    ) -> Result<bool, PortError> {
+        let json = serde_json::to_string(state).map_err(|e| {
+            PortError::permanent(PORT_STATES, format!("state of {}: {e}", stream.device))
+        })?;
+        let mut req = self
+            .table
+            .client
+            .put_item()
+            .table_name(&self.table.name)
+            .item("pk", s(state_pk(stream)))
+            .item("sk", s("STATE"))
+            .item("state", s(json))
+            .item("version", n(expected + 1))
+            .return_consumed_capacity(ReturnConsumedCapacity::Total);
+        req = if expected == 0 {
+            req.condition_expression("attribute_not_exists(pk)")
+        } else {
+            req.condition_expression("version = :v")
+                .expression_attribute_values(":v", n(expected))
+        };
+        match req.send().await {
+            Ok(out) => {
+                self.table.usage.add(out.consumed_capacity(), true);
+                Ok(true)
+            }
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                self.table.usage.add_failed_write();
+                Ok(false)
+            }
+            Err(e) => Err(port_error(
+                PORT_STATES,
+                &format!("save state of {} ({})", stream.device, stream.profile),
+                e,
+            )),
+        }
+    }
+}
+
+/// Device → profile, from the items Terraform writes (`DEVICE#<thing>` / `PROFILE`), cached
+/// for a short while per process.
+#[derive(Debug)]
+pub struct DynamoRegistry {
+    table: Table,
+    ttl: Duration,
+    cache: Mutex<HashMap<DeviceId, (Option<String>, Instant)>>,
+}
+
+impl DynamoRegistry {
+    pub fn new(table: Table, cache_ttl: Duration) -> Self {
+        Self {
+            table,
+            ttl: cache_ttl,
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+#[async_trait]
+impl DeviceRegistry for DynamoRegistry {
+    async fn profile_of(&self, device: &DeviceId) -> Result<Option<String>, PortError> {
+        if let Some((profile, at)) = self.cache.lock().expect("lock").get(device) {
+            if at.elapsed() < self.ttl {
+                return Ok(profile.clone());
+            }
+        }
+        let out = self
+            .table
+            .client
+            .get_item()
+            .table_name(&self.table.name)
+            .key("pk", s(format!("DEVICE#{device}")))
+            .key("sk", s("PROFILE"))
+            .projection_expression("#p")
+            .expression_attribute_names("#p", "profile")
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await
+            .map_err(|e| port_error(PORT_REGISTRY, &format!("profile of {device}"), e))?;
+        self.table.usage.add(out.consumed_capacity(), false);
+        let profile = out
+            .item
+            .as_ref()
+            .and_then(|i| get_s(i, "profile"))
+            .filter(|p| !p.is_empty())
+            .map(str::to_string);
+        self.cache
+            .lock()
+            .expect("lock")
+            .insert(device.clone(), (profile.clone(), Instant::now()));
+        Ok(profile)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_are_short_and_distinct() {
+        let ids: Vec<String> = (0..10_000u64)
+            .map(|i| {
+                Chunk::new(vec![Sample {
+                    seq: i,
+                    ts: 0,
+                    values: vec![],
+                }])
+                .id
+            })
+            .collect();
+        let mut tags: Vec<String> = ids.iter().map(|i| chunk_tag(i)).collect();
+        assert!(tags.iter().all(|t| t.len() == 8));
+        tags.sort();
+        tags.dedup();
+        assert_eq!(tags.len(), ids.len());
+    }
+
+    #[test]
+    fn keys_sort_by_window() {
+        assert!(window_sk(9) < window_sk(10));
+        assert_eq!(window_sk(u64::MAX).len(), 20);
+    }
+}

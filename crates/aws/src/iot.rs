@@ -1,0 +1,98 @@
+//! Results to the device through the IoT data plane: the `dt/vigil/{thing}/condition` topic
+//! (QoS 1) and the named shadow `condition`.
+
+use async_trait::async_trait;
+use aws_sdk_iotdataplane::primitives::Blob;
+use aws_sdk_iotdataplane::Client;
+use serde_json::{json, Map, Value};
+use vigil_core::ports::{PortError, ResultSink, WindowResult};
+use vigil_core::telemetry::{condition_topic, CONDITION_SHADOW};
+
+use crate::error::port_error;
+
+const PORT: &str = "results";
+
+#[derive(Clone, Debug)]
+pub struct IotResultSink {
+    client: Client,
+}
+
+impl IotResultSink {
+    /// `client` must point at the account's `iot:Data-ATS` endpoint.
+    pub fn new(client: Client) -> Self {
+        Self { client }
+    }
+}
+
+/// The shadow document: what the device and dashboards read as "the current condition".
+pub fn shadow_document(result: &WindowResult) -> Value {
+    let probabilities: Map<String, Value> = result
+        .labels
+        .iter()
+        .zip(&result.probabilities)
+        .map(|(l, p)| (l.clone(), json!(p)))
+        .collect();
+    json!({
+        "state": {
+            "reported": {
+                "label": result.label,
+                "status": result.status,
+                "probabilities": probabilities,
+                "anomaly_score": result.anomaly_score,
+                "profile": result.profile,
+                "window": result.window,
+                "seq_start": result.seq_start,
+                "seq_end": result.seq_end,
+                "ts_start": result.ts_start,
+                "ts_end": result.ts_end,
+                "completeness": result.completeness,
+                "source": result.source,
+                "model_version": result.model_version,
+                // A null deletes the attribute in a shadow: no open alert.
+                "alert": result.alert,
+                "time": result.scored_at_ms,
+            }
+        }
+    })
+}
+
+#[async_trait]
+impl ResultSink for IotResultSink {
+    async fn publish(&self, result: &WindowResult) -> Result<(), PortError> {
+        let payload = serde_json::to_vec(result)
+            .map_err(|e| PortError::permanent(PORT, format!("result of {}: {e}", result.device)))?;
+        let topic = condition_topic(&result.device);
+        self.client
+            .publish()
+            .topic(&topic)
+            .qos(1)
+            .content_type("application/json")
+            .payload(Blob::new(payload))
+            .send()
+            .await
+            .map_err(|e| {
+                port_error(
+                    PORT,
+                    &format!("publish window {} to {topic}", result.window),
+                    e,
+                )
+            })?;
+        let shadow = serde_json::to_vec(&shadow_document(result))
+            .map_err(|e| PortError::permanent(PORT, format!("shadow of {}: {e}", result.device)))?;
+        self.client
+            .update_thing_shadow()
+            .thing_name(result.device.as_str())
+            .shadow_name(CONDITION_SHADOW)
+            .payload(Blob::new(shadow))
+            .send()
+            .await
+            .map_err(|e| {
+                port_error(
+                    PORT,
+                    &format!("update shadow {CONDITION_SHADOW} of {}", result.device),
+                    e,
+                )
+            })?;
+        Ok(())
+    }
+}

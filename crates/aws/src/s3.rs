@@ -1,0 +1,211 @@
+//! S3: closed windows archived for retraining, and models/profiles fetched at cold start.
+
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::Client;
+use vigil_core::ports::{ClosedWindow, PortError, WindowArchive};
+use vigil_core::Profile;
+
+use crate::error::{is_retryable, port_error};
+use crate::time::date;
+
+const PORT: &str = "archive";
+
+/// Writes each closed window as one JSON object under
+/// `windows/profile=<profile>/date=<YYYY-MM-DD>/device=<device>/<window>.json` (Hive-style
+/// partitions, so Athena or Glue can prune by profile, day and device). The date is the window's
+/// first sample time (device time), so a retry writes the very same key.
+#[derive(Clone, Debug)]
+pub struct S3Archive {
+    client: Client,
+    bucket: String,
+}
+
+impl S3Archive {
+    pub fn new(client: Client, bucket: impl Into<String>) -> Self {
+        Self {
+            client,
+            bucket: bucket.into(),
+        }
+    }
+}
+
+pub fn archive_key(window: &ClosedWindow) -> String {
+    let r = &window.result;
+    format!(
+        "windows/profile={}/date={}/device={}/{:020}.json",
+        r.profile,
+        date(r.ts_start),
+        r.device,
+        r.window
+    )
+}
+
+#[async_trait]
+impl WindowArchive for S3Archive {
+    async fn archive(&self, window: &ClosedWindow) -> Result<(), PortError> {
+        let key = archive_key(window);
+        let body = serde_json::to_vec(window)
+            .map_err(|e| PortError::permanent(PORT, format!("{key}: {e}")))?;
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .content_type("application/json")
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map_err(|e| port_error(PORT, &format!("put s3://{}/{key}", self.bucket), e))?;
+        Ok(())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ModelFetchError {
+    #[error("s3://{bucket}/{key}: {message}")]
+    S3 {
+        bucket: String,
+        key: String,
+        message: String,
+    },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("s3://{bucket}/profiles/index.json: {message}")]
+    Index { bucket: String, message: String },
+    #[error("{0}")]
+    Profile(String),
+}
+
+/// What [`fetch_models`] did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Fetched {
+    pub profiles: Vec<String>,
+    pub models: Vec<String>,
+}
+
+/// Downloads the models and profiles a deployment uses from `bucket` into `dest` (laid out like
+/// the bundled directory: `*.onnx` and `profiles/*.toml`).
+///
+/// The function may only `GetObject` (no `ListBucket`), so the bucket says what it holds in
+/// `profiles/index.json`: a JSON array of profile names. Each name is fetched from
+/// `profiles/<name>.toml`, and each model file a profile names from `models/<file>`.
+/// Returns `Ok(None)` when the bucket has no index: the bundled models are used.
+pub async fn fetch_models(
+    client: &Client,
+    bucket: &str,
+    dest: &Path,
+) -> Result<Option<Fetched>, ModelFetchError> {
+    let Some(index) = get_optional(client, bucket, "profiles/index.json").await? else {
+        return Ok(None);
+    };
+    let names: Vec<String> =
+        serde_json::from_slice(&index).map_err(|e| ModelFetchError::Index {
+            bucket: bucket.into(),
+            message: format!("expected a JSON array of profile names: {e}"),
+        })?;
+    let profiles_dir = dest.join("profiles");
+    std::fs::create_dir_all(&profiles_dir).map_err(|source| ModelFetchError::Io {
+        path: profiles_dir.clone(),
+        source,
+    })?;
+    let mut fetched = Fetched::default();
+    for name in names {
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(ModelFetchError::Index {
+                bucket: bucket.into(),
+                message: format!("{name:?} is not a profile name"),
+            });
+        }
+        let key = format!("profiles/{name}.toml");
+        let text = get_required(client, bucket, &key).await?;
+        let path = profiles_dir.join(format!("{name}.toml"));
+        write(&path, &text)?;
+        let profile = Profile::load(&path).map_err(|e| ModelFetchError::Profile(e.to_string()))?;
+        fetched.profiles.push(name);
+        let files = match &profile.scorer {
+            vigil_core::ScorerSpec::Onnx { model, .. } => vec![model.clone()],
+            vigil_core::ScorerSpec::Sagemaker { fallback_model, .. } => {
+                fallback_model.iter().cloned().collect()
+            }
+            _ => vec![],
+        };
+        for file in files {
+            if fetched.models.contains(&file) {
+                continue;
+            }
+            let data = get_required(client, bucket, &format!("models/{file}")).await?;
+            write(&dest.join(&file), &data)?;
+            fetched.models.push(file);
+        }
+    }
+    Ok(Some(fetched))
+}
+
+fn write(path: &Path, data: &[u8]) -> Result<(), ModelFetchError> {
+    std::fs::write(path, data).map_err(|source| ModelFetchError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+async fn get_required(
+    client: &Client,
+    bucket: &str,
+    key: &str,
+) -> Result<Vec<u8>, ModelFetchError> {
+    get_optional(client, bucket, key)
+        .await?
+        .ok_or_else(|| ModelFetchError::S3 {
+            bucket: bucket.into(),
+            key: key.into(),
+            message: "not found (listed in profiles/index.json)".into(),
+        })
+}
+
+/// The object, or `None` when it does not exist. Without `ListBucket` S3 answers 403 rather
+/// than 404 for a missing key, so both count as absent.
+async fn get_optional(
+    client: &Client,
+    bucket: &str,
+    key: &str,
+) -> Result<Option<Vec<u8>>, ModelFetchError> {
+    let err = |message: String| ModelFetchError::S3 {
+        bucket: bucket.into(),
+        key: key.into(),
+        message,
+    };
+    match client.get_object().bucket(bucket).key(key).send().await {
+        Ok(out) => {
+            let bytes = out
+                .body
+                .collect()
+                .await
+                .map_err(|e| err(e.to_string()))?
+                .into_bytes();
+            Ok(Some(bytes.to_vec()))
+        }
+        Err(e) => {
+            let status = e.raw_response().map(|r| r.status().as_u16());
+            if e.as_service_error().is_some_and(|s| s.is_no_such_key())
+                || matches!(status, Some(403 | 404))
+            {
+                Ok(None)
+            } else {
+                let retry = if is_retryable(&e) { " (retryable)" } else { "" };
+                Err(err(format!(
+                    "{}{retry}",
+                    aws_sdk_s3::error::DisplayErrorContext(&e)
+                )))
+            }
+        }
+    }
+}

@@ -1,0 +1,80 @@
+//! Rejected messages to the dead-letter queue, with the reason as attributes so an operator can
+//! see at a glance what a device did wrong.
+
+use async_trait::async_trait;
+use aws_sdk_sqs::types::MessageAttributeValue;
+use aws_sdk_sqs::Client;
+use base64::Engine as _;
+use serde_json::json;
+use vigil_core::ports::{PortError, RejectSink, Rejected};
+
+use crate::error::port_error;
+
+const PORT: &str = "rejects";
+
+#[derive(Clone, Debug)]
+pub struct SqsRejectSink {
+    client: Client,
+    queue_url: String,
+}
+
+impl SqsRejectSink {
+    pub fn new(client: Client, queue_url: impl Into<String>) -> Self {
+        Self {
+            client,
+            queue_url: queue_url.into(),
+        }
+    }
+}
+
+/// The dead-letter body: the reason, and the payload as text when it is UTF-8, else base64.
+pub fn reject_body(r: &Rejected) -> serde_json::Value {
+    let (payload, encoding) = match std::str::from_utf8(&r.payload) {
+        Ok(text) => (text.to_string(), "utf8"),
+        Err(_) => (
+            base64::engine::general_purpose::STANDARD.encode(&r.payload),
+            "base64",
+        ),
+    };
+    json!({
+        "message_id": r.message_id,
+        "device": r.device.as_ref().map(|d| d.as_str()),
+        "code": r.error.code(),
+        "field": r.error.field,
+        "reason": r.error.reason.to_string(),
+        "error": r.error.to_string(),
+        "payload": payload,
+        "payload_encoding": encoding,
+    })
+}
+
+fn attr(v: &str) -> MessageAttributeValue {
+    MessageAttributeValue::builder()
+        .data_type("String")
+        .string_value(v)
+        .build()
+        .expect("data type is set")
+}
+
+#[async_trait]
+impl RejectSink for SqsRejectSink {
+    async fn reject(&self, rejected: &Rejected) -> Result<(), PortError> {
+        let mut req = self
+            .client
+            .send_message()
+            .queue_url(&self.queue_url)
+            .message_body(reject_body(rejected).to_string())
+            .message_attributes("code", attr(rejected.error.code()));
+        if let Some(d) = &rejected.device {
+            req = req.message_attributes("device", attr(d.as_str()));
+        }
+        req.send().await.map_err(|e| {
+            port_error(
+                PORT,
+                &format!("dead-letter message {}", rejected.message_id),
+                e,
+            )
+        })?;
+        Ok(())
+    }
+}

@@ -1,0 +1,155 @@
+//! Cold start: configuration → SDK clients, models, profiles and scorers, built once.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_config::SdkConfig;
+use vigil_aws::{AwsPorts, AwsSettings, SagemakerScorer};
+use vigil_core::scorer::Scorer;
+use vigil_core::{CompiledProfile, Profile, ScorerSpec};
+use vigil_onnx::OnnxScorer;
+
+use crate::config::Config;
+use crate::handler::App;
+
+/// Where models fetched from S3 are written (Lambda's only writable directory).
+pub const FETCHED_MODELS_DIR: &str = "/tmp/vigil-models";
+
+#[derive(Debug, thiserror::Error)]
+pub enum WiringError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error("loading models from S3: {0}")]
+    Models(#[from] vigil_aws::s3::ModelFetchError),
+    #[error("loading profiles from {dir}: {message}")]
+    Profiles { dir: PathBuf, message: String },
+    #[error("default profile {0:?} is not among the loaded profiles ({1})")]
+    DefaultProfile(String, String),
+}
+
+/// What the function holds between invocations.
+#[derive(Debug)]
+pub struct Runtime {
+    pub config: Config,
+    pub profiles: BTreeMap<String, CompiledProfile>,
+    pub ports: AwsPorts,
+    /// The directory the profiles were loaded from (bundled, or fetched from S3).
+    pub models_dir: PathBuf,
+    pub function: String,
+}
+
+impl Runtime {
+    pub fn app(&self) -> App<'_> {
+        App {
+            profiles: &self.profiles,
+            ports: self.ports.ports(),
+            default_profile: self.config.default_profile.clone(),
+            usage: Some(self.ports.usage()),
+            function: self.function.clone(),
+            print_metrics: true,
+        }
+    }
+}
+
+pub fn settings(config: &Config) -> AwsSettings {
+    AwsSettings {
+        table_name: config.table_name.clone(),
+        window_ttl: config.window_ttl,
+        alert_topic_arn: config.alert_topic_arn.clone(),
+        archive_bucket: config.archive_bucket.clone(),
+        rejects_queue_url: config.rejects_queue_url.clone(),
+        iot_data_endpoint: config.iot_data_endpoint.clone(),
+        registry_cache: Duration::from_secs(60),
+    }
+}
+
+/// Builds everything from a validated configuration and an SDK configuration.
+pub async fn build(
+    config: Config,
+    sdk: &SdkConfig,
+    function: &str,
+) -> Result<Runtime, WiringError> {
+    let mut models_dir = config.models_dir.clone();
+    if let Some(bucket) = &config.models_bucket {
+        let dest = Path::new(FETCHED_MODELS_DIR);
+        let s3 = vigil_aws::s3_client(sdk);
+        match vigil_aws::s3::fetch_models(&s3, bucket, dest).await? {
+            Some(fetched) => {
+                tracing::info!(bucket = %bucket, profiles = ?fetched.profiles, models = ?fetched.models, "models loaded from S3");
+                models_dir = dest.to_path_buf();
+            }
+            None => {
+                tracing::info!(bucket = %bucket, "no profiles/index.json in the models bucket: using the bundled models");
+            }
+        }
+    }
+    let sagemaker = vigil_aws::sagemaker_client(sdk);
+    let profiles = load_profiles(&models_dir, &config, &sagemaker)?;
+    if !profiles.contains_key(&config.default_profile) {
+        return Err(WiringError::DefaultProfile(
+            config.default_profile.clone(),
+            profiles.keys().cloned().collect::<Vec<_>>().join(", "),
+        ));
+    }
+    let ports = AwsPorts::new(sdk, &settings(&config));
+    Ok(Runtime {
+        config,
+        profiles,
+        ports,
+        models_dir,
+        function: function.to_string(),
+    })
+}
+
+/// Loads every profile of `models_dir/profiles`; SageMaker profiles get a [`SagemakerScorer`]
+/// (endpoint overridden by `VIGIL_SAGEMAKER_ENDPOINT`, fallback model when
+/// `VIGIL_SAGEMAKER_FALLBACK` is true), the others are built by `vigil-onnx`.
+pub fn load_profiles(
+    models_dir: &Path,
+    config: &Config,
+    sagemaker: &aws_sdk_sagemakerruntime::Client,
+) -> Result<BTreeMap<String, CompiledProfile>, WiringError> {
+    let factory = |profile: &Profile| -> Option<Result<Arc<dyn Scorer>, String>> {
+        let ScorerSpec::Sagemaker {
+            endpoint,
+            labels,
+            format,
+            timeout_ms,
+            fallback_model,
+        } = &profile.scorer
+        else {
+            return None;
+        };
+        let fallback: Option<Arc<dyn Scorer>> = match (config.sagemaker_fallback, fallback_model) {
+            (true, Some(_)) => match OnnxScorer::from_spec(&profile.scorer, models_dir) {
+                Ok(s) => Some(Arc::new(s)),
+                Err(e) => return Some(Err(format!("fallback model: {e}"))),
+            },
+            (true, None) => {
+                return Some(Err(
+                    "VIGIL_SAGEMAKER_FALLBACK is true but the profile names no fallback_model"
+                        .into(),
+                ))
+            }
+            (false, _) => None,
+        };
+        let endpoint = config
+            .sagemaker_endpoint
+            .clone()
+            .unwrap_or_else(|| endpoint.clone());
+        Some(Ok(Arc::new(SagemakerScorer::new(
+            sagemaker.clone(),
+            endpoint,
+            labels.clone(),
+            *format,
+            Duration::from_millis(*timeout_ms),
+            fallback,
+        ))))
+    };
+    vigil_onnx::load_profiles(models_dir, Some(&factory)).map_err(|e| WiringError::Profiles {
+        dir: models_dir.to_path_buf(),
+        message: e.to_string(),
+    })
+}
