@@ -1,5 +1,5 @@
 use clap::{Parser, Subcommand};
-use vigil_cli::{calibrate, demo, edge, eval, features, replay};
+use vigil_cli::{calibrate, demo, device, edge, eval, features, fleet, replay};
 
 /// Vigil: condition monitoring for machines — the edge runner and the tools around it.
 #[derive(Parser)]
@@ -23,6 +23,10 @@ enum Command {
     Calibrate(calibrate::CalibrateArgs),
     /// Export the features the Rust transforms compute (training uses the same code).
     Features(features::FeaturesArgs),
+    /// Device / gateway agent: a sensor source to MQTT, with an on-disk queue that loses nothing.
+    Device(device::DeviceArgs),
+    /// Many simulated devices against the edge pipeline; reports msgs/s, latency, memory, loss.
+    Fleet(fleet::FleetArgs),
 }
 
 #[tokio::main]
@@ -42,5 +46,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Eval(args) => eval::run(args).await,
         Command::Calibrate(args) => calibrate::run(args).await,
         Command::Features(args) => features::run(args).await,
+        Command::Device(args) => device::run(args).await,
+        Command::Fleet(args) => fleet::run(args).await,
     }
 }
