@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use aws_sdk_iotdataplane::primitives::Blob;
 use aws_sdk_iotdataplane::Client;
-use serde_json::{json, Map, Value};
+use vigil_core::documents::shadow_document;
 use vigil_core::ports::{PortError, ResultSink, WindowResult};
 use vigil_core::telemetry::{condition_topic, CONDITION_SHADOW};
 
@@ -22,38 +22,6 @@ impl IotResultSink {
     pub fn new(client: Client) -> Self {
         Self { client }
     }
-}
-
-/// The shadow document: what the device and dashboards read as "the current condition".
-pub fn shadow_document(result: &WindowResult) -> Value {
-    let probabilities: Map<String, Value> = result
-        .labels
-        .iter()
-        .zip(&result.probabilities)
-        .map(|(l, p)| (l.clone(), json!(p)))
-        .collect();
-    json!({
-        "state": {
-            "reported": {
-                "label": result.label,
-                "status": result.status,
-                "probabilities": probabilities,
-                "anomaly_score": result.anomaly_score,
-                "profile": result.profile,
-                "window": result.window,
-                "seq_start": result.seq_start,
-                "seq_end": result.seq_end,
-                "ts_start": result.ts_start,
-                "ts_end": result.ts_end,
-                "completeness": result.completeness,
-                "source": result.source,
-                "model_version": result.model_version,
-                // A null deletes the attribute in a shadow: no open alert.
-                "alert": result.alert,
-                "time": result.scored_at_ms,
-            }
-        }
-    })
 }
 
 #[async_trait]

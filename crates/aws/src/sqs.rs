@@ -4,8 +4,7 @@
 use async_trait::async_trait;
 use aws_sdk_sqs::types::MessageAttributeValue;
 use aws_sdk_sqs::Client;
-use base64::Engine as _;
-use serde_json::json;
+use vigil_core::documents::reject_document;
 use vigil_core::ports::{PortError, RejectSink, Rejected};
 
 use crate::error::port_error;
@@ -27,27 +26,6 @@ impl SqsRejectSink {
     }
 }
 
-/// The dead-letter body: the reason, and the payload as text when it is UTF-8, else base64.
-pub fn reject_body(r: &Rejected) -> serde_json::Value {
-    let (payload, encoding) = match std::str::from_utf8(&r.payload) {
-        Ok(text) => (text.to_string(), "utf8"),
-        Err(_) => (
-            base64::engine::general_purpose::STANDARD.encode(&r.payload),
-            "base64",
-        ),
-    };
-    json!({
-        "message_id": r.message_id,
-        "device": r.device.as_ref().map(|d| d.as_str()),
-        "code": r.error.code(),
-        "field": r.error.field,
-        "reason": r.error.reason.to_string(),
-        "error": r.error.to_string(),
-        "payload": payload,
-        "payload_encoding": encoding,
-    })
-}
-
 fn attr(v: &str) -> MessageAttributeValue {
     MessageAttributeValue::builder()
         .data_type("String")
@@ -63,7 +41,7 @@ impl RejectSink for SqsRejectSink {
             .client
             .send_message()
             .queue_url(&self.queue_url)
-            .message_body(reject_body(rejected).to_string())
+            .message_body(reject_document(rejected).to_string())
             .message_attributes("code", attr(rejected.error.code()));
         if let Some(d) = &rejected.device {
             req = req.message_attributes("device", attr(d.as_str()));

@@ -35,7 +35,9 @@ async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("VIGIL_LOG")
-                .unwrap_or_else(|_| "warn".into()),
+                // rumqttd logs every abrupt client disconnect (normal on flaky links) as an
+                // error; VIGIL_LOG=rumqttd=info brings it back.
+                .unwrap_or_else(|_| "warn,rumqttd=off".into()),
         )
         .with_writer(std::io::stderr)
         .init();

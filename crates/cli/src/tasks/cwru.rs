@@ -4,14 +4,15 @@
 //! Healthy frames: the last quarter of each `normal*` file (the model was trained on the first
 //! three quarters; see models/cwru.md). Fault frames: every frame of every other file.
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use vigil_core::memory::MemoryPorts;
 use vigil_core::telemetry::encode_batch;
-use vigil_core::{DeviceId, Message, MessageOutcome, Pipeline, PipelineConfig, Sample};
+use vigil_core::{Pipeline, PipelineConfig, Sample};
 
 use crate::datasets::{read_cwru, CwruFile};
 use crate::eval::{ratio, EvalArgs};
 use crate::models;
+use crate::tasks::{device_of, label_each_window};
 
 pub const PROFILE: &str = "cwru";
 /// Fraction of each healthy recording (its first part) used for training.
@@ -80,57 +81,20 @@ pub async fn classify_file(
         ..PipelineConfig::default()
     };
     let pipeline = Pipeline::new(profiles, ports.ports(), config)?;
-    let stem = file.name.trim_end_matches(".csv");
-    let device = DeviceId::new(
-        stem.chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                    c
-                } else {
-                    '-'
-                }
-            })
-            .collect::<String>(),
-    )?;
+    let device = device_of(&file.name)?;
     let frames = file.values.len() / size;
-    let mut labels: Vec<Option<String>> = vec![None; frames];
-    for start in (0..frames).step_by(32) {
-        let messages: Vec<Message> = (start..(start + 32).min(frames))
-            .map(|f| {
-                let samples: Vec<Sample> = (0..size)
-                    .map(|i| {
-                        let seq = (f * size + i) as u64;
-                        Sample {
-                            seq,
-                            ts: (seq as f64 * 1000.0 / rate) as u64,
-                            values: vec![file.values[f * size + i]],
-                        }
-                    })
-                    .collect();
-                Message {
-                    id: format!("{}-{f}", device.as_str()),
-                    device: device.clone(),
-                    payload: encode_batch(&samples, channels),
+    label_each_window(&pipeline, &device, frames, 32, &file.name, |f| {
+        let samples: Vec<Sample> = (0..size)
+            .map(|i| {
+                let seq = (f * size + i) as u64;
+                Sample {
+                    seq,
+                    ts: (seq as f64 * 1000.0 / rate) as u64,
+                    values: vec![file.values[f * size + i]],
                 }
             })
             .collect();
-        let report = pipeline.process(&messages, 0).await;
-        if let Some(bad) = report
-            .outcomes
-            .iter()
-            .find(|o| !matches!(o, MessageOutcome::Accepted { .. }))
-        {
-            bail!("a frame of {} was not accepted: {bad:?}", file.name);
-        }
-        for r in report.results {
-            if let Some(slot) = labels.get_mut(r.window as usize) {
-                *slot = Some(r.label);
-            }
-        }
-    }
-    labels
-        .into_iter()
-        .enumerate()
-        .map(|(i, l)| l.with_context(|| format!("{} frame {i} was not scored", file.name)))
-        .collect()
+        encode_batch(&samples, channels)
+    })
+    .await
 }

@@ -11,13 +11,12 @@ use vigil_core::alert::Transition;
 use vigil_core::memory::MemoryPorts;
 use vigil_core::ports::AlertEvent;
 use vigil_core::telemetry::encode_batch;
-use vigil_core::{
-    CompiledProfile, DeviceId, Message, MessageOutcome, Pipeline, PipelineConfig, Sample,
-};
+use vigil_core::{CompiledProfile, Message, Pipeline, PipelineConfig, Sample};
 
 use crate::datasets::{read_nab, NabSeries};
 use crate::eval::EvalArgs;
 use crate::models;
+use crate::tasks::{all_accepted, device_of};
 
 /// The detector whose figures make the JSON line, and the classic one reported beside it.
 pub const PRIMARY: &str = "nab-ewma";
@@ -81,23 +80,6 @@ pub async fn eval(args: &EvalArgs) -> anyhow::Result<serde_json::Value> {
     }))
 }
 
-/// Device id of a series: its file stem, restricted to the characters device ids allow.
-pub fn device_of(file: &str) -> anyhow::Result<DeviceId> {
-    let stem = file.strip_suffix(".csv").unwrap_or(file);
-    let name: String = stem
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .take(100)
-        .collect();
-    Ok(DeviceId::new(name)?)
-}
-
 /// Streams one series, in order, through a fresh pipeline; returns the alerts it raised.
 pub async fn stream_series(
     profiles: &BTreeMap<String, CompiledProfile>,
@@ -142,13 +124,7 @@ pub async fn stream_series(
             })
             .collect();
         let report = pipeline.process(&messages, 0).await;
-        if let Some(bad) = report
-            .outcomes
-            .iter()
-            .find(|o| !matches!(o, MessageOutcome::Accepted { .. }))
-        {
-            bail!("a message of {} was not accepted: {bad:?}", series.file);
-        }
+        all_accepted(&report, &series.file)?;
         alerts.extend(report.alerts);
     }
     Ok(alerts)

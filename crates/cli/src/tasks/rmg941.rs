@@ -7,14 +7,15 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use vigil_core::memory::MemoryPorts;
 use vigil_core::telemetry::encode_batch;
-use vigil_core::{CompiledProfile, DeviceId, Message, MessageOutcome, Pipeline, PipelineConfig};
+use vigil_core::{CompiledProfile, DeviceId, Pipeline, PipelineConfig};
 
 use crate::datasets::Rmg941;
 use crate::eval::{Confusion, EvalArgs};
 use crate::models;
+use crate::tasks::label_each_window;
 
 pub const PROFILE: &str = "rmg941";
 pub const VAL_FRACTION: f64 = 0.2;
@@ -90,31 +91,8 @@ pub async fn classify_frames(
     };
     let pipeline = Pipeline::new(profiles, ports.ports(), config)?;
     let device = DeviceId::new("rmg941-fan")?;
-    let frames = data.frames.len();
-    let mut labels: Vec<Option<String>> = vec![None; frames];
-    for start in (0..frames).step_by(16) {
-        let messages: Vec<Message> = (start..(start + 16).min(frames))
-            .map(|f| Message {
-                id: format!("frame-{f}"),
-                device: device.clone(),
-                payload: encode_batch(&data.frame_samples(f, rate), channels),
-            })
-            .collect();
-        let report = pipeline.process(&messages, 0).await;
-        if let Some(bad) = report
-            .outcomes
-            .iter()
-            .find(|o| !matches!(o, MessageOutcome::Accepted { .. }))
-        {
-            bail!("a frame was not accepted: {bad:?}");
-        }
-        for r in report.results {
-            labels[r.window as usize] = Some(r.label);
-        }
-    }
-    labels
-        .into_iter()
-        .enumerate()
-        .map(|(i, l)| l.with_context(|| format!("frame {i} was not scored")))
-        .collect()
+    label_each_window(&pipeline, &device, data.frames.len(), 16, "rmg941", |f| {
+        encode_batch(&data.frame_samples(f, rate), channels)
+    })
+    .await
 }
