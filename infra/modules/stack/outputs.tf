@@ -32,7 +32,7 @@ output "device_setup" {
       ],
       [
         "curl -sSo AmazonRootCA1.pem https://www.amazontrust.com/repository/AmazonRootCA1.pem",
-        "vigil device --endpoint ${module.pipeline.iot_data_endpoint} --cert ${thing}.cert.pem --key ${thing}.private.key --ca AmazonRootCA1.pem --thing ${thing}",
+        "vigil device --endpoint ${module.pipeline.iot_data_endpoint} --cert ${thing}.cert.pem --key ${thing}.private.key --ca AmazonRootCA1.pem --thing ${thing} --state .vigil/device/${thing} --batch 10 --source replay-hydraulic:models/samples/hydraulic --speed 1",
       ],
     ))
   }
