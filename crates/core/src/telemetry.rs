@@ -218,7 +218,7 @@ pub fn parse_message(payload: &[u8], channels: &[String]) -> Result<Vec<Sample>,
         RawMessage {
             single: Some(sample),
             samples: None,
-        } => vec![sample.finish("$".into(), channels)?],
+        } => vec![sample.finish(At::Message, channels)?],
         RawMessage {
             single: None,
             samples: Some(batch),
@@ -228,7 +228,7 @@ pub fn parse_message(payload: &[u8], channels: &[String]) -> Result<Vec<Sample>,
             }
             let mut out = Vec::with_capacity(batch.len());
             for (i, raw) in batch.into_iter().enumerate() {
-                out.push(raw.finish(format!("samples[{i}]"), channels)?);
+                out.push(raw.finish(At::Sample(i), channels)?);
             }
             out
         }
@@ -261,7 +261,12 @@ fn reject_duplicate_seq(samples: &[Sample]) -> Result<(), TelemetryError> {
 /// by `@path|`; everything else is reported as invalid JSON with serde_json's own position.
 fn json_error(e: &serde_json::Error) -> TelemetryError {
     let text = e.to_string();
-    if let Some(rest) = text.strip_prefix('@') {
+    // serde words a type mismatch "invalid type: …, expected <what the visitor expects>", and
+    // our visitors' `expecting` is `@path|expected …`: take the path from there too.
+    let tagged = text
+        .strip_prefix('@')
+        .or_else(|| text.split_once(", expected @").map(|(_, rest)| rest));
+    if let Some(rest) = tagged {
         if let Some((path, reason)) = rest.split_once('|') {
             let reason_text = reason.split(" at line ").next().unwrap_or(reason);
             let reason = match reason_text {
@@ -318,26 +323,21 @@ struct RawValues {
 }
 
 impl RawSample {
-    fn finish(self, path: String, channels: &[String]) -> Result<Sample, TelemetryError> {
-        let prefix = if path == "$" {
-            String::new()
-        } else {
-            format!("{path}.")
-        };
-        let seq = integer(self.seq, &prefix, "seq")?;
-        let ts = integer(self.ts, &prefix, "ts")?;
+    fn finish(self, at: At, channels: &[String]) -> Result<Sample, TelemetryError> {
+        let seq = integer(self.seq, at, "seq")?;
+        let ts = integer(self.ts, at, "ts")?;
         let values = self
             .values
-            .ok_or_else(|| TelemetryError::new(format!("{prefix}values"), Reason::Missing))?;
+            .ok_or_else(|| TelemetryError::new(at.field("values"), Reason::Missing))?;
         if let Some((field, reason)) = values.problem {
             return Err(TelemetryError::new(
-                format!("{prefix}values.{field}"),
+                at.field(&format!("values.{field}")),
                 reason,
             ));
         }
         if let Some(missing) = (0..channels.len()).find(|&i| values.seen & (1 << i) == 0) {
             return Err(TelemetryError::new(
-                format!("{prefix}values"),
+                at.field("values"),
                 Reason::MissingChannel(channels[missing].clone()),
             ));
         }
@@ -349,8 +349,36 @@ impl RawSample {
     }
 }
 
-fn integer(value: Option<Num>, prefix: &str, name: &str) -> Result<u64, TelemetryError> {
-    let field = || format!("{prefix}{name}");
+/// Where in a message a sample stands. Field paths are only formatted for an error: a batch of
+/// 2,048 samples must not cost thousands of allocations to parse.
+#[derive(Clone, Copy, Debug)]
+enum At {
+    /// The message itself is one sample.
+    Message,
+    /// `samples[i]` of a batch.
+    Sample(usize),
+}
+
+impl At {
+    fn field(self, name: &str) -> String {
+        match self {
+            At::Message => name.to_string(),
+            At::Sample(i) => format!("samples[{i}].{name}"),
+        }
+    }
+}
+
+impl fmt::Display for At {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            At::Message => f.write_str("$"),
+            At::Sample(i) => write!(f, "samples[{i}]"),
+        }
+    }
+}
+
+fn integer(value: Option<Num>, at: At, name: &str) -> Result<u64, TelemetryError> {
+    let field = || at.field(name);
     match value {
         None => Err(TelemetryError::new(field(), Reason::Missing)),
         Some(Num::Unsigned(v)) if v > MAX_JSON_SAFE_INTEGER => {
@@ -375,8 +403,7 @@ impl<'de> DeserializeSeed<'de> for MessageSeed<'_> {
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<RawMessage, D::Error> {
         d.deserialize_map(SampleVisitor {
             channels: self.channels,
-            path: "$",
-            top_level: true,
+            at: At::Message,
         })
         .map(|(sample, samples)| RawMessage {
             single: sample,
@@ -385,20 +412,20 @@ impl<'de> DeserializeSeed<'de> for MessageSeed<'_> {
     }
 }
 
-struct SampleVisitor<'c, 'p> {
+struct SampleVisitor<'c> {
     channels: &'c [String],
-    path: &'p str,
-    top_level: bool,
+    at: At,
 }
 
-impl<'de> Visitor<'de> for SampleVisitor<'_, '_> {
+impl<'de> Visitor<'de> for SampleVisitor<'_> {
     type Value = (Option<RawSample>, Option<Vec<RawSample>>);
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "@{}|expected an object", self.path)
+        write!(f, "@{}|expected an object", self.at)
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let top_level = matches!(self.at, At::Message);
         let mut sample = RawSample {
             seq: None,
             ts: None,
@@ -417,34 +444,24 @@ impl<'de> Visitor<'de> for SampleVisitor<'_, '_> {
                     any_sample_field = true;
                 }
                 "values" => {
-                    let path = if self.top_level {
-                        "values".to_string()
-                    } else {
-                        format!("{}.values", self.path)
-                    };
                     sample.values = Some(map.next_value_seed(ValuesSeed {
                         channels: self.channels,
-                        path: &path,
+                        at: self.at,
                     })?);
                     any_sample_field = true;
                 }
-                "samples" if self.top_level => {
+                "samples" if top_level => {
                     samples = Some(map.next_value_seed(BatchSeed {
                         channels: self.channels,
                     })?);
                 }
                 // The IoT rule may add the device (from the topic) and a receive time; both
                 // are set by the rule, not trusted from here, and ignored by the parser.
-                "device" | "received_at" if self.top_level => {
+                "device" | "received_at" if top_level => {
                     map.next_value::<IgnoredAny>()?;
                 }
                 other => {
-                    let field = if self.top_level {
-                        other.to_string()
-                    } else {
-                        format!("{}.{other}", self.path)
-                    };
-                    return Err(path_error(&field, "unknown field"));
+                    return Err(path_error(&self.at.field(other), "unknown field"));
                 }
             }
         }
@@ -524,11 +541,9 @@ impl<'de> Visitor<'de> for BatchSeed<'_> {
                 }
                 return Ok(out);
             }
-            let path = format!("samples[{}]", out.len());
             let visitor = SampleVisitor {
                 channels: self.channels,
-                path: &path,
-                top_level: false,
+                at: At::Sample(out.len()),
             };
             match seq.next_element_seed(SampleSeed(visitor))? {
                 Some(sample) => out.push(sample),
@@ -538,9 +553,9 @@ impl<'de> Visitor<'de> for BatchSeed<'_> {
     }
 }
 
-struct SampleSeed<'c, 'p>(SampleVisitor<'c, 'p>);
+struct SampleSeed<'c>(SampleVisitor<'c>);
 
-impl<'de> DeserializeSeed<'de> for SampleSeed<'_, '_> {
+impl<'de> DeserializeSeed<'de> for SampleSeed<'_> {
     type Value = RawSample;
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<RawSample, D::Error> {
         d.deserialize_map(self.0).map(|(sample, _)| {
@@ -553,22 +568,22 @@ impl<'de> DeserializeSeed<'de> for SampleSeed<'_, '_> {
     }
 }
 
-struct ValuesSeed<'c, 'p> {
+struct ValuesSeed<'c> {
     channels: &'c [String],
-    path: &'p str,
+    at: At,
 }
 
-impl<'de> DeserializeSeed<'de> for ValuesSeed<'_, '_> {
+impl<'de> DeserializeSeed<'de> for ValuesSeed<'_> {
     type Value = RawValues;
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<RawValues, D::Error> {
         d.deserialize_map(self)
     }
 }
 
-impl<'de> Visitor<'de> for ValuesSeed<'_, '_> {
+impl<'de> Visitor<'de> for ValuesSeed<'_> {
     type Value = RawValues;
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "@{}|expected an object", self.path)
+        write!(f, "@{}|expected an object", self.at.field("values"))
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawValues, A::Error> {
         let mut out = RawValues {
@@ -708,6 +723,29 @@ mod tests {
         );
         assert_eq!(e.field, "samples[1].values.TS1");
         assert_eq!(e.reason, Reason::WrongType("a number"));
+
+        // Every kind of problem inside a batch names the element it is in.
+        let ok = r#"{"seq":1,"ts":1,"values":{"TS1":1,"TS2":2}}"#;
+        let e = err(&format!(
+            r#"{{"samples":[{ok},{ok},{{"seq":3,"ts":1,"colour":1}}]}}"#
+        ));
+        assert_eq!(e.field, "samples[2].colour");
+        let e = err(&format!(
+            r#"{{"samples":[{ok},{{"ts":1,"values":{{"TS1":1,"TS2":2}}}}]}}"#
+        ));
+        assert_eq!(
+            (e.field.as_str(), e.reason),
+            ("samples[1].seq", Reason::Missing)
+        );
+        let e = err(&format!(
+            r#"{{"samples":[{ok},{{"seq":2,"ts":1,"values":{{"TS1":1}}}}]}}"#
+        ));
+        assert_eq!(e.field, "samples[1].values");
+        assert!(matches!(e.reason, Reason::MissingChannel(ref c) if c == "TS2"));
+        let e = err(r#"{"samples":[{"seq":1,"ts":1,"values":[1,2]}]}"#);
+        assert_eq!(e.field, "samples[0].values");
+        let e = err(r#"{"samples":[{"seq":1,"ts":1,"values":{"TS1":1,"TS2":2}}, 7]}"#);
+        assert_eq!(e.field, "samples[1]");
 
         let e = err(r#"{"seq": 1, "ts": 2, "values": {"TS1": 1e39, "TS2": 2}}"#);
         assert_eq!(
