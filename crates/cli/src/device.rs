@@ -107,6 +107,10 @@ pub struct DeviceArgs {
     /// Also subscribe to the `condition` named shadow (AWS IoT; on by default with --endpoint).
     #[arg(long)]
     pub shadow: bool,
+    /// Do not subscribe to the shadow even with --endpoint (brokers that refuse `$` topics,
+    /// such as the embedded one, drop a client that tries).
+    #[arg(long, conflicts_with = "shadow")]
+    pub no_shadow: bool,
     /// Exit once the source has ended and every sample is confirmed.
     #[arg(long)]
     pub exit_when_drained: bool,
@@ -454,7 +458,7 @@ pub async fn run(args: DeviceArgs) -> anyhow::Result<()> {
         "$aws/things/{thing}/shadow/name/{}/update/accepted",
         vigil_core::telemetry::CONDITION_SHADOW
     );
-    let want_shadow = args.shadow || args.endpoint.is_some();
+    let want_shadow = !args.no_shadow && (args.shadow || args.endpoint.is_some());
     let resend_after = Duration::from_secs_f64(args.resend_after.max(0.1));
 
     let mut summary = DeviceSummary {

@@ -1,0 +1,222 @@
+//! Helpers shared by the subprocess tests (faults, mTLS): the built `vigil` binary, the edge
+//! with its embedded broker, and an observer of the condition topic.
+#![allow(dead_code)] // each test binary uses its own subset
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+
+pub const VIGIL: &str = env!("CARGO_BIN_EXE_vigil");
+pub const SAMPLES_PER_WINDOW: u64 = 60;
+
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+pub fn sample_dir() -> String {
+    repo()
+        .join("models/samples/hydraulic")
+        .display()
+        .to_string()
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+pub fn wait_until(what: &str, deadline: Duration, mut ok: impl FnMut() -> bool) {
+    let end = Instant::now() + deadline;
+    while !ok() {
+        assert!(
+            Instant::now() < end,
+            "timed out after {deadline:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A child process killed (SIGKILL) when dropped, so a failing test leaves nothing behind.
+pub struct Proc {
+    pub child: Child,
+    pub name: &'static str,
+}
+
+impl Proc {
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+    pub fn wait_exit(&mut self, deadline: Duration) -> std::process::ExitStatus {
+        let end = Instant::now() + deadline;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < end,
+                "{} did not exit within {deadline:?}",
+                self.name
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// `vigil edge` with its embedded broker on `port` and its store in `state`; returns once the
+/// edge has printed its start line (profiles loaded, subscribed).
+pub fn start_edge(port: u16, state: &Path) -> Proc {
+    let mut child = Command::new(VIGIL)
+        .args(["edge", "--listen"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--state")
+        .arg(state)
+        .env("VIGIL_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn vigil edge");
+    let stdout = child.stdout.take().expect("edge stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if line.starts_with("vigil edge:") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    let mut proc = Proc {
+        child,
+        name: "vigil edge",
+    };
+    let end = Instant::now() + Duration::from_secs(90);
+    loop {
+        if rx.recv_timeout(Duration::from_millis(100)).is_ok() {
+            break;
+        }
+        if let Ok(Some(status)) = proc.child.try_wait() {
+            panic!("vigil edge exited at start: {status}");
+        }
+        assert!(Instant::now() < end, "vigil edge did not start within 90 s");
+    }
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    assert!(TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok());
+    proc
+}
+
+/// Results seen on the condition topics: window → (count, completeness, filled).
+pub type Seen = Arc<Mutex<BTreeMap<(String, u64), Vec<(f64, u64)>>>>;
+
+/// An observer that stays subscribed across broker restarts (it re-subscribes on every
+/// CONNACK) and records every result it sees.
+pub struct Observer {
+    seen: Seen,
+    _rt: tokio::runtime::Runtime,
+}
+
+impl Observer {
+    pub fn start(port: u16) -> Self {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let seen: Seen = Arc::default();
+        let s = seen.clone();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        rt.spawn(async move {
+            let mut options = MqttOptions::new(format!("observer-{port}"), "127.0.0.1", port);
+            options
+                .set_keep_alive(Duration::from_secs(2))
+                .set_max_packet_size(256 * 1024, 256 * 1024);
+            let (client, mut eventloop) = AsyncClient::new(options, 64);
+            loop {
+                match eventloop.poll().await {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        let _ = client
+                            .subscribe("dt/vigil/+/condition", QoS::AtLeastOnce)
+                            .await;
+                    }
+                    Ok(Event::Incoming(Packet::SubAck(_))) => {
+                        let _ = ready_tx.send(());
+                    }
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        let v: serde_json::Value =
+                            serde_json::from_slice(&p.payload).unwrap_or_default();
+                        let thing = p.topic.split('/').nth(2).unwrap_or("").to_string();
+                        let window = v["window"].as_u64().unwrap_or(u64::MAX);
+                        let completeness = v["completeness"].as_f64().unwrap_or(-1.0);
+                        let filled = v["filled"].as_u64().unwrap_or(u64::MAX);
+                        s.lock()
+                            .unwrap()
+                            .entry((thing, window))
+                            .or_default()
+                            .push((completeness, filled));
+                    }
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                }
+            }
+        });
+        ready_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("observer subscribed");
+        Self { seen, _rt: rt }
+    }
+
+    pub fn windows_of(&self, thing: &str) -> usize {
+        self.seen
+            .lock()
+            .unwrap()
+            .keys()
+            .filter(|(t, _)| t == thing)
+            .count()
+    }
+
+    /// Every window of `cycles` cycles scored exactly once, complete, nothing filled.
+    pub fn assert_exactly_once(&self, thing: &str, cycles: usize) {
+        let seen = self.seen.lock().unwrap();
+        let mine: BTreeMap<u64, &Vec<(f64, u64)>> = seen
+            .iter()
+            .filter(|((t, _), _)| t == thing)
+            .map(|((_, w), r)| (*w, r))
+            .collect();
+        let expected: Vec<u64> = (0..cycles as u64).collect();
+        assert_eq!(
+            mine.keys().copied().collect::<Vec<_>>(),
+            expected,
+            "{thing}: windows with a result"
+        );
+        for (w, results) in mine {
+            assert_eq!(
+                results.len(),
+                1,
+                "{thing}: window {w} has {} results: {results:?}",
+                results.len()
+            );
+            let (completeness, filled) = results[0];
+            assert!(
+                (completeness - 1.0).abs() < 1e-6,
+                "{thing}: window {w} completeness {completeness}"
+            );
+            assert_eq!(filled, 0, "{thing}: window {w} filled {filled} samples");
+        }
+    }
+}

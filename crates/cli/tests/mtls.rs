@@ -1,0 +1,224 @@
+//! `vigil device --endpoint` speaks MQTT over mutual TLS, as to AWS IoT Core: the device must
+//! present its certificate, and it must refuse an endpoint its CA does not vouch for.
+//!
+//! The "endpoint" here is a TLS terminator in the test that, like IoT Core, requires a client
+//! certificate from a CA it trusts, records which certificate connected, and forwards the MQTT
+//! stream to the embedded broker of a real `vigil edge`. Certificates: tests/fixtures/tls
+//! (test-only PKI, see make.sh there).
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::*;
+use tokio_rustls::rustls;
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+fn tls_file(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/tls")
+        .join(name)
+}
+
+fn der(name: &str) -> Vec<CertificateDer<'static>> {
+    CertificateDer::pem_file_iter(tls_file(name))
+        .expect("pem file")
+        .collect::<Result<_, _>>()
+        .expect("certificates")
+}
+
+/// What the terminator saw: the client certificates of completed handshakes, failed handshakes.
+#[derive(Default)]
+struct Seen {
+    clients: Mutex<Vec<CertificateDer<'static>>>,
+    failed_handshakes: AtomicUsize,
+}
+
+/// A loopback TLS endpoint requiring a client certificate signed by `ca.pem`, forwarding each
+/// connection to the plain MQTT broker on `broker_port`. Returns its port.
+fn start_terminator(rt: &tokio::runtime::Runtime, broker_port: u16, seen: Arc<Seen>) -> u16 {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for c in der("ca.pem") {
+        roots.add(c).expect("CA certificate");
+    }
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .expect("client verifier");
+    let key = PrivateKeyDer::from_pem_file(tls_file("endpoint.key")).expect("endpoint key");
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(der("endpoint.pem"), key)
+        .expect("server certificate");
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("bind terminator");
+    let port = listener.local_addr().expect("addr").port();
+    rt.spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, seen) = (acceptor.clone(), seen.clone());
+            tokio::spawn(async move {
+                let mut tls = match acceptor.accept(tcp).await {
+                    Ok(tls) => tls,
+                    Err(_) => {
+                        seen.failed_handshakes.fetch_add(1, Ordering::SeqCst);
+                        return;
+                    }
+                };
+                if let Some(chain) = tls.get_ref().1.peer_certificates() {
+                    seen.clients
+                        .lock()
+                        .unwrap()
+                        .push(chain[0].clone().into_owned());
+                }
+                if let Ok(mut broker) =
+                    tokio::net::TcpStream::connect(("127.0.0.1", broker_port)).await
+                {
+                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut broker).await;
+                }
+            });
+        }
+    });
+    port
+}
+
+fn device(endpoint_port: u16, cert: &str, key: &str, ca: &str, state: &std::path::Path) -> Proc {
+    let child = Command::new(VIGIL)
+        .args(["device", "--thing", "tls-rig", "--endpoint"])
+        .arg(format!("127.0.0.1:{endpoint_port}"))
+        .arg("--cert")
+        .arg(tls_file(cert))
+        .arg("--key")
+        .arg(tls_file(key))
+        .arg("--ca")
+        .arg(tls_file(ca))
+        .arg("--source")
+        .arg(format!("replay-hydraulic:{}", sample_dir()))
+        .arg("--state")
+        .arg(state)
+        .args(["--cycles", "2", "--speed", "0", "--batch", "20"])
+        .args([
+            "--backoff-min",
+            "0.05",
+            "--backoff-max",
+            "0.2",
+            "--resend-after",
+            "3",
+        ])
+        // The embedded broker behind the terminator refuses `$aws/...` shadow subscriptions.
+        .args(["--no-shadow", "--exit-when-drained", "--quiet"])
+        .env("VIGIL_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn vigil device");
+    Proc {
+        child,
+        name: "vigil device",
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+#[test]
+fn device_connects_with_its_certificate_and_every_sample_is_scored_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker_port = free_port();
+    let _edge = start_edge(broker_port, &dir.path().join("edge"));
+    let observer = Observer::start(broker_port);
+    let rt = runtime();
+    let seen = Arc::new(Seen::default());
+    let endpoint = start_terminator(&rt, broker_port, seen.clone());
+
+    let mut agent = device(
+        endpoint,
+        "device.pem",
+        "device.key",
+        "ca.pem",
+        &dir.path().join("d"),
+    );
+    let status = agent.wait_exit(Duration::from_secs(60));
+    assert!(status.success(), "vigil device exited with {status}");
+
+    observer.assert_exactly_once("tls-rig", 2);
+    let clients = seen.clients.lock().unwrap();
+    assert!(
+        !clients.is_empty(),
+        "no TLS connection reached the endpoint"
+    );
+    let device_cert = &der("device.pem")[0];
+    assert!(
+        clients.iter().all(|c| c == device_cert),
+        "a connection presented another certificate than the device's"
+    );
+}
+
+#[test]
+fn an_untrusted_device_certificate_is_refused_and_delivers_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker_port = free_port();
+    let _edge = start_edge(broker_port, &dir.path().join("edge"));
+    let observer = Observer::start(broker_port);
+    let rt = runtime();
+    let seen = Arc::new(Seen::default());
+    let endpoint = start_terminator(&rt, broker_port, seen.clone());
+
+    let mut impostor = device(
+        endpoint,
+        "impostor.pem",
+        "impostor.key",
+        "ca.pem",
+        &dir.path().join("d"),
+    );
+    // It keeps retrying with backoff; two refused handshakes show it tried and was turned away.
+    wait_until("refused handshakes", Duration::from_secs(30), || {
+        seen.failed_handshakes.load(Ordering::SeqCst) >= 2
+    });
+    impostor.kill();
+    assert!(seen.clients.lock().unwrap().is_empty());
+    assert_eq!(observer.windows_of("tls-rig"), 0);
+}
+
+#[test]
+fn the_device_refuses_an_endpoint_its_ca_does_not_vouch_for() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker_port = free_port();
+    let _edge = start_edge(broker_port, &dir.path().join("edge"));
+    let observer = Observer::start(broker_port);
+    let rt = runtime();
+    let seen = Arc::new(Seen::default());
+    let endpoint = start_terminator(&rt, broker_port, seen.clone());
+
+    // The device trusts another CA: the endpoint's certificate must not satisfy it, so the
+    // handshake fails on the device's side (the endpoint sees it abort).
+    let mut agent = device(
+        endpoint,
+        "device.pem",
+        "device.key",
+        "other-ca.pem",
+        &dir.path().join("d"),
+    );
+    wait_until("aborted handshakes", Duration::from_secs(30), || {
+        seen.failed_handshakes.load(Ordering::SeqCst) >= 2
+    });
+    agent.kill();
+    assert!(seen.clients.lock().unwrap().is_empty());
+    assert_eq!(observer.windows_of("tls-rig"), 0);
+}
