@@ -31,6 +31,8 @@ LAMBDA_ENV = (
     "VIGIL_SAGEMAKER_ENDPOINT",
     "VIGIL_SAGEMAKER_FALLBACK",
     "VIGIL_WINDOW_TTL_HOURS",
+    "VIGIL_BASELINES_BUCKET",
+    "VIGIL_BASELINE_TTL_S",
     "ORT_DYLIB_PATH",
     "RUST_LOG",
 )
@@ -48,6 +50,8 @@ ENV_SOURCES = {
     "VIGIL_SAGEMAKER_ENDPOINT": (r"\$\{var\.(?P<var>\w+)\}", "var", None),
     "VIGIL_SAGEMAKER_FALLBACK": (r"\$\{tostring\(var\.(?P<var>\w+)\)\}", "var", None),
     "VIGIL_WINDOW_TTL_HOURS": (r"\$\{tostring\(var\.(?P<var>\w+)\)\}", "var", None),
+    "VIGIL_BASELINES_BUCKET": (r"\$\{aws_s3_bucket\.(?P<res>\w+)\.(id|bucket)\}", "resource", "aws_s3_bucket"),
+    "VIGIL_BASELINE_TTL_S": (r"\$\{tostring\(var\.(?P<var>\w+)\)\}", "var", None),
     "RUST_LOG": (r"\$\{var\.(?P<var>\w+)\}", "var", None),
 }
 # Paths inside the package built by `make build`, as Lambda unpacks it.
@@ -61,6 +65,7 @@ ENV_VARIABLES = {
     "VIGIL_SAGEMAKER_ENDPOINT": ("string", ""),
     "VIGIL_SAGEMAKER_FALLBACK": ("bool", None),
     "VIGIL_WINDOW_TTL_HOURS": ("number", 48),
+    "VIGIL_BASELINE_TTL_S": ("number", 60),
     "RUST_LOG": ("string", "info"),
 }
 # What the function must be allowed to do with the resource each variable names
@@ -74,6 +79,7 @@ ENV_GRANTS = {
         ("s3:GetObject", "${aws_s3_bucket.{res}.arn}/profiles/*"),
     ],
     "VIGIL_REJECTS_QUEUE_URL": [("sqs:SendMessage", "${aws_sqs_queue.{res}.arn}")],
+    "VIGIL_BASELINES_BUCKET": [("s3:GetObject", "${aws_s3_bucket.{res}.arn}/baselines/*")],
 }
 
 TABLE_ACTIONS = {

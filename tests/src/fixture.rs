@@ -57,6 +57,9 @@ pub struct Options {
     pub sagemaker_endpoint: Option<String>,
     pub sagemaker_fallback: bool,
     pub models_bucket: bool,
+    /// Read calibrated baselines from the models bucket (`VIGIL_BASELINES_BUCKET`), cached this
+    /// many seconds (`VIGIL_BASELINE_TTL_S`); `None`: no baselines bucket.
+    pub baseline_ttl_s: Option<u64>,
 }
 
 impl Default for Options {
@@ -66,6 +69,7 @@ impl Default for Options {
             sagemaker_endpoint: None,
             sagemaker_fallback: true,
             models_bucket: false,
+            baseline_ttl_s: None,
         }
     }
 }
@@ -184,11 +188,7 @@ impl Fixture {
             &topic_arn,
             &archive_bucket,
             &rejects_queue_url,
-            if options.models_bucket {
-                &models_bucket
-            } else {
-                ""
-            },
+            &models_bucket,
             &options,
         );
         let runtime = vigil_ingest::build(config, &sdk, "vigil-ingest-test")
@@ -495,6 +495,8 @@ pub fn create_thing(name: &str) {
 }
 
 /// The function's environment for these resources, read through the real config parser.
+/// `models_bucket` is used for models when `options.models_bucket`, for calibrated baselines
+/// when `options.baseline_ttl_s` is set.
 pub fn config_for(
     table: &str,
     topic_arn: &str,
@@ -507,7 +509,29 @@ pub fn config_for(
         ("VIGIL_TABLE_NAME", table.to_string()),
         ("VIGIL_ALERT_TOPIC_ARN", topic_arn.to_string()),
         ("VIGIL_ARCHIVE_BUCKET", archive_bucket.to_string()),
-        ("VIGIL_MODELS_BUCKET", models_bucket.to_string()),
+        (
+            "VIGIL_MODELS_BUCKET",
+            if options.models_bucket {
+                models_bucket.to_string()
+            } else {
+                String::new()
+            },
+        ),
+        (
+            "VIGIL_BASELINES_BUCKET",
+            if options.baseline_ttl_s.is_some() {
+                models_bucket.to_string()
+            } else {
+                String::new()
+            },
+        ),
+        (
+            "VIGIL_BASELINE_TTL_S",
+            options
+                .baseline_ttl_s
+                .map(|t| t.to_string())
+                .unwrap_or_default(),
+        ),
         ("VIGIL_REJECTS_QUEUE_URL", rejects_queue_url.to_string()),
         ("VIGIL_IOT_DATA_ENDPOINT", emulators().moto.clone()),
         ("VIGIL_DEFAULT_PROFILE", options.default_profile.clone()),

@@ -6,9 +6,11 @@
 //! - [`iot`]: results on `dt/vigil/{thing}/condition` and the `condition` shadow;
 //! - [`sns`]: alerts on transitions, with filterable message attributes;
 //! - [`s3`]: closed windows archived for retraining, models fetched at cold start;
+//! - [`baselines`]: calibrated baselines published to and read from S3;
 //! - [`sqs`]: rejected messages to the dead-letter queue;
 //! - [`sagemaker`]: a scorer calling a SageMaker endpoint, with a fallback scorer.
 
+pub mod baselines;
 pub mod codec;
 pub mod dynamo;
 pub mod error;
@@ -25,6 +27,7 @@ use aws_config::SdkConfig;
 use vigil_core::ports::NoBaselines;
 use vigil_core::Ports;
 
+pub use baselines::S3Baselines;
 pub use dynamo::{
     DynamoRegistry, DynamoStateStore, DynamoWindowStore, Table, Usage, UsageSnapshot,
 };
@@ -47,6 +50,11 @@ pub struct AwsSettings {
     pub iot_data_endpoint: String,
     /// How long a device's profile is cached.
     pub registry_cache: Duration,
+    /// Bucket of calibrated baselines (`baselines/<profile>/<device>.json`); `None`: streaming
+    /// scorers learn online only.
+    pub baselines_bucket: Option<String>,
+    /// How long a baseline read from S3 is used before S3 is asked again.
+    pub baseline_ttl: Duration,
 }
 
 /// An S3 client; path-style addressing when an endpoint override is configured (emulators do
@@ -68,7 +76,8 @@ pub struct AwsPorts {
     pub windows: DynamoWindowStore,
     pub states: DynamoStateStore,
     pub registry: DynamoRegistry,
-    pub baselines: NoBaselines,
+    /// `None`: no baselines bucket configured (see [`AwsPorts::ports`]).
+    pub baselines: Option<S3Baselines>,
     pub results: IotResultSink,
     pub alerts: SnsAlertSink,
     pub archive: S3Archive,
@@ -91,7 +100,10 @@ impl AwsPorts {
             windows: DynamoWindowStore::new(table.clone()),
             states: DynamoStateStore::new(table.clone()),
             registry: DynamoRegistry::new(table, settings.registry_cache),
-            baselines: NoBaselines,
+            baselines: settings
+                .baselines_bucket
+                .as_ref()
+                .map(|b| S3Baselines::new(s3_client(sdk), b, settings.baseline_ttl)),
             results: IotResultSink::new(iot),
             alerts: SnsAlertSink::new(aws_sdk_sns::Client::new(sdk), &settings.alert_topic_arn),
             archive: S3Archive::new(s3_client(sdk), &settings.archive_bucket),
@@ -104,7 +116,10 @@ impl AwsPorts {
             windows: &self.windows,
             states: &self.states,
             registry: &self.registry,
-            baselines: &self.baselines,
+            baselines: match &self.baselines {
+                Some(b) => b,
+                None => &NoBaselines,
+            },
             results: &self.results,
             alerts: &self.alerts,
             archive: &self.archive,

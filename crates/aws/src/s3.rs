@@ -1,4 +1,5 @@
-//! S3: closed windows archived for retraining, and models/profiles fetched at cold start.
+//! S3: closed windows archived for retraining (and read back by `vigil calibrate`), and
+//! models/profiles fetched at cold start.
 
 use std::path::{Path, PathBuf};
 
@@ -35,7 +36,7 @@ impl S3Archive {
 pub fn archive_key(window: &ClosedWindow) -> String {
     let r = &window.result;
     format!(
-        "windows/profile={}/date={}/device={}/{:020}.json",
+        "{ARCHIVE_PREFIX}/profile={}/date={}/device={}/{:020}.json",
         r.profile,
         date(r.ts_start),
         r.device,
@@ -60,6 +61,128 @@ impl WindowArchive for S3Archive {
             .map_err(|e| port_error(PORT, &format!("put s3://{}/{key}", self.bucket), e))?;
         Ok(())
     }
+}
+
+/// Prefix under which [`S3Archive`] writes closed windows.
+pub const ARCHIVE_PREFIX: &str = "windows";
+
+/// One archived window of a device, as its key names it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ArchivedKey {
+    /// `YYYY-MM-DD` partition (device time of the window's first sample).
+    pub date: String,
+    pub window: u64,
+    pub key: String,
+}
+
+/// The archived windows of one device and profile under `prefix` (the archive's `windows`, or
+/// wherever a copy of it lives), in (date, window) order; only partitions on or after `since`
+/// (`YYYY-MM-DD`) when given. Lists the profile's date partitions first, then the device's keys
+/// in each: no scan of other devices' objects. Needs `s3:ListBucket` (operators have it; the
+/// ingest function does not).
+pub async fn list_archived(
+    client: &Client,
+    bucket: &str,
+    prefix: &str,
+    profile: &str,
+    device: &str,
+    since: Option<&str>,
+) -> Result<Vec<ArchivedKey>, PortError> {
+    let root = match prefix.trim_matches('/') {
+        "" => String::new(),
+        p => format!("{p}/"),
+    };
+    let dates_prefix = format!("{root}profile={profile}/date=");
+    let mut dates = Vec::new();
+    let mut token = None;
+    loop {
+        let out = client
+            .list_objects_v2()
+            .bucket(bucket)
+            .prefix(&dates_prefix)
+            .delimiter("/")
+            .set_continuation_token(token)
+            .send()
+            .await
+            .map_err(|e| port_error(PORT, &format!("list s3://{bucket}/{dates_prefix}"), e))?;
+        for p in out.common_prefixes() {
+            if let Some(date) = p
+                .prefix()
+                .and_then(|p| p.strip_prefix(&dates_prefix))
+                .map(|d| d.trim_end_matches('/'))
+            {
+                if since.is_none_or(|s| date >= s) {
+                    dates.push(date.to_string());
+                }
+            }
+        }
+        match out.next_continuation_token {
+            Some(t) => token = Some(t),
+            None => break,
+        }
+    }
+    let mut keys = Vec::new();
+    for date in dates {
+        let device_prefix = format!("{dates_prefix}{date}/device={device}/");
+        let mut token = None;
+        loop {
+            let out = client
+                .list_objects_v2()
+                .bucket(bucket)
+                .prefix(&device_prefix)
+                .set_continuation_token(token)
+                .send()
+                .await
+                .map_err(|e| port_error(PORT, &format!("list s3://{bucket}/{device_prefix}"), e))?;
+            for o in out.contents() {
+                let Some(key) = o.key() else { continue };
+                let window = key
+                    .strip_prefix(&device_prefix)
+                    .and_then(|n| n.strip_suffix(".json"))
+                    .and_then(|n| n.parse::<u64>().ok());
+                if let Some(window) = window {
+                    keys.push(ArchivedKey {
+                        date: date.clone(),
+                        window,
+                        key: key.to_string(),
+                    });
+                }
+            }
+            match out.next_continuation_token {
+                Some(t) => token = Some(t),
+                None => break,
+            }
+        }
+    }
+    keys.sort();
+    Ok(keys)
+}
+
+/// Reads one archived window.
+pub async fn get_archived(
+    client: &Client,
+    bucket: &str,
+    key: &str,
+) -> Result<ClosedWindow, PortError> {
+    let out = client
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .map_err(|e| port_error(PORT, &format!("get s3://{bucket}/{key}"), e))?;
+    let bytes = out
+        .body
+        .collect()
+        .await
+        .map_err(|e| PortError::retryable(PORT, format!("s3://{bucket}/{key}: {e}")))?
+        .into_bytes();
+    serde_json::from_slice(&bytes).map_err(|e| {
+        PortError::permanent(
+            PORT,
+            format!("s3://{bucket}/{key}: not a closed window: {e}"),
+        )
+    })
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -783,7 +783,8 @@ impl Worker {
 
     /// A message that failed for good goes where rejected ones go, with code `failed`.
     async fn dead_letter(&self, runtime: &Runtime, m: &Message, error: &str) {
-        let doc = vigil_core::documents::failure_document(&m.id, m.device.as_str(), error, &m.payload);
+        let doc =
+            vigil_core::documents::failure_document(&m.id, m.device.as_str(), error, &m.payload);
         let topic = broker::rejected_topic(m.device.as_str());
         let body = serde_json::to_vec(&doc).expect("JSON value serializes");
         if let Err(e) = runtime

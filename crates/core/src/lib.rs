@@ -10,6 +10,7 @@
 //! - [`pipeline`]: the whole flow over ports, for batches of messages from many devices.
 
 pub mod alert;
+pub mod calibrate;
 pub mod documents;
 pub mod memory;
 pub mod pipeline;

@@ -117,8 +117,10 @@ impl Baseline {
     }
 }
 
-/// Each window is reduced to one feature per column: the column mean over the window's rows.
-fn window_features(input: &Matrix) -> Vec<f64> {
+/// The streaming scorers' feature reduction: one feature per column, the column mean over the
+/// window's rows. Public so that `vigil calibrate` fits baselines from the very same numbers the
+/// scorers judge (see [`crate::calibrate`]).
+pub fn window_features(input: &Matrix) -> Vec<f64> {
     (0..input.cols)
         .map(|c| input.column(c).map(f64::from).sum::<f64>() / input.rows.max(1) as f64)
         .collect()

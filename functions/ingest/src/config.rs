@@ -18,8 +18,16 @@ pub const NAMES: &[&str] = &[
     "VIGIL_SAGEMAKER_ENDPOINT",
     "VIGIL_SAGEMAKER_FALLBACK",
     "VIGIL_WINDOW_TTL_HOURS",
+    "VIGIL_BASELINES_BUCKET",
+    "VIGIL_BASELINE_TTL_S",
     "ORT_DYLIB_PATH",
 ];
+
+/// Default of `VIGIL_BASELINE_TTL_S`: how long a calibrated baseline is used before S3 is asked
+/// whether a newer one was published.
+pub const DEFAULT_BASELINE_TTL_S: u64 = 60;
+/// Largest `VIGIL_BASELINE_TTL_S` accepted.
+pub const MAX_BASELINE_TTL_S: u64 = 3600;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
@@ -44,6 +52,11 @@ pub struct Config {
     pub sagemaker_fallback: bool,
     /// How long window data is kept after its last write.
     pub window_ttl: Duration,
+    /// Bucket of baselines published by `vigil calibrate` (`baselines/<profile>/<device>.json`);
+    /// `None`: streaming scorers learn online only.
+    pub baselines_bucket: Option<String>,
+    /// How long a baseline read from S3 is used before S3 is asked again (0: every window).
+    pub baseline_ttl: Duration,
     /// ONNX Runtime shared library (read by `ort` itself; checked here).
     pub ort_dylib_path: Option<PathBuf>,
 }
@@ -104,6 +117,22 @@ impl Config {
         let ttl_text = required("VIGIL_WINDOW_TTL_HOURS", &mut err);
         let models_bucket = optional("VIGIL_MODELS_BUCKET");
         let sagemaker_endpoint = optional("VIGIL_SAGEMAKER_ENDPOINT");
+        let baselines_bucket = optional("VIGIL_BASELINES_BUCKET");
+        let baseline_ttl = match optional("VIGIL_BASELINE_TTL_S") {
+            None => Duration::from_secs(DEFAULT_BASELINE_TTL_S),
+            Some(text) => match text.parse::<u64>() {
+                Ok(s) if s <= MAX_BASELINE_TTL_S => Duration::from_secs(s),
+                _ => {
+                    err.invalid.push((
+                        "VIGIL_BASELINE_TTL_S",
+                        format!(
+                            "{text:?} is not a whole number of seconds within 0..={MAX_BASELINE_TTL_S}"
+                        ),
+                    ));
+                    Duration::ZERO
+                }
+            },
+        };
         let models_dir = match optional("VIGIL_MODELS_DIR") {
             Some(d) => PathBuf::from(d),
             None => match lookup("LAMBDA_TASK_ROOT") {
@@ -186,6 +215,8 @@ impl Config {
             sagemaker_endpoint,
             sagemaker_fallback,
             window_ttl,
+            baselines_bucket,
+            baseline_ttl,
             ort_dylib_path,
         })
     }
@@ -225,6 +256,8 @@ mod tests {
             ("VIGIL_SAGEMAKER_ENDPOINT", "".into()),
             ("VIGIL_SAGEMAKER_FALLBACK", "true".into()),
             ("VIGIL_WINDOW_TTL_HOURS", "48".into()),
+            ("VIGIL_BASELINES_BUCKET", "models".into()),
+            ("VIGIL_BASELINE_TTL_S", "15".into()),
         ])
     }
 
@@ -239,6 +272,25 @@ mod tests {
         assert_eq!(c.models_bucket, None);
         assert_eq!(c.sagemaker_endpoint, None);
         assert!(c.sagemaker_fallback);
+        assert_eq!(c.baselines_bucket.as_deref(), Some("models"));
+        assert_eq!(c.baseline_ttl, Duration::from_secs(15));
+    }
+
+    #[test]
+    fn baselines_are_optional_with_a_default_ttl() {
+        let mut env = full();
+        env.remove("VIGIL_BASELINES_BUCKET");
+        env.remove("VIGIL_BASELINE_TTL_S");
+        let c = load(&env).unwrap();
+        assert_eq!(c.baselines_bucket, None);
+        assert_eq!(c.baseline_ttl, Duration::from_secs(DEFAULT_BASELINE_TTL_S));
+        env.insert("VIGIL_BASELINE_TTL_S", "0".into());
+        assert_eq!(load(&env).unwrap().baseline_ttl, Duration::ZERO);
+        for bad in ["-1", "a minute", "3601"] {
+            env.insert("VIGIL_BASELINE_TTL_S", bad.into());
+            let e = load(&env).unwrap_err();
+            assert_eq!(e.invalid[0].0, "VIGIL_BASELINE_TTL_S", "{bad}");
+        }
     }
 
     #[test]

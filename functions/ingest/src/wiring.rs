@@ -62,6 +62,8 @@ pub fn settings(config: &Config) -> AwsSettings {
         rejects_queue_url: config.rejects_queue_url.clone(),
         iot_data_endpoint: config.iot_data_endpoint.clone(),
         registry_cache: Duration::from_secs(60),
+        baselines_bucket: config.baselines_bucket.clone(),
+        baseline_ttl: config.baseline_ttl,
     }
 }
 
@@ -93,7 +95,19 @@ pub async fn build(
             profiles.keys().cloned().collect::<Vec<_>>().join(", "),
         ));
     }
-    let ports = AwsPorts::new(sdk, &settings(&config));
+    let mut ports = AwsPorts::new(sdk, &settings(&config));
+    // Only streaming-statistics profiles have a baseline: the others never ask S3 for one.
+    ports.baselines = ports.baselines.take().map(|b| {
+        b.only_profiles(
+            profiles
+                .values()
+                .filter(|p| vigil_core::calibrate::has_baseline(&p.profile.scorer))
+                .map(|p| p.profile.name.clone()),
+        )
+    });
+    if let Some(b) = &ports.baselines {
+        tracing::info!(bucket = %b.bucket(), ttl_s = b.ttl().as_secs(), "calibrated baselines read from S3");
+    }
     Ok(Runtime {
         config,
         profiles,

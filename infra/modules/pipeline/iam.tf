@@ -55,6 +55,13 @@ data "aws_iam_policy_document" "ingest" {
   }
 
   statement {
+    sid = "ReadCalibratedBaselines"
+    # wildcard: object keys under the baselines/ prefix only (baselines/<profile>/<device>.json, one per device).
+    actions   = ["s3:GetObject"]
+    resources = ["${aws_s3_bucket.models.arn}/baselines/*"]
+  }
+
+  statement {
     sid       = "ListModelsAndProfiles"
     actions   = ["s3:ListBucket"]
     resources = [aws_s3_bucket.models.arn]

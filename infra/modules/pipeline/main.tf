@@ -154,6 +154,8 @@ resource "aws_lambda_function" "ingest" {
       VIGIL_SAGEMAKER_ENDPOINT = var.sagemaker_endpoint_name
       VIGIL_SAGEMAKER_FALLBACK = tostring(var.sagemaker_fallback)
       VIGIL_WINDOW_TTL_HOURS   = tostring(var.window_ttl_hours)
+      VIGIL_BASELINES_BUCKET   = aws_s3_bucket.models.id
+      VIGIL_BASELINE_TTL_S     = tostring(var.baseline_cache_seconds)
       ORT_DYLIB_PATH           = local.ort_dylib_path
       RUST_LOG                 = var.log_level
     }

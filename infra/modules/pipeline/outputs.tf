@@ -54,8 +54,13 @@ output "alarms_topic_arn" {
 }
 
 output "models_bucket" {
-  description = "S3 bucket of models (models/), profiles (profiles/) and SageMaker artifacts (models/sagemaker/)."
+  description = "S3 bucket of models (models/), profiles (profiles/), SageMaker artifacts (models/sagemaker/) and calibrated baselines (baselines/)."
   value       = aws_s3_bucket.models.id
+}
+
+output "baselines_url" {
+  description = "Where `vigil calibrate --to` publishes baselines for the function (s3://<models bucket>/baselines)."
+  value       = "s3://${aws_s3_bucket.models.id}/baselines"
 }
 
 output "models_bucket_arn" {

@@ -54,7 +54,8 @@ resource "aws_dynamodb_table_item" "device_profile" {
 # --- S3 ----------------------------------------------------------------------
 # Three buckets, each private (public access blocked, ACLs disabled, TLS only), encrypted, versioned and
 # with lifecycle rules:
-#   models       model files and profiles (models/, profiles/), SageMaker artifacts (models/sagemaker/)
+#   models       model files and profiles (models/, profiles/), SageMaker artifacts (models/sagemaker/),
+#                calibrated baselines (baselines/<profile>/<device>.json, from `vigil calibrate`)
 #   archive      closed windows for retraining (windows/)
 #   access_logs  S3 server access logs of the two others
 

@@ -134,6 +134,17 @@ variable "load_models_from_s3" {
   default     = false
 }
 
+variable "baseline_cache_seconds" {
+  description = "Seconds a calibrated baseline read from the models bucket (baselines/<profile>/<device>.json, published by `vigil calibrate`) is used before the function asks S3 for a newer one (VIGIL_BASELINE_TTL_S); 0 asks at every window."
+  type        = number
+  default     = 60
+
+  validation {
+    condition     = var.baseline_cache_seconds >= 0 && var.baseline_cache_seconds <= 3600 && floor(var.baseline_cache_seconds) == var.baseline_cache_seconds
+    error_message = "baseline_cache_seconds must be a whole number between 0 and 3600."
+  }
+}
+
 variable "sagemaker_endpoint_name" {
   description = "Name of the SageMaker endpoint the function may score with (VIGIL_SAGEMAKER_ENDPOINT; the role may invoke this endpoint alone); empty when SageMaker is off."
   type        = string
