@@ -20,6 +20,7 @@ use serde_json::Value;
 use vigil_core::telemetry::Sample;
 
 pub mod fixture;
+pub mod fleet;
 
 pub use fixture::Fixture;
 

@@ -2,8 +2,10 @@
 //! One binary, so the emulators start once; tests isolate themselves by resource names.
 
 mod bad_input;
+mod calibrate;
 mod concurrency;
 mod cost;
+mod fleet;
 mod flow;
 mod replay;
 mod retry;
