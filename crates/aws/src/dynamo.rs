@@ -33,6 +33,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::{
     AttributeValue, ConsumedCapacity, ReturnConsumedCapacity, ReturnValue,
@@ -144,6 +145,33 @@ impl Table {
 
     fn expires_at(&self, now_ms: u64) -> AttributeValue {
         n((now_ms / 1000) + self.ttl.as_secs())
+    }
+
+    /// Every item `query` returns, following its pages, with the capacity they consumed counted.
+    async fn query_all(
+        &self,
+        query: QueryFluentBuilder,
+        what: impl Fn() -> String,
+    ) -> Result<Vec<Item>, PortError> {
+        let mut items = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let out = query
+                .clone()
+                .table_name(&self.name)
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                .send()
+                .await
+                .map_err(|e| port_error(PORT_WINDOWS, &what(), e))?;
+            self.usage.add(out.consumed_capacity(), false);
+            items.extend(out.items.unwrap_or_default());
+            match out.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => return Ok(items),
+            }
+        }
     }
 }
 
@@ -423,46 +451,31 @@ impl WindowStore for DynamoWindowStore {
     }
 
     async fn load(&self, stream: &StreamKey, window: WindowId) -> Result<Vec<Sample>, PortError> {
+        let query = self
+            .table
+            .client
+            .query()
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", s(chunk_pk(stream, window)));
+        let items = self
+            .table
+            .query_all(query, || {
+                format!("load window {window} of {}", stream.device)
+            })
+            .await?;
+        // Items come sorted by chunk id: the first stored copy (by id) wins, as in memory.
         let mut samples = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
-            let out = self
-                .table
-                .client
-                .query()
-                .table_name(&self.table.name)
-                .key_condition_expression("pk = :pk")
-                .expression_attribute_values(":pk", s(chunk_pk(stream, window)))
-                .consistent_read(true)
-                .set_exclusive_start_key(start.take())
-                .return_consumed_capacity(ReturnConsumedCapacity::Total)
-                .send()
-                .await
-                .map_err(|e| {
-                    port_error(
-                        PORT_WINDOWS,
-                        &format!("load window {window} of {}", stream.device),
-                        e,
-                    )
-                })?;
-            self.table.usage.add(out.consumed_capacity(), false);
-            // Items come sorted by chunk id: the first stored copy (by id) wins, as in memory.
-            for item in out.items() {
-                let Some(AttributeValue::B(data)) = item.get("d") else {
-                    continue;
-                };
-                let decoded = codec::decode(data.as_ref()).map_err(|e| {
-                    PortError::permanent(
-                        PORT_WINDOWS,
-                        format!("chunk {:?} of {}: {e}", get_s(item, "sk"), stream.device),
-                    )
-                })?;
-                samples.extend(decoded);
-            }
-            match out.last_evaluated_key {
-                Some(k) if !k.is_empty() => start = Some(k),
-                _ => break,
-            }
+        for item in &items {
+            let Some(AttributeValue::B(data)) = item.get("d") else {
+                continue;
+            };
+            let decoded = codec::decode(data.as_ref()).map_err(|e| {
+                PortError::permanent(
+                    PORT_WINDOWS,
+                    format!("chunk {:?} of {}: {e}", get_s(item, "sk"), stream.device),
+                )
+            })?;
+            samples.extend(decoded);
         }
         dedup_by_seq(&mut samples);
         Ok(samples)
@@ -476,43 +489,28 @@ impl WindowStore for DynamoWindowStore {
         if range.is_empty() {
             return Ok(vec![]);
         }
-        let mut infos = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
-            let out = self
-                .table
-                .client
-                .query()
-                .table_name(&self.table.name)
-                .key_condition_expression("pk = :pk AND sk BETWEEN :a AND :b")
-                .expression_attribute_values(":pk", s(manifest_pk(stream)))
-                .expression_attribute_values(":a", s(window_sk(*range.start())))
-                .expression_attribute_values(":b", s(window_sk(*range.end())))
-                .projection_expression("sk, st, lease_until, received")
-                .consistent_read(true)
-                .set_exclusive_start_key(start.take())
-                .return_consumed_capacity(ReturnConsumedCapacity::Total)
-                .send()
-                .await
-                .map_err(|e| {
-                    port_error(
-                        PORT_WINDOWS,
-                        &format!("list windows {range:?} of {}", stream.device),
-                        e,
-                    )
-                })?;
-            self.table.usage.add(out.consumed_capacity(), false);
-            for item in out.items() {
-                if let Some(w) = get_s(item, "sk").and_then(|v| v.parse().ok()) {
-                    infos.push(info_of(w, item));
-                }
-            }
-            match out.last_evaluated_key {
-                Some(k) if !k.is_empty() => start = Some(k),
-                _ => break,
-            }
-        }
-        Ok(infos)
+        let query = self
+            .table
+            .client
+            .query()
+            .key_condition_expression("pk = :pk AND sk BETWEEN :a AND :b")
+            .expression_attribute_values(":pk", s(manifest_pk(stream)))
+            .expression_attribute_values(":a", s(window_sk(*range.start())))
+            .expression_attribute_values(":b", s(window_sk(*range.end())))
+            .projection_expression("sk, st, lease_until, received");
+        let items = self
+            .table
+            .query_all(query, || {
+                format!("list windows {range:?} of {}", stream.device)
+            })
+            .await?;
+        Ok(items
+            .iter()
+            .filter_map(|item| {
+                let w = get_s(item, "sk").and_then(|v| v.parse().ok())?;
+                Some(info_of(w, item))
+            })
+            .collect())
     }
 
     async fn claim(
