@@ -40,6 +40,8 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
+pub use vigil_cli::fleet::machine;
+use vigil_cli::fleet::percentile;
 
 use async_trait::async_trait;
 use futures_util::stream::{self, StreamExt};
@@ -391,30 +393,6 @@ fn load_average() -> f64 {
         .unwrap_or(f64::NAN)
 }
 
-/// CPUs, model and memory of this machine.
-pub fn machine() -> String {
-    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let model = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|s| s.trim().to_string())
-        })
-        .unwrap_or_default();
-    let mem = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .next()
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|k| k.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0 / 1024.0);
-    format!("{cpus} CPUs, {model}, {mem:.1} GiB")
-}
-
 /// An error without what varies between messages (device, window, ids, numbers).
 fn failure_kind(error: &str, retryable: bool) -> String {
     let mut kind: String = error
@@ -427,14 +405,6 @@ fn failure_kind(error: &str, retryable: bool) -> String {
         "{}: {kind}",
         if retryable { "retryable" } else { "permanent" }
     )
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
 }
 
 /// Message `index` of device `device`.

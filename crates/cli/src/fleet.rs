@@ -91,7 +91,8 @@ pub fn peak_rss_mb(pid: &str) -> Option<f64> {
     Some(kb / 1024.0)
 }
 
-fn machine() -> String {
+/// CPUs, model and memory of this machine, for reports.
+pub fn machine() -> String {
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
     let model = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -114,7 +115,8 @@ fn machine() -> String {
     format!("{cpus} CPUs, {model}, {mem:.1} GiB")
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+/// The `p` quantile (0..=1) of sorted values, nearest rank; NaN when empty.
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }
