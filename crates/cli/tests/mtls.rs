@@ -170,8 +170,9 @@ fn device_connects_with_its_certificate_and_every_sample_is_scored_once() {
     );
 }
 
-#[test]
-fn an_untrusted_device_certificate_is_refused_and_delivers_nothing() {
+/// Runs the device with these files against the endpoint and asserts the handshake fails (the
+/// device keeps retrying; two failures show it tried and was turned away) and nothing arrives.
+fn assert_refused(cert: &str, key: &str, ca: &str) {
     let dir = tempfile::tempdir().expect("tempdir");
     let broker_port = free_port();
     let _edge = start_edge(broker_port, &dir.path().join("edge"));
@@ -180,45 +181,23 @@ fn an_untrusted_device_certificate_is_refused_and_delivers_nothing() {
     let seen = Arc::new(Seen::default());
     let endpoint = start_terminator(&rt, broker_port, seen.clone());
 
-    let mut impostor = device(
-        endpoint,
-        "impostor.pem",
-        "impostor.key",
-        "ca.pem",
-        &dir.path().join("d"),
-    );
-    // It keeps retrying with backoff; two refused handshakes show it tried and was turned away.
-    wait_until("refused handshakes", Duration::from_secs(30), || {
-        seen.failed_handshakes.load(Ordering::SeqCst) >= 2
-    });
-    impostor.kill();
-    assert!(seen.clients.lock().unwrap().is_empty());
-    assert_eq!(observer.windows_of("tls-rig"), 0);
-}
-
-#[test]
-fn the_device_refuses_an_endpoint_its_ca_does_not_vouch_for() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let broker_port = free_port();
-    let _edge = start_edge(broker_port, &dir.path().join("edge"));
-    let observer = Observer::start(broker_port);
-    let rt = runtime();
-    let seen = Arc::new(Seen::default());
-    let endpoint = start_terminator(&rt, broker_port, seen.clone());
-
-    // The device trusts another CA: the endpoint's certificate must not satisfy it, so the
-    // handshake fails on the device's side (the endpoint sees it abort).
-    let mut agent = device(
-        endpoint,
-        "device.pem",
-        "device.key",
-        "other-ca.pem",
-        &dir.path().join("d"),
-    );
-    wait_until("aborted handshakes", Duration::from_secs(30), || {
+    let mut agent = device(endpoint, cert, key, ca, &dir.path().join("d"));
+    wait_until("failed handshakes", Duration::from_secs(30), || {
         seen.failed_handshakes.load(Ordering::SeqCst) >= 2
     });
     agent.kill();
     assert!(seen.clients.lock().unwrap().is_empty());
     assert_eq!(observer.windows_of("tls-rig"), 0);
+}
+
+#[test]
+fn an_untrusted_device_certificate_is_refused_and_delivers_nothing() {
+    assert_refused("impostor.pem", "impostor.key", "ca.pem");
+}
+
+#[test]
+fn the_device_refuses_an_endpoint_its_ca_does_not_vouch_for() {
+    // The device trusts another CA: the endpoint's certificate must not satisfy it, so the
+    // handshake fails on the device's side (the endpoint sees it abort).
+    assert_refused("device.pem", "device.key", "other-ca.pem");
 }
