@@ -124,6 +124,7 @@ impl AwsPorts {
             alerts: &self.alerts,
             archive: &self.archive,
             rejects: &self.rejects,
+            pause: &time::TokioPause,
         }
     }
 

@@ -1,4 +1,4 @@
-//! Calendar dates from epoch milliseconds (UTC), without a date library.
+//! Time: calendar dates from epoch milliseconds (UTC), without a date library, and waiting.
 
 /// `(year, month, day)` of the UTC day holding `epoch_ms` (H. Hinnant's `civil_from_days`).
 pub fn civil_date(epoch_ms: u64) -> (i64, u32, u32) {
@@ -44,5 +44,16 @@ mod tests {
         assert_eq!(iso8601_ms(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
         assert_eq!(date(951_782_400_000), "2000-02-29");
         assert_eq!(date(4_102_444_799_999), "2099-12-31");
+    }
+}
+
+/// The pipeline's short waits for a window another invocation is scoring, on tokio's timer.
+#[derive(Debug, Default)]
+pub struct TokioPause;
+
+#[async_trait::async_trait]
+impl vigil_core::ports::Pause for TokioPause {
+    async fn pause(&self, ms: u64) {
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
     }
 }

@@ -17,7 +17,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use vigil_cli::datasets::Hydraulic;
 use vigil_cli::{edge, models};
 use vigil_core::memory::MemoryPorts;
-use vigil_core::ports::{DefaultProfileOnly, NoArchive, NoBaselines};
+use vigil_core::ports::{DefaultProfileOnly, NoArchive, NoBaselines, NoPause};
 use vigil_core::telemetry::{encode_batch, encode_sample, parse_message};
 use vigil_core::transform::Matrix;
 use vigil_core::window::{assemble, Assembly};
@@ -207,6 +207,7 @@ fn pipeline_redb(c: &mut Criterion, f: &Fixture) {
                         alerts: &memory.recorder,
                         archive: &NoArchive,
                         rejects: &memory.recorder,
+                        pause: &NoPause,
                     };
                     let pipeline = Pipeline::new(&f.profiles, ports, config()).unwrap();
                     rt.block_on(async {

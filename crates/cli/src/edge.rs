@@ -33,7 +33,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use vigil_core::memory::MemoryRegistry;
 use vigil_core::pipeline::Counters;
-use vigil_core::ports::NoArchive;
+use vigil_core::ports::{NoArchive, Pause};
 use vigil_core::{
     CompiledProfile, DeviceId, Message, MessageOutcome, Pipeline, PipelineConfig, Ports,
 };
@@ -497,7 +497,18 @@ impl Runtime {
             alerts: &self.sinks,
             archive: &NoArchive,
             rejects: &self.sinks,
+            pause: &TokioPause,
         }
+    }
+}
+
+/// The pipeline's short waits for a window another worker holds, on tokio's timer.
+struct TokioPause;
+
+#[async_trait::async_trait]
+impl Pause for TokioPause {
+    async fn pause(&self, ms: u64) {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
     }
 }
 

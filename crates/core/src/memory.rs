@@ -337,6 +337,7 @@ impl MemoryPorts {
             alerts: &self.recorder,
             archive: &self.recorder,
             rejects: &self.recorder,
+            pause: &crate::ports::NoPause,
         }
     }
 }

@@ -18,7 +18,7 @@ use futures_util::stream::{self, StreamExt};
 use crate::alert;
 use crate::ports::{
     AlertEvent, AlertSink, BaselineSource, Chunk, Claim, ClosedWindow, DeviceRegistry,
-    DeviceStateStore, PortError, RejectSink, Rejected, ResultSink, ResultStatus, StreamKey,
+    DeviceStateStore, Pause, PortError, RejectSink, Rejected, ResultSink, ResultStatus, StreamKey,
     WindowArchive, WindowInfo, WindowOutcome, WindowResult, WindowState, WindowStore,
 };
 use crate::profile::Profile;
@@ -68,6 +68,7 @@ pub struct Ports<'a> {
     pub alerts: &'a dyn AlertSink,
     pub archive: &'a dyn WindowArchive,
     pub rejects: &'a dyn RejectSink,
+    pub pause: &'a dyn Pause,
 }
 
 #[derive(Clone, Debug)]
@@ -80,6 +81,10 @@ pub struct PipelineConfig {
     pub device_concurrency: usize,
     /// Windows before the newest closable one that are re-checked for closing.
     pub close_lookback: u64,
+    /// Pauses (ms) between claims of a window another invocation holds. Scoring takes tens of
+    /// milliseconds, so a short wait usually finds it done; only after the last one does the
+    /// batch fail retryably (the holder may have died, and only a retry after its lease helps).
+    pub busy_waits_ms: Vec<u64>,
 }
 
 impl Default for PipelineConfig {
@@ -89,6 +94,7 @@ impl Default for PipelineConfig {
             lease_ms: 60_000,
             device_concurrency: 16,
             close_lookback: 4,
+            busy_waits_ms: vec![25, 50, 100, 200, 400],
         }
     }
 }
@@ -486,18 +492,24 @@ impl<'a> Pipeline<'a> {
         if let Assembly::Pending { .. } = assembly {
             return Ok(Closed::NotReady);
         }
-        match self
-            .ports
-            .windows
-            .claim(stream_key, window, now_ms, self.config.lease_ms)
-            .await?
-        {
-            Claim::Granted => {}
-            Claim::Busy => {
-                report.counters.windows_busy += 1;
-                return Ok(Closed::Busy);
+        let mut waits = self.config.busy_waits_ms.iter();
+        loop {
+            match self
+                .ports
+                .windows
+                .claim(stream_key, window, now_ms, self.config.lease_ms)
+                .await?
+            {
+                Claim::Granted => break,
+                Claim::Busy => match waits.next() {
+                    Some(&ms) => self.ports.pause.pause(ms).await,
+                    None => {
+                        report.counters.windows_busy += 1;
+                        return Ok(Closed::Busy);
+                    }
+                },
+                Claim::Done | Claim::Missing => return Ok(Closed::NotReady),
             }
-            Claim::Done | Claim::Missing => return Ok(Closed::NotReady),
         }
 
         let present = samples

@@ -344,6 +344,22 @@ impl DeviceRegistry for DefaultProfileOnly {
     }
 }
 
+/// Waiting a little, without tying the core to an async runtime: the pipeline waits briefly for
+/// a window another invocation is scoring, instead of failing at once and being retried later.
+#[async_trait]
+pub trait Pause: Send + Sync {
+    async fn pause(&self, ms: u64);
+}
+
+/// Never waits: a busy window fails the batch retryably at once (tests, benches).
+#[derive(Debug, Default)]
+pub struct NoPause;
+
+#[async_trait]
+impl Pause for NoPause {
+    async fn pause(&self, _: u64) {}
+}
+
 /// No published baselines: streaming scorers learn online only.
 #[derive(Debug, Default)]
 pub struct NoBaselines;

@@ -550,3 +550,118 @@ fn an_incomplete_window_closes_after_the_gap() {
     assert_eq!(late.counters.late, 1);
     assert!(late.results.is_empty());
 }
+
+/// A pause during which "the other invocation" holding window 0 finishes it (or, when
+/// `finishes` is false, never does), counting the pauses.
+struct HolderFinishesDuringPause<'a> {
+    ports: &'a MemoryPorts,
+    stream: StreamKey,
+    finishes: bool,
+    pauses: AtomicU64,
+}
+
+#[async_trait]
+impl vigil_core::ports::Pause for HolderFinishesDuringPause<'_> {
+    async fn pause(&self, _: u64) {
+        use vigil_core::ports::{WindowOutcome, WindowStore};
+        if self.pauses.fetch_add(1, Ordering::SeqCst) == 0 && self.finishes {
+            let outcome = WindowOutcome {
+                label: "ok".into(),
+                finished_ms: 1,
+            };
+            self.ports
+                .windows
+                .finish(&self.stream, 0, &outcome)
+                .await
+                .unwrap();
+        }
+    }
+}
+
+/// Window 0 received in full by a first message, then claimed by "another invocation"; a
+/// second message completes window 1 and brings window 0 back as a candidate.
+fn busy_window_case(finishes: bool) -> (vigil_core::pipeline::BatchReport, u64, u64) {
+    use vigil_core::ports::{Claim, WindowStore};
+    let (profiles, scorer) = compiled(12, 12);
+    let ports = MemoryPorts::new();
+    let device = DeviceId::new("dev-busy").unwrap();
+    let all = samples(24);
+    let pause = HolderFinishesDuringPause {
+        ports: &ports,
+        stream: stream(&device),
+        finishes,
+        pauses: AtomicU64::new(0),
+    };
+    // The first 11 samples of window 0 arrive; then its last sample and window 1 together,
+    // while another invocation has claimed window 0 (as if it had raced this one to it).
+    let first = Pipeline::new(&profiles, ports.ports(), config()).unwrap();
+    block_on(first.process(&[message(&device, 0, &all[..11])], 0));
+    let pipeline = Pipeline::new(
+        &profiles,
+        vigil_core::Ports {
+            pause: &pause,
+            ..ports.ports()
+        },
+        config(),
+    )
+    .unwrap();
+    block_on(async {
+        let held = ports
+            .windows
+            .append(
+                &stream(&device),
+                0,
+                &vigil_core::ports::Chunk::new(all[11..12].to_vec()),
+                0,
+            )
+            .await
+            .unwrap();
+        assert!(held.stored);
+        let claim = ports.windows.claim(&stream(&device), 0, 0, 60_000).await;
+        assert_eq!(claim.unwrap(), Claim::Granted);
+    });
+    let report = block_on(pipeline.process(&[message(&device, 1, &all[11..])], 0));
+    let calls = scorer.calls.load(Ordering::SeqCst);
+    (report, pause.pauses.load(Ordering::SeqCst), calls)
+}
+
+#[test]
+fn a_window_held_elsewhere_is_waited_for_briefly_instead_of_failing_the_batch() {
+    let (report, pauses, scored) = busy_window_case(true);
+    assert!(
+        matches!(report.outcomes[0], MessageOutcome::Accepted { .. }),
+        "{:?}",
+        report.outcomes[0]
+    );
+    assert_eq!(pauses, 1, "one pause was enough");
+    assert_eq!(report.counters.windows_busy, 0);
+    // Window 0 was scored by its holder, not here; window 1 is scored here.
+    assert_eq!(scored, 1);
+    assert_eq!(report.results.len(), 1);
+    assert_eq!(report.results[0].window, 1);
+}
+
+#[test]
+fn a_window_held_past_every_wait_fails_the_batch_retryably() {
+    let (report, pauses, scored) = busy_window_case(false);
+    assert!(
+        matches!(
+            report.outcomes[0],
+            MessageOutcome::Failed {
+                retryable: true,
+                ..
+            }
+        ),
+        "{:?}",
+        report.outcomes[0]
+    );
+    assert_eq!(
+        pauses as usize,
+        PipelineConfig::default().busy_waits_ms.len()
+    );
+    assert_eq!(report.counters.windows_busy, 1);
+    assert_eq!(
+        scored, 0,
+        "window 1 waits for window 0: states apply in order"
+    );
+}
