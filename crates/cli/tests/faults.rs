@@ -43,10 +43,29 @@ fn start_device(d: &DeviceRun<'_>) -> Proc {
         .stderr(Stdio::inherit())
         .spawn()
         .expect("spawn vigil device");
-    Proc {
-        child,
-        name: "vigil device",
-    }
+    Proc::new(child, "vigil device")
+}
+
+/// The device exits once drained; every window then has exactly one complete result, and the
+/// device's queue holds nothing with every sample numbered.
+fn assert_everything_delivered(
+    device: &mut Proc,
+    observer: &Observer,
+    thing: &str,
+    cycles: usize,
+    state: &Path,
+) {
+    let status = device.wait_exit(Duration::from_secs(60));
+    assert!(status.success(), "device exit {status}");
+    wait_until("all windows", Duration::from_secs(20), || {
+        observer.windows_of(thing) >= cycles
+    });
+    std::thread::sleep(Duration::from_millis(300)); // would a duplicate result follow?
+    observer.assert_exactly_once(thing, cycles);
+    assert_eq!(
+        device_summary(state),
+        (cycles as u64 * SAMPLES_PER_WINDOW, 0)
+    );
 }
 
 fn device_summary(state: &Path) -> (u64, u64) {
@@ -97,17 +116,7 @@ fn link_cut_and_blackholed_then_restored_loses_nothing() {
     proxy.set(LinkMode::Blackhole);
     std::thread::sleep(Duration::from_millis(3000)); // longer than the keep-alive
     proxy.set(LinkMode::Forward);
-    let status = device.wait_exit(Duration::from_secs(60));
-    assert!(status.success(), "device exit {status}");
-    wait_until("all windows", Duration::from_secs(20), || {
-        observer.windows_of(thing) >= cycles
-    });
-    std::thread::sleep(Duration::from_millis(300)); // would a duplicate result follow?
-    observer.assert_exactly_once(thing, cycles);
-    assert_eq!(
-        device_summary(&state),
-        (cycles as u64 * SAMPLES_PER_WINDOW, 0)
-    );
+    assert_everything_delivered(&mut device, &observer, thing, cycles, &state);
     assert!(
         proxy
             .stats()
@@ -148,17 +157,7 @@ fn device_killed_and_restarted_continues_its_seq() {
         "killed too late"
     );
     let mut device = start_device(&run);
-    let status = device.wait_exit(Duration::from_secs(60));
-    assert!(status.success(), "device exit {status}");
-    wait_until("all windows", Duration::from_secs(20), || {
-        observer.windows_of(thing) >= cycles
-    });
-    std::thread::sleep(Duration::from_millis(300));
-    observer.assert_exactly_once(thing, cycles);
-    assert_eq!(
-        device_summary(&state),
-        (cycles as u64 * SAMPLES_PER_WINDOW, 0)
-    );
+    assert_everything_delivered(&mut device, &observer, thing, cycles, &state);
     eprintln!("device kill test took {:?}", started.elapsed());
 }
 
@@ -188,17 +187,7 @@ fn edge_and_its_broker_killed_and_restarted_mid_replay() {
     edge.kill();
     std::thread::sleep(Duration::from_millis(500)); // the outage itself
     let _edge = start_edge(port, &edge_state);
-    let status = device.wait_exit(Duration::from_secs(60));
-    assert!(status.success(), "device exit {status}");
-    wait_until("all windows", Duration::from_secs(20), || {
-        observer.windows_of(thing) >= cycles
-    });
-    std::thread::sleep(Duration::from_millis(300));
-    observer.assert_exactly_once(thing, cycles);
-    assert_eq!(
-        device_summary(&state),
-        (cycles as u64 * SAMPLES_PER_WINDOW, 0)
-    );
+    assert_everything_delivered(&mut device, &observer, thing, cycles, &state);
     eprintln!("edge kill test took {:?}", started.elapsed());
 }
 

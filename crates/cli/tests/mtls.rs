@@ -123,10 +123,7 @@ fn device(endpoint_port: u16, cert: &str, key: &str, ca: &str, state: &std::path
         .stderr(Stdio::inherit())
         .spawn()
         .expect("spawn vigil device");
-    Proc {
-        child,
-        name: "vigil device",
-    }
+    Proc::new(child, "vigil device")
 }
 
 fn runtime() -> tokio::runtime::Runtime {

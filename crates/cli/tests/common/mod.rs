@@ -50,6 +50,10 @@ pub struct Proc {
 }
 
 impl Proc {
+    pub fn new(child: Child, name: &'static str) -> Self {
+        Self { child, name }
+    }
+
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -102,10 +106,7 @@ pub fn start_edge(port: u16, state: &Path) -> Proc {
             }
         }
     });
-    let mut proc = Proc {
-        child,
-        name: "vigil edge",
-    };
+    let mut proc = Proc::new(child, "vigil edge");
     let end = Instant::now() + Duration::from_secs(90);
     loop {
         if rx.recv_timeout(Duration::from_millis(100)).is_ok() {
