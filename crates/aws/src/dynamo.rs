@@ -33,7 +33,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use aws_sdk_dynamodb::operation::put_item::builders::PutItemFluentBuilder;
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
+use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::{
     AttributeValue, ConsumedCapacity, ReturnConsumedCapacity, ReturnValue,
@@ -145,6 +148,101 @@ impl Table {
 
     fn expires_at(&self, now_ms: u64) -> AttributeValue {
         n((now_ms / 1000) + self.ttl.as_secs())
+    }
+
+    /// A conditional `PutItem`: `true` when written, `false` when its condition failed (a
+    /// redelivery, or another writer first). Both are counted in the usage.
+    async fn put_if(
+        &self,
+        put: PutItemFluentBuilder,
+        port: &'static str,
+        what: impl FnOnce() -> String,
+    ) -> Result<bool, PortError> {
+        let res = put
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await;
+        match res {
+            Ok(out) => {
+                self.usage.add(out.consumed_capacity(), true);
+                Ok(true)
+            }
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                self.usage.add_failed_write();
+                Ok(false)
+            }
+            Err(e) => Err(port_error(port, &what(), e)),
+        }
+    }
+
+    /// A conditional `UpdateItem` on a window manifest: the new item when written; when its
+    /// condition failed, the item as it was (from the error, or read again: older emulators do
+    /// not return it), `None` when there is none.
+    async fn update_manifest_if(
+        &self,
+        update: UpdateItemFluentBuilder,
+        stream: &StreamKey,
+        window: WindowId,
+        what: impl FnOnce() -> String,
+    ) -> Result<Result<Item, Option<Item>>, PortError> {
+        let res = update
+            .return_values(ReturnValue::AllNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await;
+        match res {
+            Ok(out) => {
+                self.usage.add(out.consumed_capacity(), true);
+                Ok(Ok(out.attributes.unwrap_or_default()))
+            }
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                self.usage.add_failed_write();
+                let old = match e.into_service_error() {
+                    UpdateItemError::ConditionalCheckFailedException(c) => c.item,
+                    _ => None,
+                };
+                match old {
+                    Some(item) => Ok(Err(Some(item))),
+                    None => Ok(Err(self.get_manifest(stream, window).await?)),
+                }
+            }
+            Err(e) => Err(port_error(PORT_WINDOWS, &what(), e)),
+        }
+    }
+
+    /// A window manifest (state, lease, received count), read consistently.
+    async fn get_manifest(
+        &self,
+        stream: &StreamKey,
+        window: WindowId,
+    ) -> Result<Option<Item>, PortError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.name)
+            .key("pk", s(manifest_pk(stream)))
+            .key("sk", s(window_sk(window)))
+            .consistent_read(true)
+            .projection_expression("st, lease_until, received")
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await
+            .map_err(|e| {
+                port_error(
+                    PORT_WINDOWS,
+                    &format!("get window {window} of {}", stream.device),
+                    e,
+                )
+            })?;
+        self.usage.add(out.consumed_capacity(), false);
+        Ok(out.item)
     }
 
     /// Every item `query` returns, following its pages, with the capacity they consumed counted.
@@ -279,7 +377,7 @@ impl DynamoWindowStore {
                 format!("chunk {} of {}: {e}", chunk.id, stream.device),
             )
         })?;
-        let res = self
+        let put = self
             .table
             .client
             .put_item()
@@ -288,31 +386,15 @@ impl DynamoWindowStore {
             .item("sk", s(&chunk.id))
             .item("d", AttributeValue::B(Blob::new(data)))
             .item("expires_at", self.table.expires_at(now_ms))
-            .condition_expression("attribute_not_exists(pk)")
-            .return_consumed_capacity(ReturnConsumedCapacity::Total)
-            .send()
-            .await;
-        match res {
-            Ok(out) => {
-                self.table.usage.add(out.consumed_capacity(), true);
-                Ok(true)
-            }
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                self.table.usage.add_failed_write();
-                Ok(false)
-            }
-            Err(e) => Err(port_error(
-                PORT_WINDOWS,
-                &format!(
+            .condition_expression("attribute_not_exists(pk)");
+        self.table
+            .put_if(put, PORT_WINDOWS, || {
+                format!(
                     "put chunk {} of window {window} of {}",
                     chunk.id, stream.device
-                ),
-                e,
-            )),
-        }
+                )
+            })
+            .await
     }
 
     async fn delete_chunk(
@@ -341,34 +423,6 @@ impl DynamoWindowStore {
         self.table.usage.add(out.consumed_capacity(), true);
         Ok(())
     }
-
-    async fn get_manifest(
-        &self,
-        stream: &StreamKey,
-        window: WindowId,
-    ) -> Result<Option<Item>, PortError> {
-        let out = self
-            .table
-            .client
-            .get_item()
-            .table_name(&self.table.name)
-            .key("pk", s(manifest_pk(stream)))
-            .key("sk", s(window_sk(window)))
-            .consistent_read(true)
-            .projection_expression("st, lease_until, received")
-            .return_consumed_capacity(ReturnConsumedCapacity::Total)
-            .send()
-            .await
-            .map_err(|e| {
-                port_error(
-                    PORT_WINDOWS,
-                    &format!("get window {window} of {}", stream.device),
-                    e,
-                )
-            })?;
-        self.table.usage.add(out.consumed_capacity(), false);
-        Ok(out.item)
-    }
 }
 
 #[async_trait]
@@ -382,7 +436,7 @@ impl WindowStore for DynamoWindowStore {
     ) -> Result<AppendOutcome, PortError> {
         let created = self.put_chunk(stream, window, chunk, now_ms).await?;
         let tag = chunk_tag(&chunk.id);
-        let res = self
+        let update = self
             .table
             .client
             .update_item()
@@ -400,36 +454,23 @@ impl WindowStore for DynamoWindowStore {
             .expression_attribute_values(":n", n(chunk.samples.len() as u64))
             .expression_attribute_values(":open", s("open"))
             .expression_attribute_values(":done", s("done"))
-            .expression_attribute_values(":exp", self.table.expires_at(now_ms))
-            .return_values(ReturnValue::AllNew)
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .return_consumed_capacity(ReturnConsumedCapacity::Total)
-            .send()
-            .await;
-        match res {
-            Ok(out) => {
-                self.table.usage.add(out.consumed_capacity(), true);
-                let item = out.attributes.unwrap_or_default();
-                Ok(AppendOutcome {
-                    stored: true,
-                    info: info_of(window, &item),
-                })
-            }
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                self.table.usage.add_failed_write();
-                let old = match e.into_service_error() {
-                    aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(c) => c.item,
-                    _ => None,
-                };
-                // Older emulators do not return the item on a failed condition: read it.
-                let item = match old {
-                    Some(item) => item,
-                    None => self.get_manifest(stream, window).await?.unwrap_or_default(),
-                };
-                let info = info_of(window, &item);
+            .expression_attribute_values(":exp", self.table.expires_at(now_ms));
+        let counted = self
+            .table
+            .update_manifest_if(update, stream, window, || {
+                format!(
+                    "count chunk {} in window {window} of {}",
+                    chunk.id, stream.device
+                )
+            })
+            .await?;
+        match counted {
+            Ok(item) => Ok(AppendOutcome {
+                stored: true,
+                info: info_of(window, &item),
+            }),
+            Err(old) => {
+                let info = info_of(window, &old.unwrap_or_default());
                 if info.state == WindowState::Done && created {
                     // Late: the window closed before this chunk came. Keep nothing of it.
                     self.delete_chunk(stream, window, chunk).await?;
@@ -439,14 +480,6 @@ impl WindowStore for DynamoWindowStore {
                     info,
                 })
             }
-            Err(e) => Err(port_error(
-                PORT_WINDOWS,
-                &format!(
-                    "count chunk {} in window {window} of {}",
-                    chunk.id, stream.device
-                ),
-                e,
-            )),
         }
     }
 
@@ -520,7 +553,7 @@ impl WindowStore for DynamoWindowStore {
         now_ms: u64,
         lease_ms: u64,
     ) -> Result<Claim, PortError> {
-        let res = self
+        let update = self
             .table
             .client
             .update_item()
@@ -534,46 +567,24 @@ impl WindowStore for DynamoWindowStore {
             .expression_attribute_values(":claimed", s("claimed"))
             .expression_attribute_values(":open", s("open"))
             .expression_attribute_values(":until", n(now_ms + lease_ms))
-            .expression_attribute_values(":now", n(now_ms))
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .return_consumed_capacity(ReturnConsumedCapacity::Total)
-            .send()
-            .await;
-        match res {
-            Ok(out) => {
-                self.table.usage.add(out.consumed_capacity(), true);
-                Ok(Claim::Granted)
-            }
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                self.table.usage.add_failed_write();
-                let old = match e.into_service_error() {
-                    aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(c) => c.item,
-                    _ => None,
-                };
-                let item = match old {
-                    Some(item) => Some(item),
-                    None => self.get_manifest(stream, window).await?,
-                };
-                Ok(match item {
-                    None => Claim::Missing,
-                    Some(item) if item.is_empty() => Claim::Missing,
-                    Some(item) => match info_of(window, &item).state {
-                        WindowState::Done => Claim::Done,
-                        // Open can only be seen here if the item changed in between: someone
-                        // else is at it.
-                        WindowState::Claimed { .. } | WindowState::Open => Claim::Busy,
-                    },
-                })
-            }
-            Err(e) => Err(port_error(
-                PORT_WINDOWS,
-                &format!("claim window {window} of {}", stream.device),
-                e,
-            )),
-        }
+            .expression_attribute_values(":now", n(now_ms));
+        let claimed = self
+            .table
+            .update_manifest_if(update, stream, window, || {
+                format!("claim window {window} of {}", stream.device)
+            })
+            .await?;
+        Ok(match claimed {
+            Ok(_) => Claim::Granted,
+            Err(None) => Claim::Missing,
+            Err(Some(item)) if item.is_empty() => Claim::Missing,
+            Err(Some(item)) => match info_of(window, &item).state {
+                WindowState::Done => Claim::Done,
+                // Open can only be seen here if the item changed in between: someone
+                // else is at it.
+                WindowState::Claimed { .. } | WindowState::Open => Claim::Busy,
+            },
+        })
     }
 
     async fn finish(
@@ -683,32 +694,18 @@ impl DeviceStateStore for DynamoStateStore {
             .item("pk", s(state_pk(stream)))
             .item("sk", s("STATE"))
             .item("state", s(json))
-            .item("version", n(expected + 1))
-            .return_consumed_capacity(ReturnConsumedCapacity::Total);
+            .item("version", n(expected + 1));
         req = if expected == 0 {
             req.condition_expression("attribute_not_exists(pk)")
         } else {
             req.condition_expression("version = :v")
                 .expression_attribute_values(":v", n(expected))
         };
-        match req.send().await {
-            Ok(out) => {
-                self.table.usage.add(out.consumed_capacity(), true);
-                Ok(true)
-            }
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                self.table.usage.add_failed_write();
-                Ok(false)
-            }
-            Err(e) => Err(port_error(
-                PORT_STATES,
-                &format!("save state of {} ({})", stream.device, stream.profile),
-                e,
-            )),
-        }
+        self.table
+            .put_if(req, PORT_STATES, || {
+                format!("save state of {} ({})", stream.device, stream.profile)
+            })
+            .await
     }
 }
 
