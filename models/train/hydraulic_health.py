@@ -40,6 +40,7 @@ import onnxruntime as ort
 import sklearn
 from onnx import TensorProto, helper, numpy_helper
 from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+from sklearn.ensemble import RandomForestClassifier
 
 sys.path.insert(0, str(Path(__file__).parent))
 import vigil_features as vf  # noqa: E402
@@ -120,6 +121,37 @@ def predict_proba(model, raw: np.ndarray) -> np.ndarray:
     z -= z.max(1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(1, keepdims=True)
+
+
+def channel_statistics(raw: np.ndarray) -> np.ndarray:
+    """Per-channel mean, std, min, max, median and end - start over the cycle: 6 x 8 features."""
+    w = raw.reshape(-1, T, C).astype(np.float64)
+    return np.concatenate([w.mean(1), w.std(1), w.min(1), w.max(1), np.median(w, 1), w[:, -1] - w[:, 0]], 1)
+
+
+# The issue's yardstick is "a plain feature forest on a contiguous split"; its figures depend on the
+# split, so the same forests are measured here on exactly our splits. Two feature sets: the usual
+# per-channel statistics, and those plus SE at its sample times (what our model reads), so the
+# comparison is not against a straw man.
+FOREST_FEATURES = {
+    "channel statistics": channel_statistics,
+    "channel statistics + SE at its 31 sample times": lambda raw: np.concatenate(
+        [channel_statistics(raw), raw.reshape(-1, T, C)[:, SE_TIMES, SE]], 1),
+}
+
+
+def reference_forests(raw: np.ndarray, y: np.ndarray) -> dict:
+    """Accuracy of a 300-tree random forest per feature set: last 20 % and contiguous 5-fold mean."""
+    out = {}
+    for name, features in FOREST_FEATURES.items():
+        x = features(raw)
+        accuracy = []
+        for k in [None, *range(FOLDS)]:
+            v = val_mask(len(y), k)
+            forest = RandomForestClassifier(n_estimators=300, random_state=SEED, n_jobs=2).fit(x[~v], y[~v])
+            accuracy.append(float((forest.predict(x[v]) == y[v]).mean()))
+        out[name] = {"last20pct": accuracy[0], "contiguous_5fold_mean": float(np.mean(accuracy[1:]))}
+    return out
 
 
 def figures(labels: list[str], y: np.ndarray, p: np.ndarray) -> dict:
@@ -251,6 +283,9 @@ def main() -> None:
             "bytes": out.stat().st_size,
             "sha256": vf.sha256(out),
             "fit_seconds": round(fit_s, 2),
+            "reference_forests": reference_forests(raw, y),
+            # valve only: the share of the one class these channels cannot tell apart (see the card).
+            "share_of_90_last20pct": float((y[v] == "90").mean()) if target == "valve" else None,
         }
         print(json.dumps({target: {k: report[target][k] for k in ("validation_last20pct", "contiguous_5fold_mean_accuracy", "sha256")}}), flush=True)
     if set(report) == set(TARGETS):
@@ -347,6 +382,9 @@ def write_card(r: dict) -> None:
         "## Results",
         "",
         "Reference to beat (issue: a plain feature forest on a contiguous split): 75 % valve, 99 % pump, 77 % accumulator.",
+        "Those figures depend on the split, so the script also trains plain forests (scikit-learn",
+        "`RandomForestClassifier`, 300 trees) on exactly our splits, on two feature sets: per-channel statistics",
+        "(mean, std, min, max, median, end − start of each of the 8 channels) and those plus SE at its 31 sample times.",
         "",
         "| target | last 20 % (n = 354) | per class | 5-fold mean | folds 1–5 |",
         "|---|---:|---|---:|---|",
@@ -356,6 +394,25 @@ def write_card(r: dict) -> None:
         pc = ", ".join(f"{c}{units[t]}: {pct(x)}" for c, x in v["per_class"].items())
         fo = " / ".join(f"{100 * f['accuracy']:.1f}" for f in r[t]["contiguous_5fold"])
         lines.append(f"| {t} | **{pct(v['accuracy'])}** | {pc} | {pct(r[t]['contiguous_5fold_mean_accuracy'])} | {fo} |")
+    names = list(FOREST_FEATURES)
+    lines += [
+        "",
+        "Plain forests on the same splits (last 20 % / 5-fold mean) against the shipped model:",
+        "",
+        "| target | shipped LDA | " + " | ".join(f"forest on {n}" for n in names) + " |",
+        "|---|---:|" + "---:|" * len(names),
+    ]
+    for t in TARGETS:
+        f = r[t]["reference_forests"]
+        cells = " | ".join(f"{pct(f[n]['last20pct'])} / {pct(f[n]['contiguous_5fold_mean'])}" for n in names)
+        lines.append(f"| {t} | **{pct(r[t]['validation_last20pct']['accuracy'])} / "
+                     f"{pct(r[t]['contiguous_5fold_mean_accuracy'])}** | {cells} |")
+    lines += [
+        "",
+        f"Valve ceiling: 90 % makes up {pct(r['valve']['share_of_90_last20pct'])} of the validation block, so a model that",
+        "recognises 100 %, 80 % and 73 % perfectly and calls every 90 % cycle 100 % scores",
+        f"{pct(1 - r['valve']['share_of_90_last20pct'])}; see \"What is weak\".",
+    ]
     for t in TARGETS:
         lines += [
             "",
@@ -391,9 +448,13 @@ def write_card(r: dict) -> None:
         "## What is weak",
         "",
         "- **Valve 90 % vs 100 %** is not separable from these channels: the small lag barely moves the 1 Hz",
-        "  SE dip at t = 9 s (AUC of a dedicated 90-vs-100 classifier 0.37–0.82 over the folds). Nearly every 90 % cycle is",
-        "  called 100 %; 73 % and 80 % are recognised. 77 % against the reference 75 % is not a clear win. The small",
-        "  lag most likely shows in the 10/100 Hz pressure and flow channels, which this dataset copy does not include.",
+        "  SE dip at t = 9 s (AUC of a dedicated 90-vs-100 classifier 0.37–0.82 over the folds), and the direction of the",
+        "  difference flips with the accumulator pressure. Nearly every 90 % cycle is called 100 %; 73 % and 80 % are",
+        "  recognised, which puts the model at the ceiling above. Against the issue's 75 % that is not a clear win, and",
+        "  the best forest on the same split comes within a few points in 5-fold. Twelve other approaches (boosting,",
+        "  1D CNNs, two-stage models, joint classes, QDA; `models/hydraulic-valve-notes.md`) and smoothing the",
+        "  posteriors over a device's consecutive cycles (which loses 3–11 points at the changes) did not get past it.",
+        "  The small lag most likely shows in the 10/100 Hz pressure and flow channels, which this dataset copy lacks.",
         "- **Accumulator** depends on correcting the transients for oil temperature; the correction is learned from",
         "  the 3 % / 20 % cooler blocks and the cooling-down rows after each cooler change. Within the validation block",
         "  115 bar is the weakest class. Folds in the 3 % cooler block are much worse, partly because SE collapses there.",
@@ -410,7 +471,8 @@ def write_card(r: dict) -> None:
         "```",
         "",
         "It rewrites the three .onnx files and this card. Fitting all folds takes about "
-        f"{sum(r[t]['fit_seconds'] for t in TARGETS):.0f} s; LDA (svd solver) is deterministic, reruns reproduce the files byte for byte.",
+        f"{sum(r[t]['fit_seconds'] for t in TARGETS):.0f} s; LDA (svd solver) is deterministic: reruns on one machine reproduce the files byte for byte; another CPU",
+        "or BLAS can change the last bits of the float32 weights (same predictions, different sha256).",
         f"Versions: Python {platform.python_version()}, scikit-learn {sklearn.__version__}, numpy {np.__version__}, "
         f"onnx {onnx.__version__}, onnxruntime {ort.__version__}.",
         "",
