@@ -16,6 +16,7 @@
 //!
 //! See docs/edge.md.
 
+pub mod monitor;
 pub mod sinks;
 
 use std::collections::BTreeMap;
@@ -82,6 +83,9 @@ pub struct EdgeArgs {
     /// Print the stored `condition` shadows (JSON lines) and exit.
     #[arg(long)]
     pub shadows: bool,
+    /// Serve /healthz, /metrics (Prometheus) and /shadows here, e.g. 127.0.0.1:9464.
+    #[arg(long, value_name = "ADDR")]
+    pub http: Option<SocketAddr>,
 }
 
 /// How an edge runs (the library form of the flags).
@@ -101,6 +105,8 @@ pub struct EdgeConfig {
     pub exit_after_idle: Option<Duration>,
     pub keep_done_windows: u64,
     pub print_alerts: bool,
+    /// Where to serve the monitoring endpoint ([`monitor`]); none by default.
+    pub http: Option<SocketAddr>,
 }
 
 impl EdgeConfig {
@@ -118,6 +124,7 @@ impl EdgeConfig {
             exit_after_idle: None,
             keep_done_windows: 64,
             print_alerts: false,
+            http: None,
         }
     }
 }
@@ -181,6 +188,9 @@ pub struct EdgeHandle {
     task: Option<oneshot::Receiver<Option<EdgeStats>>>,
     kill: Option<oneshot::Sender<()>>,
     mqtt: Option<JoinHandle<()>>,
+    monitor: Option<JoinHandle<()>>,
+    /// Where the monitoring endpoint listens, when it was asked for.
+    pub http_addr: Option<SocketAddr>,
     /// What the store held at start.
     pub open_report: OpenReport,
     pub profiles: Vec<String>,
@@ -244,6 +254,7 @@ impl EdgeHandle {
             .flatten()
             .context("the edge worker ended abnormally")?;
         self.task = None;
+        self.stop_monitor().await;
         self.stop_mqtt().await;
         Ok(stats)
     }
@@ -259,12 +270,14 @@ impl EdgeHandle {
                 .context("the edge worker ended abnormally")?,
             None => self.stats(),
         };
+        self.stop_monitor().await;
         self.stop_mqtt().await;
         Ok(stats)
     }
 
     /// Stops at once, as a crash would: the batch in hand is neither finished nor acknowledged.
     pub async fn kill(mut self) {
+        self.stop_monitor().await;
         if let Some(kill) = self.kill.take() {
             let _ = kill.send(());
         }
@@ -275,6 +288,14 @@ impl EdgeHandle {
         if let Some(mqtt) = self.mqtt.take() {
             mqtt.abort();
             let _ = mqtt.await;
+        }
+    }
+
+    /// The endpoint holds the store open: it stops before the edge reports itself stopped.
+    async fn stop_monitor(&mut self) {
+        if let Some(monitor) = self.monitor.take() {
+            monitor.abort();
+            let _ = monitor.await;
         }
     }
 
@@ -298,6 +319,9 @@ impl Drop for EdgeHandle {
     fn drop(&mut self) {
         // Dropping the sender tells the edge task to stop; it disconnects on its way out.
         self.shutdown.take();
+        if let Some(monitor) = self.monitor.take() {
+            monitor.abort();
+        }
     }
 }
 
@@ -375,6 +399,15 @@ pub async fn start_with(
     let store = EdgeStore::open_dir(&config.state_dir, Durability::OnFlush)?;
     let open_report = store.open_report();
     let store = Arc::new(store);
+    // Bound before anything runs: a port in use is a start-up error, not a log line later.
+    let http = match config.http {
+        Some(addr) => Some(
+            monitor::bind(addr)
+                .await
+                .with_context(|| format!("--http {addr}: cannot listen"))?,
+        ),
+        None => None,
+    };
 
     let mut options = broker::client_options(&config.client_id, &config.broker);
     options
@@ -398,7 +431,7 @@ pub async fn start_with(
         baselines: FileBaselines::new(config.state_dir.join("baselines")),
         sinks: MqttSinks {
             client: client.clone(),
-            store,
+            store: Arc::clone(&store),
             counters: Arc::clone(&counters),
             print_alerts: config.print_alerts,
         },
@@ -417,6 +450,20 @@ pub async fn start_with(
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (stats_tx, stats) = watch::channel(EdgeStats::default());
 
+    let (monitor, http_addr) = match http {
+        Some((listener, addr)) => {
+            let endpoint = monitor::Monitor {
+                stats: stats.clone(),
+                subscribed: ready.clone(),
+                store: Arc::clone(&store),
+            };
+            (
+                Some(tokio::spawn(monitor::serve(listener, endpoint))),
+                Some(addr),
+            )
+        }
+        None => (None, None),
+    };
     let mqtt = tokio::spawn(connection_task(
         eventloop,
         client.clone(),
@@ -471,6 +518,8 @@ pub async fn start_with(
         task: Some(done_rx),
         kill: Some(kill_tx),
         mqtt: Some(mqtt),
+        monitor,
+        http_addr,
         open_report,
         profiles: profiles.keys().cloned().collect(),
     })
@@ -561,6 +610,8 @@ async fn connection_task(
                 if tx.is_closed() {
                     return;
                 }
+                // Not subscribed until the next SUBACK (what /healthz reports).
+                ready.send_replace(false);
                 if down_since.is_none() {
                     tracing::warn!(error = %e, "edge: broker connection lost; reconnecting");
                     down_since = Some(Instant::now());
@@ -876,6 +927,7 @@ pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
     config.keep_done_windows = args.keep_windows;
     config.exit_after_idle = args.exit_after_idle.map(Duration::from_secs_f64);
     config.print_alerts = true;
+    config.http = args.http;
     if let Some(path) = &args.devices {
         config.devices = read_devices(path)?;
     }
@@ -913,6 +965,9 @@ pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
         edge.profiles.join(", "),
         args.profile
     );
+    if let Some(addr) = edge.http_addr {
+        println!("vigil edge: monitoring on http://{addr} (/healthz, /metrics, /shadows)");
+    }
     let stopped = tokio::select! {
         r = edge.finished() => Some(r),
         _ = tokio::signal::ctrl_c() => None,

@@ -464,3 +464,124 @@ async fn telemetry_sent_before_the_edge_connects_is_kept_for_it() {
         assert_eq!(r.label, truth(window as usize));
     }
 }
+
+/// One request to the edge's monitoring endpoint, as curl would send it: (status, body).
+async fn http(addr: std::net::SocketAddr, method: &str, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(format!("{method} {path} HTTP/1.1\r\nHost: vigil\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(DEADLINE, stream.read_to_end(&mut answer))
+        .await
+        .expect("the endpoint answers and closes")
+        .unwrap();
+    let text = String::from_utf8(answer).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").expect("a head and a body");
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, body.to_string())
+}
+
+/// The value of one sample line of a Prometheus text answer.
+fn metric(text: &str, series: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("{series} missing from:\n{text}"))
+        .parse()
+        .unwrap()
+}
+
+async fn start_monitored_edge(url: &BrokerUrl, state: &Path, id: &str) -> edge::EdgeHandle {
+    let mut config = EdgeConfig::new(url.clone(), state);
+    config.default_profile = PROFILE.into();
+    config.client_id = id.into();
+    config.http = Some("127.0.0.1:0".parse().unwrap());
+    edge::start_with(config, profiles())
+        .await
+        .expect("edge starts")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_monitoring_endpoint_reports_health_counters_and_conditions() {
+    let broker = broker::start_embedded("127.0.0.1:0".parse().unwrap()).unwrap();
+    let url = BrokerUrl::parse(&broker.url()).unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let mut edge = start_monitored_edge(&url, state.path(), "e2e-edge-5").await;
+    let addr = edge.http_addr.expect("the endpoint listens");
+    edge.ready(DEADLINE).await.unwrap();
+    assert_eq!(http(addr, "GET", "/healthz").await, (200, "ok\n".into()));
+
+    let options = PlanOptions::new(replay::thing_names("mon", 1).unwrap(), 0..3);
+    let mut messages = replay::plan(data(), &channels(), &options)
+        .unwrap()
+        .messages;
+    messages.push(PlannedMessage {
+        thing: 0,
+        topic: "dt/vigil/mon-bad/telemetry".into(),
+        payload: br#"{"seq": 1, "ts": 5, "values": {"TS1": 1.0}}"#.to_vec(),
+        first_seq: 1,
+        last_seq: 1,
+        samples: 1,
+        duplicate: false,
+        due: Duration::ZERO,
+    });
+    let acked = publish(&url, "e2e-replay-5", &messages).await;
+    wait_processed(&mut edge, acked).await;
+
+    let (status, text) = http(addr, "GET", "/metrics").await;
+    assert_eq!(status, 200);
+    assert_eq!(metric(&text, "vigil_edge_up"), 1);
+    assert_eq!(metric(&text, "vigil_edge_deliveries_total"), acked);
+    assert_eq!(metric(&text, "vigil_edge_acked_total"), acked);
+    assert_eq!(metric(&text, "vigil_windows_scored_total"), 3);
+    assert_eq!(metric(&text, "vigil_messages_rejected_total"), 1);
+    assert_eq!(
+        metric(&text, "vigil_rejects_total{reason=\"missing_channel\"}"),
+        1
+    );
+
+    let (status, body) = http(addr, "GET", "/shadows").await;
+    assert_eq!(status, 200);
+    let shadows: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let reported = &shadows["mon-001"]["state"]["reported"];
+    assert_eq!(reported["window"], 2, "{body}");
+    assert_eq!(reported["label"], truth(2).as_str(), "{body}");
+    assert!(
+        shadows.get("mon-bad").is_none(),
+        "a rejected device has no condition"
+    );
+
+    assert_eq!(http(addr, "GET", "/nope").await.0, 404);
+    assert_eq!(http(addr, "POST", "/metrics").await.0, 405);
+    assert_eq!(http(addr, "HEAD", "/metrics").await, (200, String::new()));
+
+    // Stopping the edge stops the endpoint and releases the store.
+    edge.shutdown().await.unwrap();
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+    EdgeStore::open_dir(state.path(), Durability::PerCommit).expect("store released");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_is_unavailable_until_the_edge_is_subscribed() {
+    // A port nobody listens on yet: the edge starts, serves its endpoint and keeps dialling.
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let broker_addr = free.local_addr().unwrap();
+    drop(free);
+    let url = BrokerUrl::parse(&format!("mqtt://{broker_addr}")).unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let mut edge = start_monitored_edge(&url, state.path(), "e2e-edge-6").await;
+    let addr = edge.http_addr.unwrap();
+    assert_eq!(http(addr, "GET", "/healthz").await.0, 503);
+    assert_eq!(
+        metric(&http(addr, "GET", "/metrics").await.1, "vigil_edge_up"),
+        0
+    );
+
+    // The broker comes up on that port; the edge's reconnect finds it.
+    let _broker = broker::start_embedded(broker_addr).unwrap();
+    edge.ready(DEADLINE).await.unwrap();
+    assert_eq!(http(addr, "GET", "/healthz").await.0, 200);
+    edge.shutdown().await.unwrap();
+}
