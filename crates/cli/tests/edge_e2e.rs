@@ -207,6 +207,20 @@ async fn publish(url: &BrokerUrl, id: &str, messages: &[PlannedMessage]) -> u64 
     acked
 }
 
+/// A message the pipeline must reject (`missing_channel`: the profile wants TS1-TS4).
+fn missing_channels(thing: &str) -> PlannedMessage {
+    PlannedMessage {
+        thing: 0,
+        topic: format!("dt/vigil/{thing}/telemetry"),
+        payload: br#"{"seq": 1, "ts": 5, "values": {"TS1": 1.0}}"#.to_vec(),
+        first_seq: 1,
+        last_seq: 1,
+        samples: 1,
+        duplicate: false,
+        due: Duration::ZERO,
+    }
+}
+
 async fn wait_processed(edge: &mut edge::EdgeHandle, deliveries: u64) -> EdgeStats {
     edge.wait_until(DEADLINE, |s| s.acked >= deliveries)
         .await
@@ -227,16 +241,7 @@ async fn two_things_with_duplicates_and_reordering_get_one_correct_result_per_wi
     let dups = plan.messages.iter().filter(|m| m.duplicate).count();
     assert!(dups > 300, "{dups} duplicates planned");
     let mut messages = plan.messages.clone();
-    messages.push(PlannedMessage {
-        thing: 0,
-        topic: "dt/vigil/rig-bad/telemetry".into(),
-        payload: br#"{"seq": 1, "ts": 5, "values": {"TS1": 1.0}}"#.to_vec(),
-        first_seq: 1,
-        last_seq: 1,
-        samples: 1,
-        duplicate: false,
-        due: Duration::ZERO,
-    });
+    messages.push(missing_channels("rig-bad"));
     let acked = publish(&url, "e2e-replay-1", &messages).await;
     assert_eq!(acked, messages.len() as u64);
     let stats = wait_processed(&mut edge, acked).await;
@@ -517,16 +522,7 @@ async fn the_monitoring_endpoint_reports_health_counters_and_conditions() {
     let mut messages = replay::plan(data(), &channels(), &options)
         .unwrap()
         .messages;
-    messages.push(PlannedMessage {
-        thing: 0,
-        topic: "dt/vigil/mon-bad/telemetry".into(),
-        payload: br#"{"seq": 1, "ts": 5, "values": {"TS1": 1.0}}"#.to_vec(),
-        first_seq: 1,
-        last_seq: 1,
-        samples: 1,
-        duplicate: false,
-        due: Duration::ZERO,
-    });
+    messages.push(missing_channels("mon-bad"));
     let acked = publish(&url, "e2e-replay-5", &messages).await;
     wait_processed(&mut edge, acked).await;
 
