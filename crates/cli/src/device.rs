@@ -643,24 +643,12 @@ async fn start_tls_bridge(
     key: &Path,
     ca: &Path,
 ) -> anyhow::Result<SocketAddr> {
-    use tokio_rustls::rustls::pki_types::pem::PemObject;
-    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-    use tokio_rustls::rustls::{self, RootCertStore};
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::pki_types::ServerName;
 
-    let pem = |what: &str, path: &Path, e: &dyn std::fmt::Debug| {
-        anyhow::anyhow!("--{what} {}: {e:?}", path.display())
-    };
-    let certs = CertificateDer::pem_file_iter(cert)
-        .map_err(|e| pem("cert", cert, &e))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| pem("cert", cert, &e))?;
-    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| pem("key", key, &e))?;
-    let mut roots = RootCertStore::empty();
-    for c in CertificateDer::pem_file_iter(ca).map_err(|e| pem("ca", ca, &e))? {
-        roots
-            .add(c.map_err(|e| pem("ca", ca, &e))?)
-            .with_context(|| format!("--ca {}", ca.display()))?;
-    }
+    let certs = crate::tls::certificates("cert", cert)?;
+    let key_der = crate::tls::private_key("key", key)?;
+    let roots = crate::tls::roots("ca", ca)?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?

@@ -16,6 +16,7 @@
 //!
 //! See docs/edge.md.
 
+pub mod gateway;
 pub mod monitor;
 pub mod sinks;
 
@@ -86,6 +87,22 @@ pub struct EdgeArgs {
     /// Serve /healthz, /metrics (Prometheus) and /shadows here, e.g. 127.0.0.1:9464.
     #[arg(long, value_name = "ADDR")]
     pub http: Option<SocketAddr>,
+    /// Accept devices here over MQTT with mutual TLS, each held to its own topics (e.g.
+    /// 0.0.0.0:8883); needs --tls-cert, --tls-key, --device-ca and --device-certs.
+    #[arg(long, value_name = "ADDR", requires_all = ["tls_cert", "tls_key", "device_ca", "device_certs"])]
+    pub tls_listen: Option<SocketAddr>,
+    /// The gateway's certificate chain (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_listen")]
+    pub tls_cert: Option<PathBuf>,
+    /// The gateway's private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_listen")]
+    pub tls_key: Option<PathBuf>,
+    /// CA certificates that issue device certificates (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_listen")]
+    pub device_ca: Option<PathBuf>,
+    /// Directory of `<thing>.pem`: the certificate attached to each thing.
+    #[arg(long, value_name = "DIR", requires = "tls_listen")]
+    pub device_certs: Option<PathBuf>,
 }
 
 /// How an edge runs (the library form of the flags).
@@ -107,6 +124,8 @@ pub struct EdgeConfig {
     pub print_alerts: bool,
     /// Where to serve the monitoring endpoint ([`monitor`]); none by default.
     pub http: Option<SocketAddr>,
+    /// The mutual-TLS device gateway in front of the broker ([`gateway`]); none by default.
+    pub gateway: Option<gateway::GatewayConfig>,
 }
 
 impl EdgeConfig {
@@ -125,6 +144,7 @@ impl EdgeConfig {
             keep_done_windows: 64,
             print_alerts: false,
             http: None,
+            gateway: None,
         }
     }
 }
@@ -191,6 +211,10 @@ pub struct EdgeHandle {
     monitor: Option<JoinHandle<()>>,
     /// Where the monitoring endpoint listens, when it was asked for.
     pub http_addr: Option<SocketAddr>,
+    gateway: Option<JoinHandle<()>>,
+    /// Where the device gateway listens, when it was asked for.
+    pub gateway_addr: Option<SocketAddr>,
+    gateway_counters: Option<Arc<gateway::GatewayCounters>>,
     /// What the store held at start.
     pub open_report: OpenReport,
     pub profiles: Vec<String>,
@@ -224,6 +248,11 @@ impl EdgeHandle {
 
     pub fn stats(&self) -> EdgeStats {
         self.stats.borrow().clone()
+    }
+
+    /// What the device gateway accepted and turned away (`None`: no gateway).
+    pub fn gateway_stats(&self) -> Option<gateway::GatewayStats> {
+        self.gateway_counters.as_ref().map(|c| c.snapshot())
     }
 
     /// Waits until the statistics satisfy `done`.
@@ -292,10 +321,14 @@ impl EdgeHandle {
     }
 
     /// The endpoint holds the store open: it stops before the edge reports itself stopped.
+    /// The gateway stops with it: devices reconnect to whatever serves them next.
     async fn stop_monitor(&mut self) {
-        if let Some(monitor) = self.monitor.take() {
-            monitor.abort();
-            let _ = monitor.await;
+        for task in [self.monitor.take(), self.gateway.take()]
+            .into_iter()
+            .flatten()
+        {
+            task.abort();
+            let _ = task.await;
         }
     }
 
@@ -319,8 +352,11 @@ impl Drop for EdgeHandle {
     fn drop(&mut self) {
         // Dropping the sender tells the edge task to stop; it disconnects on its way out.
         self.shutdown.take();
-        if let Some(monitor) = self.monitor.take() {
-            monitor.abort();
+        for task in [self.monitor.take(), self.gateway.take()]
+            .into_iter()
+            .flatten()
+        {
+            task.abort();
         }
     }
 }
@@ -408,6 +444,12 @@ pub async fn start_with(
         ),
         None => None,
     };
+    let device_gateway = match &config.gateway {
+        Some(g) => {
+            Some(gateway::Gateway::bind(g, (config.broker.host.clone(), config.broker.port)).await?)
+        }
+        None => None,
+    };
 
     let mut options = broker::client_options(&config.client_id, &config.broker);
     options
@@ -456,6 +498,7 @@ pub async fn start_with(
                 stats: stats.clone(),
                 subscribed: ready.clone(),
                 store: Arc::clone(&store),
+                gateway: device_gateway.as_ref().map(|g| Arc::clone(&g.counters)),
             };
             (
                 Some(tokio::spawn(monitor::serve(listener, endpoint))),
@@ -464,6 +507,9 @@ pub async fn start_with(
         }
         None => (None, None),
     };
+    let gateway_addr = device_gateway.as_ref().map(|g| g.addr);
+    let gateway_counters = device_gateway.as_ref().map(|g| Arc::clone(&g.counters));
+    let gateway = device_gateway.map(|g| tokio::spawn(g.serve()));
     let mqtt = tokio::spawn(connection_task(
         eventloop,
         client.clone(),
@@ -520,6 +566,9 @@ pub async fn start_with(
         mqtt: Some(mqtt),
         monitor,
         http_addr,
+        gateway,
+        gateway_addr,
+        gateway_counters,
         open_report,
         profiles: profiles.keys().cloned().collect(),
     })
@@ -928,6 +977,21 @@ pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
     config.exit_after_idle = args.exit_after_idle.map(Duration::from_secs_f64);
     config.print_alerts = true;
     config.http = args.http;
+    if let (Some(listen), Some(cert), Some(key), Some(device_ca), Some(device_certs)) = (
+        args.tls_listen,
+        &args.tls_cert,
+        &args.tls_key,
+        &args.device_ca,
+        &args.device_certs,
+    ) {
+        config.gateway = Some(gateway::GatewayConfig {
+            listen,
+            cert: cert.clone(),
+            key: key.clone(),
+            device_ca: device_ca.clone(),
+            device_certs: device_certs.clone(),
+        });
+    }
     if let Some(path) = &args.devices {
         config.devices = read_devices(path)?;
     }
@@ -965,6 +1029,9 @@ pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
         edge.profiles.join(", "),
         args.profile
     );
+    if let Some(addr) = edge.gateway_addr {
+        println!("vigil edge: devices over mutual TLS on {addr}, each held to its own topics");
+    }
     if let Some(addr) = edge.http_addr {
         println!("vigil edge: monitoring on http://{addr} (/healthz, /metrics, /shadows)");
     }

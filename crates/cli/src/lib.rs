@@ -17,3 +17,4 @@ pub mod queue;
 pub mod replay;
 pub mod store;
 pub mod tasks;
+pub mod tls;

@@ -5,6 +5,10 @@
 //! certificate from a CA it trusts, records which certificate connected, and forwards the MQTT
 //! stream to the embedded broker of a real `vigil edge`. Certificates: tests/fixtures/tls
 //! (test-only PKI, see make.sh there).
+//!
+//! The last tests put the edge's own gateway (`vigil edge --tls-listen`) in that place: mutual
+//! TLS plus IoT Core's per-device policy (a certificate is attached to one thing, which may
+//! connect and publish only as itself).
 
 mod common;
 
@@ -94,8 +98,19 @@ fn start_terminator(rt: &tokio::runtime::Runtime, broker_port: u16, seen: Arc<Se
 }
 
 fn device(endpoint_port: u16, cert: &str, key: &str, ca: &str, state: &std::path::Path) -> Proc {
+    device_as("tls-rig", endpoint_port, cert, key, ca, state)
+}
+
+fn device_as(
+    thing: &str,
+    endpoint_port: u16,
+    cert: &str,
+    key: &str,
+    ca: &str,
+    state: &std::path::Path,
+) -> Proc {
     let child = Command::new(VIGIL)
-        .args(["device", "--thing", "tls-rig", "--endpoint"])
+        .args(["device", "--thing", thing, "--endpoint"])
         .arg(format!("127.0.0.1:{endpoint_port}"))
         .arg("--cert")
         .arg(tls_file(cert))
@@ -197,4 +212,115 @@ fn the_device_refuses_an_endpoint_its_ca_does_not_vouch_for() {
     // The device trusts another CA: the endpoint's certificate must not satisfy it, so the
     // handshake fails on the device's side (the endpoint sees it abort).
     assert_refused("device.pem", "device.key", "other-ca.pem");
+}
+
+/// `vigil edge` with its device gateway on a free port, the gateway's certificate the test
+/// endpoint's, device certificates from ca.pem, and `attached` (thing, fixture file) as its
+/// `--device-certs`. Returns the edge, its broker port, gateway port and monitoring port.
+fn start_gateway_edge(dir: &std::path::Path, attached: &[(&str, &str)]) -> (Proc, u16, u16, u16) {
+    let certs = dir.join("device-certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    for (thing, file) in attached {
+        std::fs::copy(tls_file(file), certs.join(format!("{thing}.pem"))).unwrap();
+    }
+    let (broker, gateway, http) = (free_port(), free_port(), free_port());
+    let mut extra: Vec<std::ffi::OsString> = Vec::new();
+    for (flag, value) in [
+        ("--tls-listen", format!("127.0.0.1:{gateway}").into()),
+        ("--tls-cert", tls_file("endpoint.pem")),
+        ("--tls-key", tls_file("endpoint.key")),
+        ("--device-ca", tls_file("ca.pem")),
+        ("--device-certs", certs),
+        ("--http", format!("127.0.0.1:{http}").into()),
+    ] {
+        extra.push(flag.into());
+        extra.push(value.into_os_string());
+    }
+    let edge = start_edge_with(broker, &dir.join("edge"), &extra);
+    (edge, broker, gateway, http)
+}
+
+/// One counter of the edge's /metrics.
+fn gateway_metric(http_port: u16, name: &str) -> u64 {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", http_port)).expect("monitor");
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: vigil\r\n\r\n")
+        .unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("{name} missing from:\n{text}"))
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn the_edge_gateway_admits_a_device_on_its_own_certificate_and_topics() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_edge, broker, gateway, http) =
+        start_gateway_edge(dir.path(), &[("tls-rig", "device.pem")]);
+    let observer = Observer::start(broker);
+    let mut agent = device(
+        gateway,
+        "device.pem",
+        "device.key",
+        "ca.pem",
+        &dir.path().join("d"),
+    );
+    let status = agent.wait_exit(Duration::from_secs(60));
+    assert!(status.success(), "vigil device exited with {status}");
+    observer.assert_exactly_once("tls-rig", 2);
+    assert!(gateway_metric(http, "vigil_gateway_connections_total") >= 1);
+    assert_eq!(
+        gateway_metric(http, "vigil_gateway_policy_violations_total"),
+        0
+    );
+}
+
+#[test]
+fn a_device_posing_as_another_thing_is_cut_off_and_delivers_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The certificate is tls-rig's; the agent claims to be rig-002 (its MQTT client id).
+    let (_edge, broker, gateway, http) =
+        start_gateway_edge(dir.path(), &[("tls-rig", "device.pem")]);
+    let observer = Observer::start(broker);
+    let mut agent = device_as(
+        "rig-002",
+        gateway,
+        "device.pem",
+        "device.key",
+        "ca.pem",
+        &dir.path().join("d"),
+    );
+    wait_until("policy violations", Duration::from_secs(30), || {
+        gateway_metric(http, "vigil_gateway_policy_violations_total") >= 2
+    });
+    agent.kill();
+    assert_eq!(observer.windows_of("rig-002"), 0);
+    assert_eq!(observer.windows_of("tls-rig"), 0);
+}
+
+#[test]
+fn a_trusted_certificate_attached_to_no_thing_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Only another certificate is attached (to another thing): the CA vouches for device.pem,
+    // but no thing owns it.
+    let (_edge, broker, gateway, http) =
+        start_gateway_edge(dir.path(), &[("rig-002", "impostor.pem")]);
+    let observer = Observer::start(broker);
+    let mut agent = device(
+        gateway,
+        "device.pem",
+        "device.key",
+        "ca.pem",
+        &dir.path().join("d"),
+    );
+    wait_until("refused certificates", Duration::from_secs(30), || {
+        gateway_metric(http, "vigil_gateway_unattached_certificates_total") >= 2
+    });
+    agent.kill();
+    assert_eq!(gateway_metric(http, "vigil_gateway_connections_total"), 0);
+    assert_eq!(observer.windows_of("tls-rig"), 0);
 }

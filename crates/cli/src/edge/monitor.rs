@@ -22,6 +22,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
+use super::gateway::{GatewayCounters, GatewayStats};
 use super::EdgeStats;
 use crate::store::EdgeStore;
 
@@ -37,6 +38,8 @@ pub struct Monitor {
     /// True while subscribed to the broker.
     pub subscribed: watch::Receiver<bool>,
     pub store: Arc<EdgeStore>,
+    /// The device gateway's counters, when it runs.
+    pub gateway: Option<Arc<GatewayCounters>>,
 }
 
 /// Serves until the task is aborted (the edge's handle does that when it stops).
@@ -145,12 +148,13 @@ async fn respond(request: &Request, monitor: &Monitor) -> Response {
         "/metrics" => {
             let stats = monitor.stats.borrow().clone();
             let up = *monitor.subscribed.borrow();
+            let gateway = monitor.gateway.as_ref().map(|g| g.snapshot());
             Response {
                 status: 200,
                 reason: "OK",
                 content_type: "text/plain; version=0.0.4; charset=utf-8",
                 extra: None,
-                body: prometheus(&stats, up).into_bytes(),
+                body: prometheus(&stats, up, gateway.as_ref()).into_bytes(),
             }
         }
         "/shadows" => {
@@ -224,7 +228,7 @@ impl Response {
 
 /// The statistics in Prometheus text format. Counter names end in `_total`; they restart from
 /// zero with the process, which Prometheus' `rate()` handles as a counter reset.
-pub fn prometheus(stats: &EdgeStats, subscribed: bool) -> String {
+pub fn prometheus(stats: &EdgeStats, subscribed: bool, gateway: Option<&GatewayStats>) -> String {
     let p = &stats.pipeline;
     let mut out = String::new();
     let mut metric = |name: &str, kind: &str, help: &str, value: String| {
@@ -350,6 +354,33 @@ pub fn prometheus(stats: &EdgeStats, subscribed: bool) -> String {
     for (name, help, value) in counters {
         metric(name, "counter", help, value.to_string());
     }
+    if let Some(g) = gateway {
+        let gateway_counters: [(&str, &str, u64); 4] = [
+            (
+                "vigil_gateway_connections_total",
+                "Device connections admitted (certificate attached to a thing).",
+                g.connections,
+            ),
+            (
+                "vigil_gateway_failed_handshakes_total",
+                "TLS handshakes refused (no or untrusted client certificate).",
+                g.failed_handshakes,
+            ),
+            (
+                "vigil_gateway_unattached_certificates_total",
+                "Trusted certificates attached to no thing, refused.",
+                g.unattached_certificates,
+            ),
+            (
+                "vigil_gateway_policy_violations_total",
+                "Connections closed for a packet outside the thing's policy.",
+                g.policy_violations,
+            ),
+        ];
+        for (name, help, value) in gateway_counters {
+            metric(name, "counter", help, value.to_string());
+        }
+    }
     let _ = writeln!(
         out,
         "# HELP vigil_rejects_total Rejected messages by reason code.\n# TYPE vigil_rejects_total counter"
@@ -415,7 +446,11 @@ mod tests {
             .pipeline
             .rejects_by_reason
             .insert("odd\"code\\".into(), 1);
-        let text = prometheus(&stats, true);
+        let gateway = GatewayStats {
+            policy_violations: 4,
+            ..GatewayStats::default()
+        };
+        let text = prometheus(&stats, true, Some(&gateway));
         let lines: Vec<&str> = text.lines().collect();
         for expected in [
             "vigil_edge_up 1",
@@ -424,6 +459,7 @@ mod tests {
             "vigil_edge_failed_total 3",
             "vigil_windows_scored_total 36",
             "vigil_rejects_total{reason=\"missing_channel\"} 2",
+            "vigil_gateway_policy_violations_total 4",
             "vigil_rejects_total{reason=\"odd\\\"code\\\\\"} 1",
         ] {
             assert!(
@@ -441,6 +477,8 @@ mod tests {
                 "{name}"
             );
         }
-        assert!(prometheus(&stats, false).contains("vigil_edge_up 0\n"));
+        let without = prometheus(&stats, false, None);
+        assert!(without.contains("vigil_edge_up 0\n"));
+        assert!(!without.contains("vigil_gateway_"));
     }
 }

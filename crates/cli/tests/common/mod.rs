@@ -83,11 +83,17 @@ impl Drop for Proc {
 /// `vigil edge` with its embedded broker on `port` and its store in `state`; returns once the
 /// edge has printed its start line (profiles loaded, subscribed).
 pub fn start_edge(port: u16, state: &Path) -> Proc {
+    start_edge_with(port, state, &[])
+}
+
+/// [`start_edge`] with more flags.
+pub fn start_edge_with(port: u16, state: &Path, extra: &[std::ffi::OsString]) -> Proc {
     let mut child = Command::new(VIGIL)
         .args(["edge", "--listen"])
         .arg(format!("127.0.0.1:{port}"))
         .arg("--state")
         .arg(state)
+        .args(extra)
         .env("VIGIL_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
