@@ -256,71 +256,77 @@ fn gateway_metric(http_port: u16, name: &str) -> u64 {
         .unwrap()
 }
 
+/// The edge with its gateway, a device agent for `thing` with device.pem, and an observer of
+/// the broker behind the gateway.
+struct GatewayRun {
+    _dir: tempfile::TempDir,
+    _edge: Proc,
+    observer: Observer,
+    agent: Proc,
+    http: u16,
+}
+
+impl GatewayRun {
+    fn start(attached: &[(&str, &str)], thing: &str) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (edge, broker, gateway, http) = start_gateway_edge(dir.path(), attached);
+        let observer = Observer::start(broker);
+        let agent = device_as(
+            thing,
+            gateway,
+            "device.pem",
+            "device.key",
+            "ca.pem",
+            &dir.path().join("d"),
+        );
+        Self {
+            _dir: dir,
+            _edge: edge,
+            observer,
+            agent,
+            http,
+        }
+    }
+
+    fn metric(&self, name: &str) -> u64 {
+        gateway_metric(self.http, name)
+    }
+
+    /// Waits for `name` to reach `at_least` (the agent keeps retrying), then stops the agent.
+    fn refused(mut self, name: &str, at_least: u64) -> Self {
+        wait_until(name, Duration::from_secs(30), || {
+            self.metric(name) >= at_least
+        });
+        self.agent.kill();
+        self
+    }
+}
+
 #[test]
 fn the_edge_gateway_admits_a_device_on_its_own_certificate_and_topics() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (_edge, broker, gateway, http) =
-        start_gateway_edge(dir.path(), &[("tls-rig", "device.pem")]);
-    let observer = Observer::start(broker);
-    let mut agent = device(
-        gateway,
-        "device.pem",
-        "device.key",
-        "ca.pem",
-        &dir.path().join("d"),
-    );
-    let status = agent.wait_exit(Duration::from_secs(60));
+    let mut run = GatewayRun::start(&[("tls-rig", "device.pem")], "tls-rig");
+    let status = run.agent.wait_exit(Duration::from_secs(60));
     assert!(status.success(), "vigil device exited with {status}");
-    observer.assert_exactly_once("tls-rig", 2);
-    assert!(gateway_metric(http, "vigil_gateway_connections_total") >= 1);
-    assert_eq!(
-        gateway_metric(http, "vigil_gateway_policy_violations_total"),
-        0
-    );
+    run.observer.assert_exactly_once("tls-rig", 2);
+    assert!(run.metric("vigil_gateway_connections_total") >= 1);
+    assert_eq!(run.metric("vigil_gateway_policy_violations_total"), 0);
 }
 
 #[test]
 fn a_device_posing_as_another_thing_is_cut_off_and_delivers_nothing() {
-    let dir = tempfile::tempdir().expect("tempdir");
     // The certificate is tls-rig's; the agent claims to be rig-002 (its MQTT client id).
-    let (_edge, broker, gateway, http) =
-        start_gateway_edge(dir.path(), &[("tls-rig", "device.pem")]);
-    let observer = Observer::start(broker);
-    let mut agent = device_as(
-        "rig-002",
-        gateway,
-        "device.pem",
-        "device.key",
-        "ca.pem",
-        &dir.path().join("d"),
-    );
-    wait_until("policy violations", Duration::from_secs(30), || {
-        gateway_metric(http, "vigil_gateway_policy_violations_total") >= 2
-    });
-    agent.kill();
-    assert_eq!(observer.windows_of("rig-002"), 0);
-    assert_eq!(observer.windows_of("tls-rig"), 0);
+    let run = GatewayRun::start(&[("tls-rig", "device.pem")], "rig-002")
+        .refused("vigil_gateway_policy_violations_total", 2);
+    assert_eq!(run.observer.windows_of("rig-002"), 0);
+    assert_eq!(run.observer.windows_of("tls-rig"), 0);
 }
 
 #[test]
 fn a_trusted_certificate_attached_to_no_thing_is_refused() {
-    let dir = tempfile::tempdir().expect("tempdir");
     // Only another certificate is attached (to another thing): the CA vouches for device.pem,
     // but no thing owns it.
-    let (_edge, broker, gateway, http) =
-        start_gateway_edge(dir.path(), &[("rig-002", "impostor.pem")]);
-    let observer = Observer::start(broker);
-    let mut agent = device(
-        gateway,
-        "device.pem",
-        "device.key",
-        "ca.pem",
-        &dir.path().join("d"),
-    );
-    wait_until("refused certificates", Duration::from_secs(30), || {
-        gateway_metric(http, "vigil_gateway_unattached_certificates_total") >= 2
-    });
-    agent.kill();
-    assert_eq!(gateway_metric(http, "vigil_gateway_connections_total"), 0);
-    assert_eq!(observer.windows_of("tls-rig"), 0);
+    let run = GatewayRun::start(&[("rig-002", "impostor.pem")], "tls-rig")
+        .refused("vigil_gateway_unattached_certificates_total", 2);
+    assert_eq!(run.metric("vigil_gateway_connections_total"), 0);
+    assert_eq!(run.observer.windows_of("tls-rig"), 0);
 }

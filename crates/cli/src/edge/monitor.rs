@@ -249,7 +249,7 @@ pub fn prometheus(stats: &EdgeStats, subscribed: bool, gateway: Option<&GatewayS
         "Seconds since the edge started (as of the last batch).",
         format!("{:.3}", stats.uptime_s),
     );
-    let counters: [(&str, &str, u64); 20] = [
+    let mut counters: Vec<(&str, &str, u64)> = vec![
         (
             "vigil_edge_deliveries_total",
             "Telemetry deliveries received, redeliveries included.",
@@ -351,11 +351,8 @@ pub fn prometheus(stats: &EdgeStats, subscribed: bool, gateway: Option<&GatewayS
             p.alerts,
         ),
     ];
-    for (name, help, value) in counters {
-        metric(name, "counter", help, value.to_string());
-    }
     if let Some(g) = gateway {
-        let gateway_counters: [(&str, &str, u64); 4] = [
+        counters.extend([
             (
                 "vigil_gateway_connections_total",
                 "Device connections admitted (certificate attached to a thing).",
@@ -376,10 +373,10 @@ pub fn prometheus(stats: &EdgeStats, subscribed: bool, gateway: Option<&GatewayS
                 "Connections closed for a packet outside the thing's policy.",
                 g.policy_violations,
             ),
-        ];
-        for (name, help, value) in gateway_counters {
-            metric(name, "counter", help, value.to_string());
-        }
+        ]);
+    }
+    for (name, help, value) in counters {
+        metric(name, "counter", help, value.to_string());
     }
     let _ = writeln!(
         out,
