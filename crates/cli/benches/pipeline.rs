@@ -8,6 +8,8 @@
 //!   for 64 devices at once.
 //! - `pipeline_redb`: the same over the edge's redb store (synced once per batch, as the edge
 //!   does before acknowledging).
+//! - `gateway_policy`: the edge gateway's per-packet work after TLS (frame, parse, check against
+//!   the thing's policy, forward), per one-sample telemetry PUBLISH of one device's session.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -224,12 +226,52 @@ fn pipeline_redb(c: &mut Criterion, f: &Fixture) {
     group.finish();
 }
 
+fn gateway_policy(c: &mut Criterion, f: &Fixture) {
+    use rumqttc::{Connect, Packet, Publish, QoS};
+    use vigil_cli::broker::MAX_PACKET_BYTES;
+    use vigil_cli::edge::gateway::{forward_stream, DevicePolicy};
+
+    let thing = DeviceId::new("rig-001").unwrap();
+    let mut session = bytes::BytesMut::new();
+    Packet::Connect(Connect::new(thing.as_str()))
+        .write(&mut session, MAX_PACKET_BYTES)
+        .unwrap();
+    let messages = payloads(f, 1);
+    for (i, payload) in messages.iter().enumerate() {
+        let mut publish = Publish::new(
+            vigil_core::telemetry::telemetry_topic(&thing),
+            QoS::AtLeastOnce,
+            payload.clone(),
+        );
+        publish.pkid = (i % 65_535 + 1) as u16;
+        Packet::Publish(publish)
+            .write(&mut session, MAX_PACKET_BYTES)
+            .unwrap();
+    }
+    let policy = DevicePolicy::new(&thing);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let mut group = c.benchmark_group("gateway_policy");
+    group.throughput(Throughput::Elements(messages.len() as u64));
+    group.bench_function("one_sample_publishes", |b| {
+        b.iter(|| {
+            let mut forwarded = Vec::with_capacity(session.len());
+            rt.block_on(forward_stream(&session[..], &mut forwarded, &policy))
+                .unwrap();
+            assert_eq!(forwarded.len(), session.len());
+        })
+    });
+    group.finish();
+}
+
 fn benches(c: &mut Criterion) {
     let f = fixture();
     parse_window(c, &f);
     score_window(c, &f);
     pipeline_memory(c, &f);
     pipeline_redb(c, &f);
+    gateway_policy(c, &f);
 }
 
 criterion_group! {

@@ -237,7 +237,7 @@ pub enum Violation {
 
 /// How a device connection ended early.
 #[derive(Debug, thiserror::Error)]
-enum Ended {
+pub enum Ended {
     #[error(transparent)]
     Policy(#[from] Violation),
     #[error(transparent)]
@@ -411,6 +411,16 @@ impl<R: AsyncRead + Unpin> Framer<R> {
     }
 }
 
+/// A device's whole packet stream, from its CONNECT on, through its policy into `to`: what a
+/// connection does after the TLS handshake, as one call (the benchmark measures it).
+pub async fn forward_stream<R, W>(from: R, to: &mut W, policy: &DevicePolicy) -> Result<(), Ended>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    forward_checked(Framer::new(from), to, policy, false).await
+}
+
 /// Checks each packet and forwards the accepted ones, byte for byte, until the stream ends or
 /// a packet is refused (nothing of which is forwarded).
 async fn forward_checked<R, W>(
@@ -558,7 +568,7 @@ mod tests {
             writer.write_all(&input).await.unwrap();
         });
         let mut forwarded = Vec::new();
-        let outcome = forward_checked(Framer::new(reader), &mut forwarded, &policy(), false).await;
+        let outcome = forward_stream(reader, &mut forwarded, &policy()).await;
         feed.abort();
         assert!(
             matches!(&outcome, Err(Ended::Policy(Violation::Publish(t))) if t == "dt/vigil/rig-002/telemetry"),
@@ -573,7 +583,7 @@ mod tests {
         writer.write_all(&[0xF0, 0x00]).await.unwrap();
         drop(writer);
         let mut forwarded = Vec::new();
-        let outcome = forward_checked(Framer::new(reader), &mut forwarded, &policy(), false).await;
+        let outcome = forward_stream(reader, &mut forwarded, &policy()).await;
         assert!(
             matches!(outcome, Err(Ended::Policy(Violation::Malformed(_)))),
             "{outcome:?}"
