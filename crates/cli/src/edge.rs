@@ -88,8 +88,8 @@ pub struct EdgeArgs {
     #[arg(long, value_name = "ADDR")]
     pub http: Option<SocketAddr>,
     /// Accept devices here over MQTT with mutual TLS, each held to its own topics (e.g.
-    /// 0.0.0.0:8883); needs --tls-cert, --tls-key, --device-ca and --device-certs.
-    #[arg(long, value_name = "ADDR", requires_all = ["tls_cert", "tls_key", "device_ca", "device_certs"])]
+    /// 0.0.0.0:8883); needs --tls-cert, --tls-key and --device-certs.
+    #[arg(long, value_name = "ADDR", requires_all = ["tls_cert", "tls_key", "device_certs"])]
     pub tls_listen: Option<SocketAddr>,
     /// The gateway's certificate chain (PEM).
     #[arg(long, value_name = "FILE", requires = "tls_listen")]
@@ -97,7 +97,8 @@ pub struct EdgeArgs {
     /// The gateway's private key (PEM).
     #[arg(long, value_name = "FILE", requires = "tls_listen")]
     pub tls_key: Option<PathBuf>,
-    /// CA certificates that issue device certificates (PEM).
+    /// CA certificates that issue device certificates (PEM): device certificates must also
+    /// chain to it. Without it, attachment (--device-certs) alone admits a certificate.
     #[arg(long, value_name = "FILE", requires = "tls_listen")]
     pub device_ca: Option<PathBuf>,
     /// Directory of `<thing>.pem`: the certificate attached to each thing.
@@ -977,18 +978,17 @@ pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
     config.exit_after_idle = args.exit_after_idle.map(Duration::from_secs_f64);
     config.print_alerts = true;
     config.http = args.http;
-    if let (Some(listen), Some(cert), Some(key), Some(device_ca), Some(device_certs)) = (
+    if let (Some(listen), Some(cert), Some(key), Some(device_certs)) = (
         args.tls_listen,
         &args.tls_cert,
         &args.tls_key,
-        &args.device_ca,
         &args.device_certs,
     ) {
         config.gateway = Some(gateway::GatewayConfig {
             listen,
             cert: cert.clone(),
             key: key.clone(),
-            device_ca: device_ca.clone(),
+            device_ca: args.device_ca.clone(),
             device_certs: device_certs.clone(),
         });
     }

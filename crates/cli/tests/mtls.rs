@@ -215,9 +215,14 @@ fn the_device_refuses_an_endpoint_its_ca_does_not_vouch_for() {
 }
 
 /// `vigil edge` with its device gateway on a free port, the gateway's certificate the test
-/// endpoint's, device certificates from ca.pem, and `attached` (thing, fixture file) as its
-/// `--device-certs`. Returns the edge, its broker port, gateway port and monitoring port.
-fn start_gateway_edge(dir: &std::path::Path, attached: &[(&str, &str)]) -> (Proc, u16, u16, u16) {
+/// endpoint's, `attached` (thing, fixture file) as its `--device-certs`, and `device_ca` (a
+/// fixture file) as its `--device-ca` if any. Returns the edge, its broker port, gateway port
+/// and monitoring port.
+fn start_gateway_edge(
+    dir: &std::path::Path,
+    attached: &[(&str, &str)],
+    device_ca: Option<&str>,
+) -> (Proc, u16, u16, u16) {
     let certs = dir.join("device-certs");
     std::fs::create_dir_all(&certs).unwrap();
     for (thing, file) in attached {
@@ -229,12 +234,15 @@ fn start_gateway_edge(dir: &std::path::Path, attached: &[(&str, &str)]) -> (Proc
         ("--tls-listen", format!("127.0.0.1:{gateway}").into()),
         ("--tls-cert", tls_file("endpoint.pem")),
         ("--tls-key", tls_file("endpoint.key")),
-        ("--device-ca", tls_file("ca.pem")),
         ("--device-certs", certs),
         ("--http", format!("127.0.0.1:{http}").into()),
     ] {
         extra.push(flag.into());
         extra.push(value.into_os_string());
+    }
+    if let Some(ca) = device_ca {
+        extra.push("--device-ca".into());
+        extra.push(tls_file(ca).into_os_string());
     }
     let edge = start_edge_with(broker, &dir.join("edge"), &extra);
     (edge, broker, gateway, http)
@@ -267,15 +275,26 @@ struct GatewayRun {
 }
 
 impl GatewayRun {
+    /// With ca.pem as the device CA; `start_with` chooses.
     fn start(attached: &[(&str, &str)], thing: &str) -> Self {
+        Self::start_with(attached, Some("ca.pem"), thing, "device")
+    }
+
+    /// `identity`: the fixture pair (`<identity>.pem`, `<identity>.key`) the agent presents.
+    fn start_with(
+        attached: &[(&str, &str)],
+        device_ca: Option<&str>,
+        thing: &str,
+        identity: &str,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (edge, broker, gateway, http) = start_gateway_edge(dir.path(), attached);
+        let (edge, broker, gateway, http) = start_gateway_edge(dir.path(), attached, device_ca);
         let observer = Observer::start(broker);
         let agent = device_as(
             thing,
             gateway,
-            "device.pem",
-            "device.key",
+            &format!("{identity}.pem"),
+            &format!("{identity}.key"),
             "ca.pem",
             &dir.path().join("d"),
         );
@@ -327,6 +346,37 @@ fn a_trusted_certificate_attached_to_no_thing_is_refused() {
     // but no thing owns it.
     let run = GatewayRun::start(&[("rig-002", "impostor.pem")], "tls-rig")
         .refused("vigil_gateway_unattached_certificates_total", 2);
+    assert_eq!(run.metric("vigil_gateway_connections_total"), 0);
+    assert_eq!(run.observer.windows_of("tls-rig"), 0);
+}
+
+#[test]
+fn without_a_device_ca_an_attached_certificate_from_any_issuer_is_admitted_and_others_are_not() {
+    // As with certificates AWS IoT issued: their CA is not published, attachment is the check.
+    // impostor.pem comes from another CA; attached to tls-rig, it delivers.
+    let mut run =
+        GatewayRun::start_with(&[("tls-rig", "impostor.pem")], None, "tls-rig", "impostor");
+    let status = run.agent.wait_exit(Duration::from_secs(60));
+    assert!(status.success(), "vigil device exited with {status}");
+    run.observer.assert_exactly_once("tls-rig", 2);
+
+    // device.pem (from the CA the gateway no longer checks) is attached to nobody: refused.
+    let run = GatewayRun::start_with(&[("tls-rig", "impostor.pem")], None, "tls-rig", "device")
+        .refused("vigil_gateway_unattached_certificates_total", 2);
+    assert_eq!(run.metric("vigil_gateway_connections_total"), 0);
+    assert_eq!(run.observer.windows_of("tls-rig"), 0);
+}
+
+#[test]
+fn with_a_device_ca_an_attached_certificate_from_another_issuer_is_refused() {
+    let run = GatewayRun::start_with(
+        &[("tls-rig", "impostor.pem")],
+        Some("ca.pem"),
+        "tls-rig",
+        "impostor",
+    )
+    .refused("vigil_gateway_failed_handshakes_total", 2);
+    assert_eq!(run.metric("vigil_gateway_unattached_certificates_total"), 0);
     assert_eq!(run.metric("vigil_gateway_connections_total"), 0);
     assert_eq!(run.observer.windows_of("tls-rig"), 0);
 }

@@ -3,12 +3,13 @@
 //! reaches the broker. Without it the broker has no authentication, and the pipeline, which takes
 //! the device from the topic, would believe any client on the network that names a thing.
 //!
-//! - TLS 1.2/1.3 (rustls, aws-lc-rs); the client must present a certificate issued by
-//!   `--device-ca`.
+//! - TLS 1.2/1.3 (rustls, aws-lc-rs) with a client certificate.
 //! - A certificate belongs to a thing the way IoT Core attaches certificates to things: the
-//!   `--device-certs` directory holds `<thing>.pem` per device, and a certificate that is not one
-//!   of them is refused after the handshake. (By certificate, not by subject name: what IoT Core
-//!   issues carries no thing name, and a CA may sign two certificates with one name.)
+//!   `--device-certs` directory holds `<thing>.pem` per device, and the handshake fails for any
+//!   other certificate. (By certificate, not by subject name: what IoT Core issues carries no
+//!   thing name, and a CA may sign two certificates with one name.) With `--device-ca` the
+//!   certificate must also chain to it; without, attachment alone admits it, so the certificates
+//!   AWS IoT issued (from a CA it does not publish) work at the edge unchanged.
 //! - The policy, with `thing` from the certificate, is `infra/modules/fleet`'s:
 //!   CONNECT with client id = thing (a will only on a topic the thing may publish to); PUBLISH to
 //!   `dt/vigil/{thing}/telemetry` or `$aws/things/{thing}/shadow/name/condition/get`; SUBSCRIBE to
@@ -32,6 +33,9 @@ use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::rustls;
+use tokio_rustls::rustls::client::danger::HandshakeSignatureValid;
+use tokio_rustls::rustls::pki_types::{CertificateDer, UnixTime};
+use tokio_rustls::rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use tokio_rustls::TlsAcceptor;
 use vigil_core::telemetry::{condition_topic, telemetry_topic, CONDITION_SHADOW};
 use vigil_core::DeviceId;
@@ -48,8 +52,10 @@ pub struct GatewayConfig {
     /// The gateway's own certificate chain and key (PEM).
     pub cert: PathBuf,
     pub key: PathBuf,
-    /// CA certificates that issue device certificates (PEM).
-    pub device_ca: PathBuf,
+    /// CA certificates that issue device certificates (PEM). Without it a device certificate is
+    /// accepted on attachment alone (pinned): what AWS IoT issues comes from a CA it does not
+    /// publish, and those certificates work at the edge as they are.
+    pub device_ca: Option<PathBuf>,
     /// `<thing>.pem`: the certificate attached to each thing.
     pub device_certs: PathBuf,
 }
@@ -58,7 +64,9 @@ pub struct GatewayConfig {
 #[derive(Debug, Default)]
 pub struct GatewayCounters {
     pub connections: AtomicU64,
+    /// Every refused handshake, unattached certificates included.
     pub failed_handshakes: AtomicU64,
+    /// Handshakes refused because the certificate is attached to no thing.
     pub unattached_certificates: AtomicU64,
     pub policy_violations: AtomicU64,
 }
@@ -96,13 +104,25 @@ impl Gateway {
     /// Reads the certificates and binds: every configuration error shows at start.
     pub async fn bind(config: &GatewayConfig, broker: (String, u16)) -> anyhow::Result<Self> {
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let roots = crate::tls::roots("device-ca", &config.device_ca)?;
-        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-            Arc::new(roots),
-            provider.clone(),
-        )
-        .build()
-        .with_context(|| format!("--device-ca {}", config.device_ca.display()))?;
+        let chain = match &config.device_ca {
+            Some(ca) => Some(
+                rustls::server::WebPkiClientVerifier::builder_with_provider(
+                    Arc::new(crate::tls::roots("device-ca", ca)?),
+                    provider.clone(),
+                )
+                .build()
+                .with_context(|| format!("--device-ca {}", ca.display()))?,
+            ),
+            None => None,
+        };
+        let attached = Arc::new(attached_certificates(&config.device_certs)?);
+        let counters = Arc::<GatewayCounters>::default();
+        let verifier = Arc::new(AttachedOnly {
+            attached: Arc::clone(&attached),
+            chain,
+            algorithms: provider.signature_verification_algorithms,
+            counters: Arc::clone(&counters),
+        });
         let server = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()?
             .with_client_cert_verifier(verifier)
@@ -111,7 +131,6 @@ impl Gateway {
                 crate::tls::private_key("tls-key", &config.key)?,
             )
             .context("--tls-cert/--tls-key: not a usable certificate and key")?;
-        let attached = attached_certificates(&config.device_certs)?;
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("--tls-listen {}: cannot listen", config.listen))?;
@@ -120,9 +139,9 @@ impl Gateway {
         Ok(Self {
             listener,
             acceptor: TlsAcceptor::from(Arc::new(server)),
-            attached: Arc::new(attached),
+            attached,
             broker,
-            counters: Arc::default(),
+            counters,
             addr,
         })
     }
@@ -162,11 +181,9 @@ impl Gateway {
                     .peer_certificates()
                     .and_then(|chain| chain.first())
                     .map(|c| c.as_ref().to_vec());
+                // The verifier admitted only attached certificates.
                 let Some(thing) = leaf.and_then(|der| attached.get(&der).cloned()) else {
-                    counters
-                        .unattached_certificates
-                        .fetch_add(1, Ordering::Relaxed);
-                    return tracing::warn!(%peer, "gateway: certificate attached to no thing; refused");
+                    return;
                 };
                 counters.connections.fetch_add(1, Ordering::Relaxed);
                 let policy = DevicePolicy::new(&thing);
@@ -180,6 +197,67 @@ impl Gateway {
                 }
             });
         }
+    }
+}
+
+/// The client certificate check: the certificate must be attached to a thing and, with
+/// `--device-ca`, also chain to it (validity dates and key usage included). Attachment alone
+/// suffices without a CA: only the holder of an attached certificate's private key can sign the
+/// handshake, which rustls checks with the certificate's public key.
+#[derive(Debug)]
+struct AttachedOnly {
+    attached: Arc<HashMap<Vec<u8>, DeviceId>>,
+    chain: Option<Arc<dyn ClientCertVerifier>>,
+    algorithms: rustls::crypto::WebPkiSupportedAlgorithms,
+    counters: Arc<GatewayCounters>,
+}
+
+impl ClientCertVerifier for AttachedOnly {
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        self.chain.as_ref().map_or(&[], |c| c.root_hint_subjects())
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        if let Some(chain) = &self.chain {
+            chain.verify_client_cert(end_entity, intermediates, now)?;
+        }
+        if self.attached.contains_key(end_entity.as_ref()) {
+            Ok(ClientCertVerified::assertion())
+        } else {
+            self.counters
+                .unattached_certificates
+                .fetch_add(1, Ordering::Relaxed);
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::ApplicationVerificationFailure,
+            ))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.algorithms.supported_schemes()
     }
 }
 
