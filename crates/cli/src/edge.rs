@@ -215,7 +215,6 @@ pub struct EdgeHandle {
     gateway: Option<JoinHandle<()>>,
     /// Where the device gateway listens, when it was asked for.
     pub gateway_addr: Option<SocketAddr>,
-    gateway_counters: Option<Arc<gateway::GatewayCounters>>,
     /// What the store held at start.
     pub open_report: OpenReport,
     pub profiles: Vec<String>,
@@ -251,11 +250,6 @@ impl EdgeHandle {
         self.stats.borrow().clone()
     }
 
-    /// What the device gateway accepted and turned away (`None`: no gateway).
-    pub fn gateway_stats(&self) -> Option<gateway::GatewayStats> {
-        self.gateway_counters.as_ref().map(|c| c.snapshot())
-    }
-
     /// Waits until the statistics satisfy `done`.
     pub async fn wait_until(
         &mut self,
@@ -284,7 +278,7 @@ impl EdgeHandle {
             .flatten()
             .context("the edge worker ended abnormally")?;
         self.task = None;
-        self.stop_monitor().await;
+        self.stop_servers().await;
         self.stop_mqtt().await;
         Ok(stats)
     }
@@ -300,14 +294,14 @@ impl EdgeHandle {
                 .context("the edge worker ended abnormally")?,
             None => self.stats(),
         };
-        self.stop_monitor().await;
+        self.stop_servers().await;
         self.stop_mqtt().await;
         Ok(stats)
     }
 
     /// Stops at once, as a crash would: the batch in hand is neither finished nor acknowledged.
     pub async fn kill(mut self) {
-        self.stop_monitor().await;
+        self.stop_servers().await;
         if let Some(kill) = self.kill.take() {
             let _ = kill.send(());
         }
@@ -321,13 +315,19 @@ impl EdgeHandle {
         }
     }
 
-    /// The endpoint holds the store open: it stops before the edge reports itself stopped.
-    /// The gateway stops with it: devices reconnect to whatever serves them next.
-    async fn stop_monitor(&mut self) {
-        for task in [self.monitor.take(), self.gateway.take()]
+    /// The monitoring endpoint (which holds the store open) and the device gateway, taken out
+    /// of the handle to be stopped.
+    fn take_servers(&mut self) -> Vec<JoinHandle<()>> {
+        [self.monitor.take(), self.gateway.take()]
             .into_iter()
             .flatten()
-        {
+            .collect()
+    }
+
+    /// Stops them before the edge reports itself stopped (devices on the gateway reconnect to
+    /// whatever serves them next).
+    async fn stop_servers(&mut self) {
+        for task in self.take_servers() {
             task.abort();
             let _ = task.await;
         }
@@ -353,10 +353,7 @@ impl Drop for EdgeHandle {
     fn drop(&mut self) {
         // Dropping the sender tells the edge task to stop; it disconnects on its way out.
         self.shutdown.take();
-        for task in [self.monitor.take(), self.gateway.take()]
-            .into_iter()
-            .flatten()
-        {
+        for task in self.take_servers() {
             task.abort();
         }
     }
@@ -509,7 +506,6 @@ pub async fn start_with(
         None => (None, None),
     };
     let gateway_addr = device_gateway.as_ref().map(|g| g.addr);
-    let gateway_counters = device_gateway.as_ref().map(|g| Arc::clone(&g.counters));
     let gateway = device_gateway.map(|g| tokio::spawn(g.serve()));
     let mqtt = tokio::spawn(connection_task(
         eventloop,
@@ -569,7 +565,6 @@ pub async fn start_with(
         http_addr,
         gateway,
         gateway_addr,
-        gateway_counters,
         open_report,
         profiles: profiles.keys().cloned().collect(),
     })
