@@ -360,12 +360,12 @@ pub fn prometheus(stats: &EdgeStats, subscribed: bool, gateway: Option<&GatewayS
             ),
             (
                 "vigil_gateway_failed_handshakes_total",
-                "TLS handshakes refused (no or untrusted client certificate).",
+                "TLS handshakes refused: no client certificate, or one not admitted (unattached included).",
                 g.failed_handshakes,
             ),
             (
                 "vigil_gateway_unattached_certificates_total",
-                "Trusted certificates attached to no thing, refused.",
+                "Handshakes refused because the certificate is attached to no thing.",
                 g.unattached_certificates,
             ),
             (
