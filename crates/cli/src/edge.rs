@@ -497,6 +497,7 @@ pub async fn start_with(
                 subscribed: ready.clone(),
                 store: Arc::clone(&store),
                 gateway: device_gateway.as_ref().map(|g| Arc::clone(&g.counters)),
+                started: Instant::now(),
             };
             (
                 Some(tokio::spawn(monitor::serve(listener, endpoint))),

@@ -40,6 +40,8 @@ pub struct Monitor {
     pub store: Arc<EdgeStore>,
     /// The device gateway's counters, when it runs.
     pub gateway: Option<Arc<GatewayCounters>>,
+    /// When the edge started: uptime is live, the other figures are as of the last batch.
+    pub started: std::time::Instant,
 }
 
 /// Serves until the task is aborted (the edge's handle does that when it stops).
@@ -146,7 +148,8 @@ async fn respond(request: &Request, monitor: &Monitor) -> Response {
             }
         }
         "/metrics" => {
-            let stats = monitor.stats.borrow().clone();
+            let mut stats = monitor.stats.borrow().clone();
+            stats.uptime_s = monitor.started.elapsed().as_secs_f64();
             let up = *monitor.subscribed.borrow();
             let gateway = monitor.gateway.as_ref().map(|g| g.snapshot());
             Response {
@@ -246,7 +249,7 @@ pub fn prometheus(stats: &EdgeStats, subscribed: bool, gateway: Option<&GatewayS
     metric(
         "vigil_edge_uptime_seconds",
         "gauge",
-        "Seconds since the edge started (as of the last batch).",
+        "Seconds since the edge started.",
         format!("{:.3}", stats.uptime_s),
     );
     let mut counters: Vec<(&str, &str, u64)> = vec![
