@@ -77,11 +77,13 @@ async fn answer(mut stream: TcpStream, monitor: &Monitor) -> std::io::Result<()>
         Ok(head) => head?,
         Err(_) => return Ok(()),
     };
-    let response = match parse_request_line(&head) {
-        Ok(request) => respond(&request, monitor).await,
-        Err(reason) => Response::text(400, "Bad Request", format!("{reason}\n")),
+    let (response, head_only) = match parse_request_line(&head) {
+        Ok(request) => (respond(&request, monitor).await, request.method == "HEAD"),
+        Err(reason) => (
+            Response::text(400, "Bad Request", format!("{reason}\n")),
+            false,
+        ),
     };
-    let head_only = head.starts_with(b"HEAD ");
     stream.write_all(&response.to_bytes(head_only)).await?;
     stream.shutdown().await
 }
