@@ -40,8 +40,8 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
-pub use vigil_cli::fleet::machine;
-use vigil_cli::fleet::percentile;
+pub use vigil_sim::fleet::machine;
+use vigil_sim::fleet::percentile;
 
 use async_trait::async_trait;
 use futures_util::stream::{self, StreamExt};
