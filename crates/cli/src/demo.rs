@@ -21,6 +21,7 @@ use vigil_datasets::models;
 use vigil_datasets::{label_of, Hydraulic};
 use vigil_edge::{self as edge, broker, EdgeConfig};
 use vigil_mqtt::{BrokerUrl, Subscriber};
+use vigil_sim::fleet::percentile;
 use vigil_sim::replay::{self, PlanOptions, Replayer};
 
 const PROFILE: &str = "hydraulic-cooler";
@@ -77,14 +78,6 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = (p * (sorted.len() - 1) as f64).round() as usize;
-    sorted[rank.min(sorted.len() - 1)]
 }
 
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {

@@ -36,6 +36,7 @@ use vigil_core::telemetry::{condition_topic, encode_batch, encode_sample, teleme
 use vigil_core::DeviceId;
 
 use vigil_datasets::Hydraulic;
+use vigil_mqtt::BrokerUrl;
 
 use crate::queue::{FullPolicy, Queue};
 
@@ -144,23 +145,8 @@ impl Source {
 
 /// Where to connect: host and port of a plain MQTT broker.
 pub fn parse_broker(url: &str) -> anyhow::Result<(String, u16)> {
-    let rest = url
-        .strip_prefix("mqtt://")
-        .or_else(|| url.strip_prefix("tcp://"))
-        .unwrap_or(url);
-    let (host, port) = match rest.rsplit_once(':') {
-        Some((h, p)) => (
-            h.to_string(),
-            p.trim_end_matches('/')
-                .parse::<u16>()
-                .with_context(|| format!("--broker {url:?}: bad port"))?,
-        ),
-        None => (rest.trim_end_matches('/').to_string(), 1883),
-    };
-    if host.is_empty() {
-        bail!("--broker {url:?}: no host");
-    }
-    Ok((host, port))
+    let broker = BrokerUrl::parse(url).with_context(|| format!("--broker {url:?}"))?;
+    Ok((broker.host, broker.port))
 }
 
 /// Small xorshift for backoff jitter (no need for a crypto RNG here).

@@ -190,7 +190,9 @@ pub async fn bench(args: &FleetArgs) -> anyhow::Result<FleetReport> {
         _edge_state = Some(TempDir(state));
         ("127.0.0.1".to_string(), port)
     } else {
-        vigil_device::parse_broker(&args.broker)?
+        let broker = vigil_mqtt::BrokerUrl::parse(&args.broker)
+            .with_context(|| format!("--broker {:?}", args.broker))?;
+        (broker.host, broker.port)
     };
 
     // Collector of results.
