@@ -60,8 +60,14 @@ variable "log_level" {
   default     = "debug"
 }
 
+variable "enable_iot" {
+  description = "LocalStack Pro only: create the IoT fleet and the topic rule. false (Community) leaves IoT out; telemetry then enters through the ingest queue or stream."
+  type        = bool
+  default     = false
+}
+
 variable "ingest_mode" {
-  description = "direct, sqs or kinesis (see the aws environment)."
+  description = "sqs or kinesis (Community: send telemetry to the queue or stream); direct needs enable_iot = true."
   type        = string
   default     = "sqs"
 
