@@ -490,7 +490,10 @@ unhealthy = ["bad"]
     fn required_profiles_are_a_comma_list_of_names() {
         let mut env = full();
         assert!(load(&env).unwrap().required_profiles.is_empty());
-        env.insert("VIGIL_REQUIRED_PROFILES", "hydraulic-cooler, rmg941,".into());
+        env.insert(
+            "VIGIL_REQUIRED_PROFILES",
+            "hydraulic-cooler, rmg941,".into(),
+        );
         assert_eq!(
             load(&env).unwrap().required_profiles,
             vec!["hydraulic-cooler", "rmg941"]
@@ -516,7 +519,11 @@ unhealthy = ["bad"]
         // Fallback off: a SageMaker profile without fallback model is fine.
         env.insert("VIGIL_SAGEMAKER_FALLBACK", "false".into());
         let c = load(&env).unwrap();
-        let loaded = [onnx("hydraulic-cooler"), onnx("rig"), sagemaker("sm", false)];
+        let loaded = [
+            onnx("hydraulic-cooler"),
+            onnx("rig"),
+            sagemaker("sm", false),
+        ];
         assert_eq!(c.check_profiles(&loaded), Ok(()));
     }
 
@@ -524,7 +531,10 @@ unhealthy = ["bad"]
     fn the_profile_check_lists_every_incoherence_at_once() {
         let mut env = full();
         env.insert("VIGIL_DEFAULT_PROFILE", "hydraulic-coler".into());
-        env.insert("VIGIL_REQUIRED_PROFILES", "hydraulic-cooler,rigg,pump".into());
+        env.insert(
+            "VIGIL_REQUIRED_PROFILES",
+            "hydraulic-cooler,rigg,pump".into(),
+        );
         env.insert("VIGIL_SAGEMAKER_ENDPOINT", "vigil-scorer".into());
         let c = load(&env).unwrap();
         // The endpoint is set but no SageMaker profile is loaded: it would never be called.
