@@ -3,14 +3,15 @@
 #
 #   infra/tests/run.sh [pytest args...]
 #
-# Uses the venv at $VIGIL_TOOLS_VENV (default: <repo>/.tools/venv, git-ignored). When it is missing, or
+# Uses the venv at $VIGIL_TOOLS_VENV (default: <repo>/.tools/infra-venv, git-ignored; not the venv of
+# scripts/setup.sh, because checkov pins boto3 and packaging below what moto needs). When it is missing, or
 # requirements.txt / constraints.txt changed since it was built, it is (re)built from them with pip.
 # VIGIL_NO_INSTALL=1 skips that step (the venv must then be ready).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
-venv="${VIGIL_TOOLS_VENV:-$repo/.tools/venv}"
+venv="${VIGIL_TOOLS_VENV:-$repo/.tools/infra-venv}"
 python="${PYTHON:-python3}"
 
 stamp="$venv/.vigil-infra-tests"
