@@ -46,9 +46,9 @@ module "vigil" {
   devices       = var.devices
   terraform_dir = "infra/envs/localstack"
 
-  # Without IoT Core the function still publishes results through the IoT data plane API, to LocalStack.
+  # The function publishes results through the IoT data plane API: LocalStack's own (Pro), or a stand-in.
   enable_iot        = var.enable_iot
-  iot_data_endpoint = var.localstack_endpoint
+  iot_data_endpoint = coalesce(var.iot_data_endpoint, var.localstack_endpoint)
 
   lambda_zip_path     = coalesce(var.lambda_zip_path, "${path.root}/../../../dist/ingest-${var.lambda_architecture}.zip")
   lambda_architecture = var.lambda_architecture

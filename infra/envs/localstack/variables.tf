@@ -66,6 +66,12 @@ variable "enable_iot" {
   default     = false
 }
 
+variable "iot_data_endpoint" {
+  description = "Where the function publishes results and shadows (the IoT data plane API); null means localstack_endpoint. LocalStack Community has no IoT data plane: point this at a stand-in the Lambda container can reach, e.g. moto server at http://host.docker.internal:5000."
+  type        = string
+  default     = null
+}
+
 variable "ingest_mode" {
   description = "sqs or kinesis (Community: send telemetry to the queue or stream); direct needs enable_iot = true."
   type        = string
