@@ -48,7 +48,7 @@ def test_iot_is_optional_for_localstack_community(infra):
     assert attr(ls.variables()["enable_iot"].body, "default") is False
     assert attr(ls.variables()["ingest_mode"].body, "default") == "sqs"
     call = ls.module_calls()["vigil"].body
-    assert attr(call, "enable_iot") == "${var.enable_iot}" and attr(call, "iot_data_endpoint") == "${var.localstack_endpoint}"
+    assert attr(call, "enable_iot") == "${var.enable_iot}" and attr(call, "iot_data_endpoint") == "${coalesce(var.iot_data_endpoint,var.localstack_endpoint)}"
     # Without IoT, direct mode has no trigger: the plan refuses it.
     fn = pipe.resource("aws_lambda_function", "ingest")
     conds = [attr(p, "condition") for lc in blocks(fn.body, "lifecycle") for p in blocks(lc, "precondition")]
