@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from rulesql import RULE_SELECT, mqtt_match, parse_rule_sql, select_problems, split_select  # noqa: F401 (re-exported)
 from tfparse import Block, Module, Statement, as_list, attr, blocks, load_module, module_dirs, policy_doc_name, statements
 
 # --- contracts -----------------------------------------------------------------
@@ -315,54 +316,6 @@ def check_lambda_function(infra: Infra) -> list[str]:
 # --- topic rule and topics -----------------------------------------------------
 
 
-def mqtt_match(topic_filter: str, topic: str) -> bool:
-    f, t = topic_filter.split("/"), topic.split("/")
-    for i, part in enumerate(f):
-        if part == "#":
-            return True
-        if i >= len(t):
-            return False
-        if part != "+" and part != t[i]:
-            return False
-    return len(f) == len(t)
-
-
-def split_select(select: str) -> list[str]:
-    """The items of a SELECT list: commas inside parentheses or quotes do not split."""
-    items, depth, quote, cur = [], 0, "", ""
-    for c in select:
-        if quote:
-            quote = "" if c == quote else quote
-        elif c in "'\"":
-            quote = c
-        elif c == "(":
-            depth += 1
-        elif c == ")":
-            depth -= 1
-        elif c == "," and depth == 0:
-            items.append(cur.strip())
-            cur = ""
-            continue
-        cur += c
-    return items + [cur.strip()]
-
-
-def parse_rule_sql(sql: str) -> tuple[list[str], str] | None:
-    m = re.fullmatch(r"\s*SELECT\s+(?P<select>.+?)\s+FROM\s+'(?P<topic>[^']+)'(\s+WHERE\s+.+)?\s*", sql, re.I | re.S)
-    if not m:
-        return None
-    return split_select(m.group("select")), m.group("topic")
-
-
-# Identity only from the topic: the payload travels as one opaque field, so none of the device's own keys
-# becomes a field of the event (functions/ingest/src/event.rs reads exactly these three).
-RULE_SELECT = {
-    "payload": r"encode\(\s*\*\s*,\s*'base64'\s*\)",
-    "device": r"topic\((\d+)\)",
-    "received_at": r"timestamp\(\)",
-}
-
-
 def topic_rule(mod: Module) -> Block:
     rules = mod.resources("aws_iot_topic_rule")
     if len(rules) != 1:
@@ -381,20 +334,7 @@ def check_rule_sql(infra: Infra, device_topics: list[str] | None = None) -> list
     if parsed is None:
         return problems + [f"{rule.address}: cannot read SQL {sql!r}"]
     select, topic_filter = parsed
-    aliases = {}
-    for item in select:
-        m = re.fullmatch(r"(?P<expr>.+?)\s+AS\s+(?P<alias>\w+)", item, re.I | re.S)
-        if not m:
-            problems.append(f"{rule.address}: SQL selects {item!r}: the device's own fields must not become fields of the event (select encode(*, 'base64') AS payload)")
-            continue
-        aliases[m.group("alias")] = m.group("expr").strip()
-    for alias, pattern in RULE_SELECT.items():
-        if alias not in aliases:
-            problems.append(f"{rule.address}: SQL must select {alias}")
-        elif not re.fullmatch(pattern, aliases[alias], re.I):
-            problems.append(f"{rule.address}: SQL selects {aliases[alias]!r} AS {alias}, not {pattern}")
-    for alias in sorted(set(aliases) - set(RULE_SELECT)):
-        problems.append(f"{rule.address}: SQL selects {alias}, which the function does not accept in an event")
+    problems += [f"{rule.address}: {p}" for p in select_problems(select)]
     device = [s for s in select if re.fullmatch(r"topic\((\d+)\)\s+AS\s+device", s, re.I)]
     if not device:
         problems.append(f"{rule.address}: SQL must select topic(3) AS device")

@@ -105,8 +105,9 @@ def test_console_url_follows_the_partition(infra):
     value = attr(infra.pipeline.outputs()["dashboard_url"].body, "value")
     assert "console.aws.amazon.com" not in value and "${local.console_host}" in value
     host = str(infra.pipeline.locals["console_host"])
-    for needle in ('"aws-us-gov" = "console.amazonaws-us-gov.com"', '"aws-cn" = "console.amazonaws.cn"', "local.dns_suffix"):
-        assert needle.replace(" = ", ": ").replace('"', "'") in host or needle in host, host
+    for partition, console in (("aws", "console.aws.amazon.com"), ("aws-us-gov", "console.amazonaws-us-gov.com"), ("aws-cn", "console.amazonaws.cn")):
+        assert f"'{partition}': '{console}'" in host, host
+    assert host.endswith(',local.partition,"console.${local.dns_suffix}")}'), host
 
 
 def test_provider_pinned_to_the_checked_schema(infra_root):

@@ -5,6 +5,8 @@ locals {
   # The repository this stack is deployed from: the device set-up commands run there (the sample data, the
   # `vigil` sources and the Terraform state are all in it).
   repo_root = abspath("${path.module}/../../..")
+
+  thing_names = var.enable_iot ? module.fleet[0].thing_names : []
 }
 
 module "pipeline" {

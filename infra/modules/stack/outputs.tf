@@ -23,7 +23,7 @@ output "device_private_keys" {
 output "device_setup" {
   description = "Per device, shell commands that install `vigil`, write the device's certificate and key under .vigil/devices/<thing>/ of the repository, and start the device agent replaying the committed hydraulic sample. They work from any directory (they cd to the repository first)."
   value = {
-    for thing in(var.enable_iot ? module.fleet[0].thing_names : []) : thing => join("\n", concat(
+    for thing in local.thing_names : thing => join("\n", concat(
       [
         "cd '${local.repo_root}'",
         "cargo install --path crates/cli --locked  # builds and installs the `vigil` binary into ~/.cargo/bin (once)",
@@ -45,7 +45,7 @@ output "device_setup" {
 
 output "thing_names" {
   description = "Things of the fleet."
-  value       = var.enable_iot ? module.fleet[0].thing_names : []
+  value       = local.thing_names
 }
 
 output "device_policy_name" {
