@@ -199,3 +199,14 @@ def test_batched_modes_carry_the_rules_document_as_is(infra, repo):
     assert set(kinesis) - {"__start_line__", "__end_line__"} == {"stream_name", "role_arn", "partition_key"}
     body = json.loads(json.loads((repo / "events/ingest/sqs-batch.json").read_text())["Records"][0]["body"])
     assert set(body) == {"payload", "device", "received_at"}
+
+
+def test_build_and_deploy_need_no_test_tools(repo):
+    """`make build` / `make deploy` run neither the test set-up (Java, npm, emulators) nor GNU-only tools."""
+    dry = subprocess.run(["make", "-n", "-C", str(repo), "deploy", "ARCH=arm64 x86_64"], capture_output=True, text=True, check=True).stdout
+    assert "scripts/setup-build.sh" in dry and "for a in arm64 x86_64; do bash scripts/package-lambda.sh" in dry and "terraform -chdir=infra/envs/aws apply" in dry
+    assert "scripts/setup.sh" not in dry and "setup-emulators" not in dry
+    for script in ("scripts/setup-build.sh", "scripts/package-lambda.sh"):
+        body = (repo / script).read_text()
+        assert "sha256sum" not in body and "setup-emulators" not in body and "apt-get" not in body, script
+        assert not re.search(r"\bls\b[^\n]*\.so", body), f"{script}: a .so glob"
