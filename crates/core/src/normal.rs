@@ -6,8 +6,9 @@
 //!   window has more than one row after the transforms), standardised on the training windows;
 //! - PCA keeps the components that explain `variance_kept` of the variance; a window is judged
 //!   by Hotelling's T² (distance inside the model's subspace) and Q/SPE (distance off it);
-//! - the limits of both come from *held-out* normal windows (the most recent ones, never used
-//!   for the fit), so the false-alarm rate the model is published with is measured, not assumed.
+//! - the limits of both come from *held-out* normal windows (recent ones, never used for the
+//!   fit), and the newest held-out windows, used for neither, measure the false-alarm rate the
+//!   model is published with.
 //!
 //! The score is `max(T²/T²_limit, SPE/SPE_limit)`: above 1 the window is anomalous. Each
 //! channel's share of it ("TS3 drove 70 % of the score") sums the shares of its features in both
@@ -129,10 +130,12 @@ pub struct NormalModel {
     pub eigenvalues: Vec<f64>,
     pub t2_limit: f64,
     pub spe_limit: f64,
-    /// Windows fitted on and held out.
+    /// Windows fitted on and held out; the newest `check_windows` of those held out set no
+    /// limit and measure the false-alarm rate.
     pub fit_windows: usize,
     pub holdout_windows: usize,
-    /// False-alarm rate on the held-out windows (by construction ≤ 1 − quantile).
+    pub check_windows: usize,
+    /// False-alarm rate on the newest held-out windows.
     pub holdout_false_alarm_rate: f64,
 }
 
@@ -194,8 +197,11 @@ pub fn fit(
             min: config.min_windows,
         });
     }
-    let held = ((rows.len() as f64 * config.holdout).round() as usize).clamp(1, rows.len() - 2);
+    // Held out, oldest first: the first part sets the limits, the newest part (`check`) measures
+    // the false-alarm rate on windows that played no part in the model or its limits.
+    let held = ((rows.len() as f64 * config.holdout).round() as usize).clamp(2, rows.len() - 2);
     let (train, holdout) = rows.split_at(rows.len() - held);
+    let (limits_from, check) = holdout.split_at(held - held / 2);
     let d = train[0].len();
     let n = train.len() as f64;
     let center: Vec<f64> = (0..d)
@@ -258,9 +264,10 @@ pub fn fit(
         spe_limit: 1.0,
         fit_windows: train.len(),
         holdout_windows: holdout.len(),
+        check_windows: 0,
         holdout_false_alarm_rate: 0.0,
     };
-    let stats: Vec<(f64, f64)> = holdout.iter().map(|r| model.statistics(r)).collect();
+    let stats: Vec<(f64, f64)> = limits_from.iter().map(|r| model.statistics(r)).collect();
     let limit = |mut v: Vec<f64>| {
         v.sort_by(f64::total_cmp);
         let q = quantile_sorted(&v, config.quantile) * config.margin;
@@ -269,7 +276,8 @@ pub fn fit(
     };
     model.t2_limit = limit(stats.iter().map(|s| s.0).collect());
     model.spe_limit = limit(stats.iter().map(|s| s.1).collect());
-    model.holdout_false_alarm_rate = model.false_alarm_rate(holdout);
+    model.check_windows = check.len();
+    model.holdout_false_alarm_rate = model.false_alarm_rate(check);
     Ok(model)
 }
 
@@ -354,9 +362,9 @@ impl NormalModel {
         alarms as f64 / rows.len() as f64
     }
 
-    /// The newest held-out windows of a fit (the rows it was not fitted on).
-    pub fn holdout_of<'r>(&self, rows: &'r [Vec<f64>]) -> &'r [Vec<f64>] {
-        &rows[rows.len().saturating_sub(self.holdout_windows)..]
+    /// The newest held-out windows of a fit's rows: neither fitted on nor used for the limits.
+    pub fn check_of<'r>(&self, rows: &'r [Vec<f64>]) -> &'r [Vec<f64>] {
+        &rows[rows.len().saturating_sub(self.check_windows)..]
     }
 }
 
@@ -380,8 +388,9 @@ pub struct Decision {
     pub live_rate: Option<f64>,
 }
 
-/// A new fit becomes live only if its false-alarm rate on its own held-out windows (the device's
-/// most recent normal windows) is no worse than the live model's on the same windows; otherwise
+/// A new fit becomes live only if its false-alarm rate on the newest of its held-out windows (the
+/// device's most recent normal windows, which set no limit) is no worse than the live model's on
+/// the same windows; otherwise
 /// it is kept as the candidate beside the unchanged live model. `force` promotes by hand.
 pub fn decide(
     new: NormalModel,
@@ -389,8 +398,8 @@ pub fn decide(
     rows: &[Vec<f64>],
     force: bool,
 ) -> Decision {
-    let holdout = new.holdout_of(rows);
-    let new_rate = new.false_alarm_rate(holdout);
+    let check = new.check_of(rows);
+    let new_rate = new.false_alarm_rate(check);
     let Some(live) = live else {
         return Decision {
             published: LearnedNormal {
@@ -402,7 +411,7 @@ pub fn decide(
             live_rate: None,
         };
     };
-    let live_rate = live.live.false_alarm_rate(holdout);
+    let live_rate = live.live.false_alarm_rate(check);
     let promoted = force || new_rate <= live_rate;
     let published = if promoted {
         LearnedNormal {
@@ -659,8 +668,8 @@ mod tests {
         let mut seed = 7;
         let rows = normal_rows(200, &mut seed);
         let model = fit(&rows, names(), &NormalConfig::default(), "v1").unwrap();
-        assert_eq!(model.holdout_windows, 50);
-        assert_eq!(model.holdout_false_alarm_rate, 0.0);
+        assert_eq!((model.holdout_windows, model.check_windows), (50, 25));
+        assert!(model.holdout_false_alarm_rate <= 0.04, "{model:?}");
         // Each value inside its normal range, but b no longer follows a: only SPE sees it.
         let broken = model.score(&[10.3, 19.4, 5.0]);
         assert!(broken.is_anomalous(), "{broken:?}");
@@ -753,6 +762,19 @@ mod tests {
         let by_hand = promote_candidate(&d.published).unwrap();
         assert_eq!(by_hand.live.version, "tight");
         assert!(by_hand.candidate.is_none());
+        // A fit on a quiet stretch (the machine idling) whose newest windows are the usual
+        // broad normal: it alarms on them, the live model does not — it stays a candidate.
+        let mut quiet: Vec<Vec<f64>> = (0..175)
+            .map(|_| {
+                let a = 10.0 + 0.05 * noise(&mut seed);
+                vec![a, 2.0 * a + 0.005 * noise(&mut seed), 5.0 + 0.05 * noise(&mut seed)]
+            })
+            .collect();
+        quiet.extend(normal_rows(25, &mut seed));
+        let narrow = fit(&quiet, names(), &NormalConfig::default(), "narrow").unwrap();
+        let d = decide(narrow, Some(&current), &quiet, false);
+        assert!(!d.promoted, "{d:?}");
+        assert!(d.new_rate > 0.5 && d.live_rate.unwrap() < 0.1, "{d:?}");
         // A fit no worse than the live one goes live.
         let again = fit(&rows, names(), &NormalConfig::default(), "again").unwrap();
         let d = decide(again, Some(&current), &rows, false);
