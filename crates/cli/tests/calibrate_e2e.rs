@@ -305,7 +305,11 @@ async fn the_edge_adopts_a_learned_normal_and_reports_why_and_the_candidate() {
     let profile = vigil_core::Profile::load(&models.path().join(&profile_file)).unwrap();
     let rig = vigil_datasets::Hydraulic::load(
         &repo.join("../shared/datasets/hydraulic"),
-        &profile.channels.iter().map(String::as_str).collect::<Vec<_>>(),
+        &profile
+            .channels
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
     )
     .unwrap();
     let state = tempfile::tempdir().unwrap();
@@ -331,13 +335,23 @@ async fn the_edge_adopts_a_learned_normal_and_reports_why_and_the_candidate() {
     let w: Vec<Vec<Sample>> = (0..2).map(|k| rig_window(&rig, k, k as u64)).collect();
     publish_windows(&url, "normal-pub-1", RIG, &w, &channels).await;
     let r = results.until(1).await;
-    assert!(r.values().all(|r| r.model_version == "untrained" && r.label == "normal"));
+    assert!(r
+        .values()
+        .all(|r| r.model_version == "untrained" && r.label == "normal"));
 
     // 2. Trained on the rig's first 150 healthy cycles.
     let history = work.path().join("healthy.jsonl");
     let healthy: Vec<Vec<Sample>> = (0..150).map(|c| rig_window(&rig, c, c as u64)).collect();
     windows_file(&history, &healthy, &channels);
-    let v1 = run_vigil("train-normal", models.path(), NORMAL, RIG, &history, state.path()).await;
+    let v1 = run_vigil(
+        "train-normal",
+        models.path(),
+        NORMAL,
+        RIG,
+        &history,
+        state.path(),
+    )
+    .await;
     assert_eq!(v1["promoted"], true, "{v1}");
     let live = v1["live_version"].as_str().unwrap().to_string();
     assert!(live.starts_with("normal-"), "{v1}");
@@ -359,7 +373,10 @@ async fn the_edge_adopts_a_learned_normal_and_reports_why_and_the_candidate() {
         if degraded {
             let shares: f64 = res.contributions.iter().map(|c| c.share).sum();
             assert!((shares - 1.0).abs() < 1e-6, "{res:?}");
-            assert!(res.contributions.iter().all(|c| channels.contains(&c.channel)));
+            assert!(res
+                .contributions
+                .iter()
+                .all(|c| channels.contains(&c.channel)));
         }
         assert!(res.candidate.is_none());
     }
@@ -385,7 +402,10 @@ async fn the_edge_adopts_a_learned_normal_and_reports_why_and_the_candidate() {
     publish_windows(&url, "normal-pub-3", RIG, &w, &channels).await;
     let r = results.until(6).await;
     let res = &r[&6];
-    assert_eq!((res.label.as_str(), res.model_version.as_str()), ("anomaly", live.as_str()));
+    assert_eq!(
+        (res.label.as_str(), res.model_version.as_str()),
+        ("anomaly", live.as_str())
+    );
     let cand = res.candidate.as_ref().expect("the candidate's verdict");
     assert_eq!(cand.model_version, "normal-candidate-test");
     assert_eq!(cand.label, "normal");

@@ -345,7 +345,9 @@ pub fn fit_normal(
         let channels: Vec<String> = if transformed.cols == profile.channels.len() {
             profile.channels.clone()
         } else {
-            (0..transformed.cols).map(|c| format!("feature{c}")).collect()
+            (0..transformed.cols)
+                .map(|c| format!("feature{c}"))
+                .collect()
         };
         let (x, n) = crate::normal::window_features(&transformed, &channels);
         names = n;
@@ -353,8 +355,11 @@ pub fn fit_normal(
     })?;
     let mut fitted_version = Baseline::empty(0);
     fitted_version.mean = rows.iter().flatten().copied().collect();
-    let version = version(options.fitted_at_ms, &profile.name, &fitted_version)
-        .replacen(VERSION_PREFIX, NORMAL_VERSION_PREFIX, 1);
+    let version = version(options.fitted_at_ms, &profile.name, &fitted_version).replacen(
+        VERSION_PREFIX,
+        NORMAL_VERSION_PREFIX,
+        1,
+    );
     let model = crate::normal::fit(&rows, names, config, version).map_err(|e| {
         CalibrationError::Normal {
             profile: profile.name.clone(),
@@ -411,7 +416,8 @@ pub fn version(fitted_at_ms: u64, profile: &str, baseline: &Baseline) -> String 
 
 /// Whether a baseline was published by a calibration (rather than learned online).
 pub fn is_calibrated(baseline: &Baseline) -> bool {
-    baseline.version.starts_with(VERSION_PREFIX) || baseline.version.starts_with(NORMAL_VERSION_PREFIX)
+    baseline.version.starts_with(VERSION_PREFIX)
+        || baseline.version.starts_with(NORMAL_VERSION_PREFIX)
 }
 
 /// `yyyymmddThhmmssZ` of epoch milliseconds (H. Hinnant's `civil_from_days`).

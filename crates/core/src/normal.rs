@@ -79,7 +79,10 @@ impl NormalConfig {
     pub(crate) fn validate(&self) -> Result<(), (&'static str, String)> {
         let open_unit = |v: f64| v.is_finite() && v > 0.0 && v < 1.0;
         if !open_unit(self.variance_kept) {
-            return Err(("variance_kept", format!("{} must be in (0, 1)", self.variance_kept)));
+            return Err((
+                "variance_kept",
+                format!("{} must be in (0, 1)", self.variance_kept),
+            ));
         }
         if !open_unit(self.holdout) {
             return Err(("holdout", format!("{} must be in (0, 1)", self.holdout)));
@@ -91,7 +94,10 @@ impl NormalConfig {
             return Err(("margin", format!("{} must be at least 1", self.margin)));
         }
         if self.min_windows < 8 {
-            return Err(("min_windows", format!("{} must be at least 8", self.min_windows)));
+            return Err((
+                "min_windows",
+                format!("{} must be at least 8", self.min_windows),
+            ));
         }
         Ok(())
     }
@@ -209,7 +215,11 @@ pub fn fit(
         .collect();
     let scale: Vec<f64> = (0..d)
         .map(|j| {
-            let var = train.iter().map(|r| (r[j] - center[j]).powi(2)).sum::<f64>() / (n - 1.0);
+            let var = train
+                .iter()
+                .map(|r| (r[j] - center[j]).powi(2))
+                .sum::<f64>()
+                / (n - 1.0);
             let sd = var.sqrt();
             // Constant in training (to rounding): ignored rather than divided by ~0.
             if sd > 1e-9 * center[j].abs().max(1.0) {
@@ -259,7 +269,11 @@ pub fn fit(
         center,
         scale,
         components: vectors.into_iter().take(kept).collect(),
-        eigenvalues: values.into_iter().take(kept).map(|v| v.max(1e-12)).collect(),
+        eigenvalues: values
+            .into_iter()
+            .take(kept)
+            .map(|v| v.max(1e-12))
+            .collect(),
         t2_limit: 1.0,
         spe_limit: 1.0,
         fit_windows: train.len(),
@@ -291,7 +305,10 @@ impl NormalModel {
             .zip(&self.eigenvalues)
             .map(|(t, l)| t * t / l)
             .sum();
-        let spe = residual(&z, &self.components, &t).iter().map(|r| r * r).sum();
+        let spe = residual(&z, &self.components, &t)
+            .iter()
+            .map(|r| r * r)
+            .sum();
         (t2, spe)
     }
 
@@ -333,8 +350,8 @@ impl NormalModel {
                 .map(|((p, t), l)| t * p.get(j).copied().unwrap_or(0.0) / l)
                 .sum::<f64>()
                 * z.get(j).copied().unwrap_or(0.0);
-            let part = t2_part.abs() / self.t2_limit
-                + r.get(j).map_or(0.0, |r| r * r) / self.spe_limit;
+            let part =
+                t2_part.abs() / self.t2_limit + r.get(j).map_or(0.0, |r| r * r) / self.spe_limit;
             match per_channel.iter_mut().find(|(c, _)| c == channel) {
                 Some((_, v)) => *v += part,
                 None => per_channel.push((channel.clone(), part)),
@@ -767,7 +784,11 @@ mod tests {
         let mut quiet: Vec<Vec<f64>> = (0..175)
             .map(|_| {
                 let a = 10.0 + 0.05 * noise(&mut seed);
-                vec![a, 2.0 * a + 0.005 * noise(&mut seed), 5.0 + 0.05 * noise(&mut seed)]
+                vec![
+                    a,
+                    2.0 * a + 0.005 * noise(&mut seed),
+                    5.0 + 0.05 * noise(&mut seed),
+                ]
             })
             .collect();
         quiet.extend(normal_rows(25, &mut seed));

@@ -306,9 +306,9 @@ impl Profile {
             }
             ScorerSpec::Zscore(_) | ScorerSpec::Ewma(_) | ScorerSpec::LearnedNormal(_) => {
                 crate::scorer::ANOMALY_LABELS
-                .iter()
-                .map(|s| s.to_string())
-                .collect()
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect()
             }
         }
     }

@@ -495,7 +495,11 @@ pub(crate) async fn publish(
     let stream = stream_of(req);
     Ok(match &req.target {
         Target::None => None,
-        Target::Dir(dir) => Some(publish_to_dir(dir, &stream, baseline)?.display().to_string()),
+        Target::Dir(dir) => Some(
+            publish_to_dir(dir, &stream, baseline)?
+                .display()
+                .to_string(),
+        ),
         Target::S3(location) => {
             #[cfg(feature = "s3")]
             {

@@ -63,8 +63,7 @@ pub async fn train(
     }
     if req.keep_learning {
         return Err(CalibrateError::Location(
-            "--keep-learning: a learned normal never learns online (train it again instead)"
-                .into(),
+            "--keep-learning: a learned normal never learns online (train it again instead)".into(),
         ));
     }
     let chain = calibrate::chain_of(profile)?;

@@ -90,7 +90,10 @@ fn hydraulic_rig_trained_on_healthy_cycles_detects_each_degraded_component() {
         .count();
     assert!(first_run >= 100, "{first_run} healthy cycles to learn from");
     let samples = |cycles: &[usize]| -> Vec<Sample> {
-        cycles.iter().flat_map(|&c| rig.cycle_samples(c, 0)).collect()
+        cycles
+            .iter()
+            .flat_map(|&c| rig.cycle_samples(c, 0))
+            .collect()
     };
     let baseline = train(&p, &samples(&regime[..first_run]));
 
