@@ -31,6 +31,8 @@ enum Command {
     Eval(eval::EvalArgs),
     /// Fit a device's baseline from its normal data and publish it, versioned.
     Calibrate(calibrate::CalibrateArgs),
+    /// Fit a machine's learned normal (PCA, T² and SPE) from its normal windows and publish it.
+    TrainNormal(vigil_edge::train_normal::TrainNormalArgs),
     /// Export the features the Rust transforms compute (training uses the same code).
     Features(features::FeaturesArgs),
     /// Device / gateway agent: a sensor source to MQTT, with an on-disk queue that loses nothing.
@@ -57,6 +59,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Demo(args) => demo::run(args).await,
         Command::Eval(args) => eval::run(args).await,
         Command::Calibrate(args) => calibrate::run(args).await,
+        Command::TrainNormal(args) => vigil_edge::train_normal::run(args).await,
         Command::Features(args) => features::run(args).await,
         Command::Device(args) => device::run(args).await,
         Command::Fleet(args) => fleet::run(args).await,

@@ -396,7 +396,7 @@ fn read_csv(path: &str, text: &str, profile: &Profile) -> Result<Vec<Sample>, Ca
 }
 
 /// Windows of the source, assembled as the pipeline does; plus how many were skipped and why.
-async fn gather(
+pub(crate) async fn gather(
     req: &Request,
     s3: Option<&S3Client>,
 ) -> Result<(Vec<(WindowId, Matrix)>, usize, String), CalibrateError> {
@@ -426,17 +426,22 @@ async fn gather(
     }
 }
 
-/// Fits and publishes. The S3 client is needed when the source or the target is in S3.
-pub async fn calibrate(req: &Request, s3: Option<&S3Client>) -> Result<Report, CalibrateError> {
-    let profile = &req.profile;
-    let chain = Chain::new(
+/// The profile's transform chain, as the pipeline builds it.
+pub(crate) fn chain_of(profile: &Profile) -> Result<Chain, CalibrateError> {
+    Chain::new(
         &profile.transforms,
         (profile.window.size as usize, profile.channels.len()),
     )
     .map_err(|message| CalibrateError::Transforms {
         profile: profile.name.clone(),
         message,
-    })?;
+    })
+}
+
+/// Fits and publishes. The S3 client is needed when the source or the target is in S3.
+pub async fn calibrate(req: &Request, s3: Option<&S3Client>) -> Result<Report, CalibrateError> {
+    let profile = &req.profile;
+    let chain = chain_of(profile)?;
     let (windows, skipped, why) = gather(req, s3).await?;
     let fitted = core_calibrate::fit(
         profile,
@@ -448,28 +453,7 @@ pub async fn calibrate(req: &Request, s3: Option<&S3Client>) -> Result<Report, C
             keep_learning: req.keep_learning,
         },
     )?;
-    let stream = StreamKey {
-        device: req.device.clone(),
-        profile: profile.name.clone(),
-    };
-    let published = match &req.target {
-        Target::None => None,
-        Target::Dir(dir) => Some(
-            publish_to_dir(dir, &stream, &fitted.baseline)?
-                .display()
-                .to_string(),
-        ),
-        Target::S3(location) => {
-            #[cfg(feature = "s3")]
-            {
-                let s3 = s3.ok_or_else(|| CalibrateError::Location("no S3 client".into()))?;
-                let key = s3::put(s3, location, &stream, &fitted.baseline).await?;
-                Some(format!("s3://{}/{key}", location.bucket))
-            }
-            #[cfg(not(feature = "s3"))]
-            return Err(no_s3(&location.to_string()));
-        }
-    };
+    let published = publish(req, &fitted.baseline, s3).await?;
     let b = &fitted.baseline;
     let std = (0..b.mean.len())
         .map(|j| match profile.scorer {
@@ -492,6 +476,84 @@ pub async fn calibrate(req: &Request, s3: Option<&S3Client>) -> Result<Report, C
         published,
         fitted,
     })
+}
+
+/// The stream a request is for.
+pub(crate) fn stream_of(req: &Request) -> StreamKey {
+    StreamKey {
+        device: req.device.clone(),
+        profile: req.profile.name.clone(),
+    }
+}
+
+/// Publishes to the request's target; returns where (none for a dry run).
+pub(crate) async fn publish(
+    req: &Request,
+    baseline: &vigil_core::scorer::Baseline,
+    s3: Option<&S3Client>,
+) -> Result<Option<String>, CalibrateError> {
+    let stream = stream_of(req);
+    Ok(match &req.target {
+        Target::None => None,
+        Target::Dir(dir) => Some(
+            publish_to_dir(dir, &stream, baseline)?
+                .display()
+                .to_string(),
+        ),
+        Target::S3(location) => {
+            #[cfg(feature = "s3")]
+            {
+                let s3 = s3.ok_or_else(|| CalibrateError::Location("no S3 client".into()))?;
+                let key = s3::put(s3, location, &stream, baseline).await?;
+                Some(format!("s3://{}/{key}", location.bucket))
+            }
+            #[cfg(not(feature = "s3"))]
+            {
+                let _ = s3;
+                return Err(no_s3(&location.to_string()));
+            }
+        }
+    })
+}
+
+/// The baseline published at the request's target now, if any (what the edge or the Lambda
+/// would adopt).
+pub(crate) async fn published(
+    req: &Request,
+    s3: Option<&S3Client>,
+) -> Result<Option<vigil_core::scorer::Baseline>, CalibrateError> {
+    let stream = stream_of(req);
+    match &req.target {
+        Target::None => Ok(None),
+        Target::Dir(dir) => {
+            let path = edge_baseline_path(dir, &stream);
+            match std::fs::read(&path) {
+                Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+                    CalibrateError::Location(format!(
+                        "{}: the published baseline is unreadable ({e}); move it aside to start over",
+                        path.display()
+                    ))
+                }),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(source) => Err(CalibrateError::Io {
+                    path: path.display().to_string(),
+                    source,
+                }),
+            }
+        }
+        Target::S3(location) => {
+            #[cfg(feature = "s3")]
+            {
+                let s3 = s3.ok_or_else(|| CalibrateError::Location("no S3 client".into()))?;
+                s3::get(s3, location, &stream).await
+            }
+            #[cfg(not(feature = "s3"))]
+            {
+                let _ = s3;
+                Err(no_s3(&location.to_string()))
+            }
+        }
+    }
 }
 
 /// `<state>/baselines/<profile>/<device>.json`: where `vigil edge --state <state>` reads.
@@ -604,16 +666,25 @@ impl Request {
     }
 }
 
+/// An S3 client when the request's source or target is in S3.
+pub(crate) async fn s3_for(req: &Request) -> Option<S3Client> {
+    #[cfg(feature = "s3")]
+    {
+        if req.needs_s3() {
+            return Some(s3_client().await);
+        }
+        None
+    }
+    #[cfg(not(feature = "s3"))]
+    {
+        let _ = req;
+        None
+    }
+}
+
 pub async fn run(args: CalibrateArgs) -> anyhow::Result<()> {
     let req = Request::from_args(&args)?;
-    #[cfg(feature = "s3")]
-    let s3 = if req.needs_s3() {
-        Some(s3_client().await)
-    } else {
-        None
-    };
-    #[cfg(not(feature = "s3"))]
-    let s3: Option<S3Client> = None;
+    let s3 = s3_for(&req).await;
     let report = calibrate(&req, s3.as_ref()).await?;
     let fmt = |v: &[f64]| {
         v.iter()

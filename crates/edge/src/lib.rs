@@ -9,5 +9,6 @@ pub mod monitor;
 mod runtime;
 pub mod sinks;
 pub mod store;
+pub mod train_normal;
 
 pub use runtime::*;

@@ -90,6 +90,19 @@ pub(super) async fn put(
         .map_err(CalibrateError::Publish)
 }
 
+/// The baseline published under `location` now, if any.
+pub(super) async fn get(
+    s3: &aws_sdk_s3::Client,
+    location: &S3Location,
+    stream: &StreamKey,
+) -> Result<Option<Baseline>, CalibrateError> {
+    vigil_aws::baselines::S3Baselines::new(s3.clone(), &location.bucket, std::time::Duration::ZERO)
+        .with_prefix(&location.prefix)
+        .latest_at(stream, std::time::Instant::now())
+        .await
+        .map_err(CalibrateError::Publish)
+}
+
 /// An S3 client from the usual AWS configuration (environment, profile, instance role);
 /// `AWS_ENDPOINT_URL` points it at an emulator.
 pub async fn s3_client() -> aws_sdk_s3::Client {
