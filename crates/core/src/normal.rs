@@ -190,6 +190,8 @@ pub fn window_features(input: &Matrix, channels: &[String]) -> (Vec<f64>, Vec<St
 
 /// Fits a model on `rows` (feature vectors of normal windows, oldest first): the newest
 /// `config.holdout` share is held out to set the limits.
+// Matrix arithmetic reads as the formulas do with indices.
+#[allow(clippy::needless_range_loop)]
 pub fn fit(
     rows: &[Vec<f64>],
     feature_channels: Vec<String>,
@@ -586,6 +588,7 @@ fn quantile_sorted(v: &[f64], q: f64) -> f64 {
 
 /// Eigenvalues (descending) and unit eigenvectors (as rows) of a symmetric matrix, by cyclic
 /// Jacobi rotations: exact to rounding, and plenty fast for the tens of features a window has.
+#[allow(clippy::needless_range_loop)]
 pub fn symmetric_eigen(mut a: Vec<Vec<f64>>) -> (Vec<f64>, Vec<Vec<f64>>) {
     let n = a.len();
     let mut v: Vec<Vec<f64>> = (0..n)
