@@ -74,6 +74,7 @@ pub fn scorer_kind(spec: &ScorerSpec) -> &'static str {
         ScorerSpec::Sagemaker { .. } => "a SageMaker endpoint",
         ScorerSpec::Zscore(_) => "zscore",
         ScorerSpec::Ewma(_) => "ewma",
+        ScorerSpec::Robust(_) => "robust",
     }
 }
 

@@ -64,6 +64,8 @@ pub enum ScorerSpec {
     Zscore(crate::scorer::ZScoreConfig),
     /// Streaming detector combining a robust EWMA baseline with a level-shift test.
     Ewma(crate::scorer::EwmaConfig),
+    /// Scale-free streaming detector: robust, seasonal, judged against its own record.
+    Robust(crate::streaming::RobustConfig),
 }
 
 /// How an ONNX model's output is read.
@@ -269,6 +271,12 @@ impl Profile {
                     .map(|s| s.to_string())
                     .collect()
             }
+            ScorerSpec::Robust(c) => {
+                c.validate().map_err(|(key, reason)| {
+                    ProfileError::new(file, format!("scorer.{key}"), reason)
+                })?;
+                self.labels()
+            }
         };
         if labels.is_empty() {
             return err("scorer.labels", "must list at least one label".into());
@@ -293,10 +301,12 @@ impl Profile {
             ScorerSpec::Onnx { labels, .. } | ScorerSpec::Sagemaker { labels, .. } => {
                 labels.clone()
             }
-            ScorerSpec::Zscore(_) | ScorerSpec::Ewma(_) => crate::scorer::ANOMALY_LABELS
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
+            ScorerSpec::Zscore(_) | ScorerSpec::Ewma(_) | ScorerSpec::Robust(_) => {
+                crate::scorer::ANOMALY_LABELS
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect()
+            }
         }
     }
 }
@@ -387,6 +397,24 @@ unhealthy = ["bad"]
         assert_eq!(p.window.close_gap(), 4);
         assert_eq!(p.alert.raise_after, 1);
         assert_eq!(p.labels(), vec!["bad", "ok"]);
+    }
+
+    #[test]
+    fn robust_scorer_parses_with_defaults_and_validates() {
+        let robust = GOOD
+            .replace(
+                "kind = \"onnx\"\nmodel = \"m.onnx\"\nlabels = [\"bad\", \"ok\"]",
+                "kind = \"robust\"",
+            )
+            .replace("unhealthy = [\"bad\"]", "unhealthy = [\"anomaly\"]");
+        let p = Profile::from_toml(&robust, "rig.toml").unwrap();
+        assert_eq!(p.labels(), vec!["normal", "anomaly"]);
+        let e = Profile::from_toml(
+            &robust.replace("kind = \"robust\"", "kind = \"robust\"\nrecord_margin = -1"),
+            "rig.toml",
+        )
+        .unwrap_err();
+        assert_eq!(e.key, "scorer.record_margin");
     }
 
     #[test]

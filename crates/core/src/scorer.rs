@@ -22,7 +22,7 @@ pub struct Score {
     /// Anomaly score for anomaly scorers (e.g. the largest |z|).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub anomaly_score: Option<f64>,
-    /// Which scorer produced it: `onnx`, `sagemaker`, `sagemaker-fallback-onnx`, `zscore`, `ewma`.
+    /// Which scorer produced it: `onnx`, `sagemaker`, `sagemaker-fallback-onnx`, `zscore`, `ewma`, `robust`.
     pub source: String,
     pub model_version: String,
 }
@@ -55,6 +55,17 @@ pub trait Scorer: Send + Sync {
         input: &Matrix,
         baseline: &mut Option<Baseline>,
     ) -> Result<Score, ScoreError>;
+    /// Scores a window that ended at device time `ts_ms` (the pipeline calls this); scorers
+    /// with a seasonal baseline need the time, the others ignore it.
+    async fn score_at(
+        &self,
+        input: &Matrix,
+        baseline: &mut Option<Baseline>,
+        ts_ms: u64,
+    ) -> Result<Score, ScoreError> {
+        let _ = ts_ms;
+        self.score(input, baseline).await
+    }
 }
 
 /// Running per-feature statistics of one device: the streaming scorers' state.
@@ -69,6 +80,9 @@ pub struct Baseline {
     pub spread: Vec<f64>,
     #[serde(default)]
     pub frozen: bool,
+    /// State of the scale-free `robust` scorer (its own richer statistics).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub robust: Option<crate::streaming::RobustState>,
 }
 
 impl Baseline {
@@ -79,6 +93,7 @@ impl Baseline {
             mean: vec![0.0; features],
             spread: vec![0.0; features],
             frozen: false,
+            robust: None,
         }
     }
 

@@ -334,6 +334,9 @@ pub fn build_scorer(
         }
         ScorerSpec::Zscore(c) => Some(Ok(Arc::new(ZScoreScorer::new(c.clone())))),
         ScorerSpec::Ewma(c) => Some(Ok(Arc::new(EwmaScorer::new(c.clone())))),
+        ScorerSpec::Robust(c) => Some(Ok(Arc::new(vigil_core::streaming::RobustScorer::new(
+            c.clone(),
+        )))),
         ScorerSpec::Sagemaker { .. } => None,
     }
 }
