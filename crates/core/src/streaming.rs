@@ -11,9 +11,12 @@
 //!   seasonal residual replaces the plain one when it is clearly more predictable than the last
 //!   window (its learned scale below `season_ratio` of the window-to-window scale), which is the
 //!   case for a daily traffic cycle and not for a drifting temperature;
-//! - the verdict: the largest robust z of the window must exceed both `threshold` and
-//!   `record_margin` × a slowly decaying record of past z's. Deviations the device has shown
-//!   before (a nightly backup's spike) stop alarming; only what is new in size does.
+//! - the verdict: a feature is anomalous when its robust z exceeds `threshold` **and** its
+//!   deviation exceeds `record_margin` × the record of that feature's past deviations. Deviations
+//!   the device has shown before (a nightly backup's spike) stop alarming; only what is new in
+//!   size does. The record decays slowly and is delayed by one block of `record_block` windows,
+//!   so that a slow slide (a temperature falling over hours) is compared with the past, not with
+//!   its own last step.
 //!
 //! Every update is affine-equivariant: multiplying a series by a positive factor and adding an
 //! offset changes no verdict (tested below).
@@ -29,8 +32,7 @@ use crate::transform::Matrix;
 const MAD_TO_SIGMA: f64 = 1.4826;
 /// Mean absolute deviation × this estimates a normal distribution's standard deviation.
 const MEAN_ABS_TO_SIGMA: f64 = 1.2533;
-/// A deviation from a scale of exactly zero (a constant signal that moves): huge but finite, so
-/// that the decaying record recovers from it.
+/// A deviation from a scale of exactly zero (a constant signal that moves): huge but finite.
 const MAX_Z: f64 = 1e9;
 /// Windows a seasonal bin must have seen before its level is trusted.
 const SEASON_MIN_SEEN: u32 = 2;
@@ -43,7 +45,7 @@ pub struct RobustConfig {
     /// Windows whose features set the first location and scale (median and MAD).
     #[serde(default = "default_warmup")]
     pub warmup: u64,
-    /// Windows after the warm-up that are scored (and teach the record) but never anomalous.
+    /// Windows after the warm-up that are scored (and teach the records) but never anomalous.
     #[serde(default = "default_settle")]
     pub settle: u64,
     /// Half-life of location and scale, in windows.
@@ -52,12 +54,15 @@ pub struct RobustConfig {
     /// Least robust z (in learned scales) that can be anomalous.
     #[serde(default = "default_threshold")]
     pub threshold: f64,
-    /// A window must also exceed this multiple of the record of past z's.
+    /// A feature's deviation must also exceed this multiple of its record of past deviations.
     #[serde(default = "default_record_margin")]
     pub record_margin: f64,
-    /// Half-life of that record, in windows.
+    /// Half-life of the records, in windows.
     #[serde(default = "default_record_half_life")]
     pub record_half_life: f64,
+    /// Windows a deviation waits before it enters the record (0: at once).
+    #[serde(default = "default_record_block")]
+    pub record_block: u64,
     /// Whether the window max and min are judged too (spikes), not only the mean.
     #[serde(default = "yes")]
     pub spikes: bool,
@@ -89,13 +94,16 @@ fn default_half_life() -> f64 {
     336.0
 }
 fn default_threshold() -> f64 {
-    2.0
+    3.0
 }
 fn default_record_margin() -> f64 {
     1.2
 }
 fn default_record_half_life() -> f64 {
     336.0
+}
+fn default_record_block() -> u64 {
+    48
 }
 fn yes() -> bool {
     true
@@ -125,6 +133,7 @@ impl Default for RobustConfig {
             threshold: default_threshold(),
             record_margin: default_record_margin(),
             record_half_life: default_record_half_life(),
+            record_block: default_record_block(),
             spikes: true,
             clip: default_clip(),
             season_bin_s: default_season_bin_s(),
@@ -199,8 +208,10 @@ pub struct RobustState {
     /// Per feature (channel-major: mean, max, min of channel 0, then channel 1, …).
     pub location: Vec<f64>,
     pub scale: Vec<f64>,
-    /// Decaying record of past window z's.
-    pub record: f64,
+    /// Per record slot (every feature, then the seasonal residual of every channel): the
+    /// decaying record of past deviations, and the largest deviation of the current block.
+    pub record: Vec<f64>,
+    pub block_max: Vec<f64>,
     /// Per channel: the previous window's mean and the scale of the window-to-window change.
     pub previous: Vec<f64>,
     pub step_scale: Vec<f64>,
@@ -351,34 +362,61 @@ impl RobustScorer {
             return self.step(st, x, channels, ts_ms, learn);
         }
         let bin = self.bin(ts_ms);
-        let mut z = 0f64;
-        for ch in 0..channels {
-            let f = ch * FEATURES;
-            let mut z_mean = z_of(x[f], st.location[f], st.scale[f]);
-            if let Some(b) = bin.filter(|&b| st.season_seen[b] >= SEASON_MIN_SEEN) {
-                if st.season_scale[ch] < c.season_ratio * st.step_scale[ch] {
-                    z_mean = z_of(
-                        x[f],
-                        st.season_level[b * channels + ch],
-                        st.season_scale[ch],
-                    );
-                }
+        let features = x.len();
+        // z and deviation per record slot; a slot not judged this window stays 0.
+        let mut z = vec![0.0; features + channels];
+        let mut dev = vec![0.0; features + channels];
+        for (f, &v) in x.iter().enumerate() {
+            if c.spikes || f % FEATURES == 0 {
+                z[f] = z_of(v, st.location[f], st.scale[f]);
+                dev[f] = (v - st.location[f]).abs();
             }
-            z = z.max(z_mean);
-            if c.spikes {
-                for k in 1..FEATURES {
-                    z = z.max(z_of(x[f + k], st.location[f + k], st.scale[f + k]));
-                }
+        }
+        for ch in 0..channels {
+            let Some(b) = bin.filter(|&b| st.season_seen[b] >= SEASON_MIN_SEEN) else {
+                continue;
+            };
+            if st.season_scale[ch] < c.season_ratio * st.step_scale[ch] {
+                // The seasonal residual replaces the plain one of the mean.
+                let f = ch * FEATURES;
+                let level = st.season_level[b * channels + ch];
+                (z[f], dev[f]) = (0.0, 0.0);
+                z[features + ch] = z_of(x[f], level, st.season_scale[ch]);
+                dev[features + ch] = (x[f] - level).abs();
             }
         }
         let judged = st.windows >= c.warmup + c.settle;
-        let anomalous = judged && z > c.threshold.max(c.record_margin * st.record);
+        let anomalous = judged
+            && (0..z.len()).any(|i| z[i] > c.threshold && dev[i] > c.record_margin * st.record[i]);
+        let worst = z.iter().copied().fold(0.0, f64::max);
         if learn {
-            st.record = (st.record * 0.5f64.powf(1.0 / c.record_half_life)).max(z);
+            self.remember(st, &dev);
             self.learn(st, x, channels, bin);
             st.windows += 1;
         }
-        (z, anomalous)
+        (worst, anomalous)
+    }
+
+    /// Feeds this window's deviations to the records: at once, or when the block ends.
+    fn remember(&self, st: &mut RobustState, dev: &[f64]) {
+        let c = &self.config;
+        let decay = 0.5f64.powf(1.0 / c.record_half_life);
+        if c.record_block == 0 {
+            for (r, &d) in st.record.iter_mut().zip(dev) {
+                *r = (*r * decay).max(d);
+            }
+            return;
+        }
+        for (m, &d) in st.block_max.iter_mut().zip(dev) {
+            *m = m.max(d);
+        }
+        if (st.windows - c.warmup) % c.record_block == c.record_block - 1 {
+            let decay = decay.powf(c.record_block as f64);
+            for (r, m) in st.record.iter_mut().zip(st.block_max.iter_mut()) {
+                *r = (*r * decay).max(*m);
+                *m = 0.0;
+            }
+        }
     }
 
     /// Sets location and scale from the warm-up windows.
@@ -396,6 +434,8 @@ impl RobustScorer {
         st.previous = (0..channels).map(|ch| last[ch * FEATURES]).collect();
         st.step_scale = (0..channels).map(|ch| st.scale[ch * FEATURES]).collect();
         st.season_scale = st.step_scale.clone();
+        st.record = vec![0.0; features + channels];
+        st.block_max = vec![0.0; features + channels];
         let bins = self.config.season_bins as usize;
         st.season_level = vec![0.0; bins * channels];
         st.season_seen = vec![0; bins];
@@ -449,8 +489,15 @@ impl Scorer for RobustScorer {
     fn version(&self) -> String {
         let c = &self.config;
         format!(
-            "robust(threshold={},record_margin={},record_half_life={},half_life={},spikes={},season={}x{}s)",
-            c.threshold, c.record_margin, c.record_half_life, c.half_life, c.spikes, c.season_bins, c.season_bin_s
+            "robust(threshold={},record_margin={},record_half_life={},record_block={},half_life={},spikes={},season={}x{}s)",
+            c.threshold,
+            c.record_margin,
+            c.record_half_life,
+            c.record_block,
+            c.half_life,
+            c.spikes,
+            c.season_bins,
+            c.season_bin_s
         )
     }
     async fn score(
