@@ -36,7 +36,7 @@ fmt:
 	cargo fmt --all
 
 bench: setup ## Criterion benchmarks (parse+window, ONNX per window, full pipeline)
-	cargo bench --locked -p vigil-cli --bench pipeline
+	cargo bench --locked -p vigil-edge --bench pipeline
 
 eval: setup ## Every evaluation on ../shared/datasets (last line of each: JSON figures)
 	cargo build --locked -q -p vigil-cli --bin vigil

@@ -1,5 +1,15 @@
+//! The `vigil` command line: argument parsing and wiring only. The rooms are the crates:
+//! `vigil-edge` (edge runtime, calibration), `vigil-device` (device agent), `vigil-sim` (replay,
+//! fleet), `vigil-eval` (evaluations, feature export).
+
+mod demo;
+mod edge;
+
 use clap::{Parser, Subcommand};
-use vigil_cli::{calibrate, demo, device, edge, eval, features, fleet, replay};
+use vigil_device as device;
+use vigil_edge::calibrate;
+use vigil_eval::{eval, features};
+use vigil_sim::{fleet, replay};
 
 /// Vigil: condition monitoring for machines — the edge runner and the tools around it.
 #[derive(Parser)]

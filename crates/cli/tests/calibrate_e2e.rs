@@ -9,13 +9,13 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use vigil_cli::broker::{self, BrokerUrl, Subscriber};
-use vigil_cli::edge::{self, EdgeConfig};
-use vigil_cli::replay::{PlannedMessage, Replayer};
-use vigil_cli::store::{Durability, EdgeStore};
 use vigil_core::ports::{DeviceStateStore, StreamKey, WindowResult};
 use vigil_core::telemetry::encode_batch;
 use vigil_core::{DeviceId, Sample};
+use vigil_edge::store::{Durability, EdgeStore};
+use vigil_edge::{self as edge, broker, EdgeConfig};
+use vigil_mqtt::{BrokerUrl, Subscriber};
+use vigil_sim::replay::{PlannedMessage, Replayer};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 const PROFILE: &str = "calib-zscore";
