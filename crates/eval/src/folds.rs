@@ -123,6 +123,18 @@ impl Folds {
     }
 }
 
+/// Contiguous `k`-fold by blocks of each group for a classification (items in recording order):
+/// one confusion per fold, ranked by accuracy.
+pub fn classification_by_blocks<G: Ord>(
+    labels: &[String],
+    groups: &[G],
+    truth: &[String],
+    predicted: &[String],
+    k: usize,
+) -> Folds {
+    classification_folds(labels, truth, predicted, &contiguous_blocks(groups, k))
+}
+
 /// Folds of a classification: one confusion per fold, ranked by accuracy.
 pub fn classification_folds(
     labels: &[String],
