@@ -59,3 +59,43 @@ async fn nab_robust_leave_one_series_out_on_the_corpus() {
         );
     }
 }
+
+/// Scale-free on real data: every series of the corpus in other units (× 1000, and an offset)
+/// raises exactly the same alerts with the shipped parameters.
+#[test]
+fn a_change_of_units_changes_no_alert_on_real_series() {
+    use vigil_core::ScorerSpec;
+    use vigil_eval::tasks::nab::{replay, Candidate, PRIMARY};
+
+    let models = vigil_datasets::models::models_dir(None);
+    let profile =
+        vigil_core::Profile::load(&models.join("profiles").join(format!("{PRIMARY}.toml")))
+            .unwrap();
+    let ScorerSpec::Robust(scorer) = profile.scorer.clone() else {
+        panic!("{PRIMARY} is not robust");
+    };
+    let candidate = Candidate {
+        scorer,
+        alert: profile.alert.clone(),
+    };
+    let size = profile.window.size as usize;
+    let series = vigil_datasets::read_nab(&data("nab-corpus")).unwrap();
+    let mut alerts = 0;
+    for s in &series {
+        let base = replay(&candidate, size, s);
+        alerts += base.windows_detected + base.false_episodes;
+        for (scale, offset) in [(1000.0f32, 5.0e4f32), (0.001, -3.0)] {
+            let mut moved = s.clone();
+            for v in &mut moved.values {
+                *v = *v * scale + offset;
+            }
+            assert_eq!(
+                replay(&candidate, size, &moved),
+                base,
+                "{} × {scale} + {offset}",
+                s.file
+            );
+        }
+    }
+    assert!(alerts > 30, "the series raise alerts at all: {alerts}");
+}
