@@ -94,7 +94,7 @@ fn default_half_life() -> f64 {
     336.0
 }
 fn default_threshold() -> f64 {
-    3.0
+    2.5
 }
 fn default_record_margin() -> f64 {
     1.2

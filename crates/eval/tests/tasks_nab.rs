@@ -3,7 +3,7 @@
 //! against the older `nab-ewma` and `nab-zscore` under the same scoring.
 //!
 //! The bar is ≥ 90 % of windows with ≤ 2 false episodes per series; what the detector
-//! holds today (25 / 33 windows, 1.94 false episodes per series, NAB 65.1; models/nab.md) is
+//! holds today (26 / 33 windows, 1.94 false episodes per series, NAB 68.2; models/nab.md) is
 //! asserted as a floor so that a regression fails, with the false-episode limit of the bar.
 
 use std::path::PathBuf;
@@ -37,12 +37,12 @@ async fn nab_robust_leave_one_series_out_on_the_corpus() {
     let detected = j["windows_detected"].as_f64().unwrap() / 33.0;
     let per_series = j["false_episodes_per_series"].as_f64().unwrap();
     let nab = j["nab_score"].as_f64().unwrap();
-    assert!(detected >= 0.75, "{detected} of the windows: {j}");
+    assert!(detected >= 0.78, "{detected} of the windows: {j}");
     assert!(
         per_series <= 2.0,
         "{per_series} false episodes per series: {j}"
     );
-    assert!(nab >= 60.0, "NAB {nab}: {j}");
+    assert!(nab >= 65.0, "NAB {nab}: {j}");
 
     // The shipped profile is the search's choice on all series, and the pipeline raises what
     // the search's replay raised.

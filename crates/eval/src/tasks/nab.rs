@@ -122,7 +122,7 @@ impl Candidate {
 /// block, settle time, alert cooldown. Everything else is the shipped profile's.
 pub fn candidates(base: &RobustConfig, alert: &AlertPolicy) -> Vec<Candidate> {
     let mut out = Vec::new();
-    for threshold in [3.0, 4.0, 5.0] {
+    for threshold in [2.5, 3.0, 4.0, 5.0] {
         for record_margin in [1.2, 1.5, 2.0] {
             for record_half_life in [336.0, 1008.0, 4032.0] {
                 for record_block in [24, 48] {
