@@ -228,7 +228,7 @@ pub async fn eval(args: &EvalArgs) -> anyhow::Result<serde_json::Value> {
     ));
     println!("nab leave-one-series-out: {}", loso.line(n));
 
-    let all: Vec<NabFigures> = figures.iter().map(|per| NabFigures::total(per)).collect();
+    let all: Vec<NabFigures> = figures.iter().map(NabFigures::total).collect();
     let chosen_on_all = choose(&all, n);
     let shipped_is_chosen =
         grid[chosen_on_all].scorer == *base && grid[chosen_on_all].alert == primary.profile.alert;
