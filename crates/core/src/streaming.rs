@@ -320,7 +320,9 @@ impl RobustScorer {
         let x = window_features(input);
         let channels = input.cols;
         let b = baseline.get_or_insert_with(|| Baseline::empty(0));
-        let learn = !b.frozen;
+        // Telemetry is finite when validated; a transform could still overflow. Such a window
+        // is judged normal and not learned, so it cannot poison the state.
+        let learn = !b.frozen && x.iter().all(|v| v.is_finite());
         let state = b.robust.get_or_insert_with(RobustState::default);
         let (z, anomalous) = self.step(state, &x, channels, ts_ms, learn);
         Score {
@@ -356,8 +358,8 @@ impl RobustScorer {
             }
             return (0.0, false);
         }
-        if st.location.len() != x.len() {
-            // A state from a profile with other channels: learn afresh.
+        if !self.fits(st, x.len(), channels) {
+            // A state from a profile with other channels or bins: learn afresh.
             *st = RobustState::default();
             return self.step(st, x, channels, ts_ms, learn);
         }
@@ -417,6 +419,21 @@ impl RobustScorer {
                 *m = 0.0;
             }
         }
+    }
+
+    /// Whether a warmed-up state has the shape this configuration and input need.
+    fn fits(&self, st: &RobustState, features: usize, channels: usize) -> bool {
+        let bins = self.config.season_bins as usize;
+        let slots = features + channels;
+        st.location.len() == features
+            && st.scale.len() == features
+            && [&st.previous, &st.step_scale, &st.season_scale]
+                .iter()
+                .all(|v| v.len() == channels)
+            && st.record.len() == slots
+            && st.block_max.len() == slots
+            && st.season_level.len() == bins * channels
+            && st.season_seen.len() == bins
     }
 
     /// Sets location and scale from the warm-up windows.
@@ -615,6 +632,32 @@ mod tests {
         let before = b.clone();
         s.score_sync(&one(500.0), &mut b, 1_500_000_000_000);
         assert_eq!(b, before);
+    }
+
+    #[test]
+    fn a_state_of_another_shape_is_relearned_not_a_panic() {
+        let s = RobustScorer::new(RobustConfig::default());
+        let mut b = None;
+        for (ts, v) in series().into_iter().take(300) {
+            s.score_sync(&one(v), &mut b, ts);
+        }
+        // The profile's seasonality changes, then its channels: the state is relearned.
+        let more_bins = RobustScorer::new(RobustConfig {
+            season_bins: 24 * 7 * 2,
+            ..RobustConfig::default()
+        });
+        let score = more_bins.score_sync(&one(50.0), &mut b, 1_500_000_000_000);
+        assert_eq!(score.label, "normal");
+        assert_eq!(b.as_ref().unwrap().robust.as_ref().unwrap().windows, 1);
+        let two = Matrix::new(1, 2, vec![1.0, 2.0]);
+        assert_eq!(s.score_sync(&two, &mut b, 0).label, "normal");
+        let mut corrupt = b.clone();
+        corrupt.as_mut().unwrap().robust.as_mut().unwrap().windows = 10_000;
+        assert_eq!(s.score_sync(&two, &mut corrupt, 0).label, "normal");
+        let nan = Matrix::new(1, 2, vec![f32::NAN, 2.0]);
+        let before = b.clone();
+        assert_eq!(s.score_sync(&nan, &mut b, 0).label, "normal");
+        assert_eq!(b, before, "a non-finite window is not learned");
     }
 
     #[test]
