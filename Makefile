@@ -45,7 +45,8 @@ bench: setup ## Criterion benchmarks (parse+window, ONNX per window, full pipeli
 eval: setup ## Every evaluation on ../shared/datasets (last line of each: JSON figures)
 	cargo build --locked -q -p vigil-cli --bin vigil
 	for t in cooler valve pump accumulator; do target/debug/vigil eval hydraulic --target $$t --data $(DATA)/hydraulic | tail -n1; done
-	for t in rmg941 cwru nab; do target/debug/vigil eval $$t --data $(DATA)/$$t | tail -n1; done
+	for t in rmg941 cwru; do target/debug/vigil eval $$t --data $(DATA)/$$t | tail -n1; done
+	target/debug/vigil eval nab --data $(DATA)/nab-corpus | tail -n1
 
 # build/deploy need cargo, cargo-lambda + zig (installed by setup-build) and, for deploy, terraform and AWS
 # credentials: none of the test emulators. ARCH must match lambda_architecture in terraform.tfvars.

@@ -77,6 +77,7 @@ pub fn scorer_kind(spec: &ScorerSpec) -> &'static str {
         ScorerSpec::Zscore(_) => "zscore",
         ScorerSpec::Ewma(_) => "ewma",
         ScorerSpec::LearnedNormal(_) => "learned_normal",
+        ScorerSpec::Robust(_) => "robust",
     }
 }
 

@@ -6,6 +6,7 @@
 //! - [`transform`]: composable steps from a window to a scorer's input;
 //! - [`scorer`]: the scorer port and the streaming statistics scorers;
 //! - [`normal`]: a machine's learned normal (PCA, T² and SPE) with per-channel contributions;
+//! - [`streaming`]: the scale-free streaming detector (robust, seasonal, self-calibrating);
 //! - [`alert`]: hysteresis and cooldown, transitions only;
 //! - [`ports`]: the traits adapters implement; [`memory`]: in-memory adapters;
 //! - [`pipeline`]: the whole flow over ports, for batches of messages from many devices.
@@ -19,6 +20,7 @@ pub mod pipeline;
 pub mod ports;
 pub mod profile;
 pub mod scorer;
+pub mod streaming;
 pub mod telemetry;
 pub mod transform;
 pub mod window;

@@ -563,7 +563,7 @@ impl<'a> Pipeline<'a> {
                 let mut baseline = state.baseline.clone();
                 let score = profile
                     .scorer
-                    .score(&features, &mut baseline)
+                    .score_at(&features, &mut baseline, result.ts_end)
                     .await
                     .map_err(|e| PortError {
                         port: "scorer",

@@ -66,6 +66,8 @@ pub enum ScorerSpec {
     Ewma(crate::scorer::EwmaConfig),
     /// The machine's own learned normal (PCA, T² and SPE), fitted by `vigil train-normal`.
     LearnedNormal(crate::normal::NormalConfig),
+    /// Scale-free streaming detector: robust, seasonal, judged against its own record.
+    Robust(crate::streaming::RobustConfig),
 }
 
 /// How an ONNX model's output is read.
@@ -275,10 +277,13 @@ impl Profile {
                 c.validate().map_err(|(key, reason)| {
                     ProfileError::new(file, format!("scorer.{key}"), reason)
                 })?;
-                crate::scorer::ANOMALY_LABELS
-                    .iter()
-                    .map(|s| s.to_string())
-                    .collect()
+                self.labels()
+            }
+            ScorerSpec::Robust(c) => {
+                c.validate().map_err(|(key, reason)| {
+                    ProfileError::new(file, format!("scorer.{key}"), reason)
+                })?;
+                self.labels()
             }
         };
         if labels.is_empty() {
@@ -304,12 +309,13 @@ impl Profile {
             ScorerSpec::Onnx { labels, .. } | ScorerSpec::Sagemaker { labels, .. } => {
                 labels.clone()
             }
-            ScorerSpec::Zscore(_) | ScorerSpec::Ewma(_) | ScorerSpec::LearnedNormal(_) => {
-                crate::scorer::ANOMALY_LABELS
-                    .iter()
-                    .map(|s| s.to_string())
-                    .collect()
-            }
+            ScorerSpec::Zscore(_)
+            | ScorerSpec::Ewma(_)
+            | ScorerSpec::Robust(_)
+            | ScorerSpec::LearnedNormal(_) => crate::scorer::ANOMALY_LABELS
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
         }
     }
 }
@@ -400,6 +406,24 @@ unhealthy = ["bad"]
         assert_eq!(p.window.close_gap(), 4);
         assert_eq!(p.alert.raise_after, 1);
         assert_eq!(p.labels(), vec!["bad", "ok"]);
+    }
+
+    #[test]
+    fn robust_scorer_parses_with_defaults_and_validates() {
+        let robust = GOOD
+            .replace(
+                "kind = \"onnx\"\nmodel = \"m.onnx\"\nlabels = [\"bad\", \"ok\"]",
+                "kind = \"robust\"",
+            )
+            .replace("unhealthy = [\"bad\"]", "unhealthy = [\"anomaly\"]");
+        let p = Profile::from_toml(&robust, "rig.toml").unwrap();
+        assert_eq!(p.labels(), vec!["normal", "anomaly"]);
+        let e = Profile::from_toml(
+            &robust.replace("kind = \"robust\"", "kind = \"robust\"\nrecord_margin = -1"),
+            "rig.toml",
+        )
+        .unwrap_err();
+        assert_eq!(e.key, "scorer.record_margin");
     }
 
     #[test]

@@ -23,7 +23,7 @@ pub struct Score {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub anomaly_score: Option<f64>,
     /// Which scorer produced it: `onnx`, `sagemaker`, `sagemaker-fallback-onnx`, `zscore`, `ewma`,
-    /// `learned-normal`.
+    /// `robust`, `learned-normal`.
     pub source: String,
     pub model_version: String,
     /// Why: each channel's share of the verdict, where the scorer can say.
@@ -77,6 +77,17 @@ pub trait Scorer: Send + Sync {
         input: &Matrix,
         baseline: &mut Option<Baseline>,
     ) -> Result<Score, ScoreError>;
+    /// Scores a window that ended at device time `ts_ms` (the pipeline calls this); scorers
+    /// with a seasonal baseline need the time, the others ignore it.
+    async fn score_at(
+        &self,
+        input: &Matrix,
+        baseline: &mut Option<Baseline>,
+        ts_ms: u64,
+    ) -> Result<Score, ScoreError> {
+        let _ = ts_ms;
+        self.score(input, baseline).await
+    }
 }
 
 /// Running per-feature statistics of one device: the streaming scorers' state.
@@ -94,6 +105,9 @@ pub struct Baseline {
     /// The learned-normal scorer's models (its `mean`/`spread` stay empty).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub normal: Option<crate::normal::LearnedNormal>,
+    /// State of the scale-free `robust` scorer (its own richer statistics).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub robust: Option<crate::streaming::RobustState>,
 }
 
 impl Baseline {
@@ -105,6 +119,7 @@ impl Baseline {
             spread: vec![0.0; features],
             frozen: false,
             normal: None,
+            robust: None,
         }
     }
 

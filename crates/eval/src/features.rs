@@ -56,7 +56,7 @@ pub fn default_profile(task: Task, target: Option<&str>) -> String {
         Task::Hydraulic => format!("hydraulic-{}", target.unwrap_or("cooler")),
         Task::Rmg941 => "rmg941".into(),
         Task::Cwru => "cwru".into(),
-        Task::Nab => "nab-ewma".into(),
+        Task::Nab => "nab-robust".into(),
     }
 }
 

@@ -5,5 +5,7 @@
 pub mod confusion;
 pub mod eval;
 pub mod features;
+pub mod folds;
+pub mod nab_score;
 pub mod options;
 pub mod tasks;

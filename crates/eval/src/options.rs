@@ -12,7 +12,7 @@ pub enum Task {
     Rmg941,
     /// CWRU bearings: fault detection trained on normal data only.
     Cwru,
-    /// NAB machine temperature: streaming anomaly detection.
+    /// NAB corpus (`nab-corpus`): streaming anomaly detection, leave one series out.
     Nab,
 }
 

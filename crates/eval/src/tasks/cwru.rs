@@ -10,6 +10,7 @@ use vigil_core::telemetry::encode_batch;
 use vigil_core::{Pipeline, PipelineConfig, Sample};
 
 use crate::confusion::ratio;
+use crate::folds;
 use crate::options::EvalArgs;
 use crate::tasks::{device_of, label_each_window};
 use vigil_datasets::models;
@@ -24,8 +25,14 @@ pub async fn eval(args: &EvalArgs) -> anyhow::Result<serde_json::Value> {
     let files = read_cwru(&args.data)?;
     let (mut normal_held, mut normal_held_fp, mut normal_all, mut normal_all_fp) = (0, 0, 0, 0);
     let (mut fault, mut detected) = (0u64, 0u64);
+    // Every frame, for the folds: its recording, its truth, its verdict.
+    let (mut groups, mut truth, mut predicted) = (Vec::new(), Vec::new(), Vec::new());
     for f in &files {
         let labels = classify_file(&profiles, f).await?;
+        let expected = if f.normal { "normal" } else { "anomaly" };
+        groups.extend(std::iter::repeat_n(f.name.clone(), labels.len()));
+        truth.extend(std::iter::repeat_n(expected.to_string(), labels.len()));
+        predicted.extend(labels.iter().cloned());
         let anomalies = labels.iter().filter(|l| *l == "anomaly").count() as u64;
         println!(
             "{:<32} {:>4} frames, {:>4} anomalous ({})",
@@ -48,7 +55,14 @@ pub async fn eval(args: &EvalArgs) -> anyhow::Result<serde_json::Value> {
             detected += anomalies;
         }
     }
-    let summary = serde_json::json!({
+    let verdicts = ["normal".to_string(), "anomaly".to_string()];
+    let folds =
+        folds::classification_by_blocks(&verdicts, &groups, &truth, &predicted, folds::DEFAULT_K);
+    folds.print(&format!(
+        "cwru every frame, contiguous {}-fold by blocks of each recording (healthy folds 1-4 hold training frames)",
+        folds::DEFAULT_K
+    ));
+    let mut summary = serde_json::json!({
         "frames_normal": normal_held,
         "frames_fault": fault,
         "detection_rate": ratio(detected, fault),
@@ -61,6 +75,7 @@ pub async fn eval(args: &EvalArgs) -> anyhow::Result<serde_json::Value> {
         ratio(detected, fault),
         ratio(normal_held_fp, normal_held)
     );
+    folds.attach(&mut summary);
     Ok(summary)
 }
 

@@ -9,6 +9,7 @@ use vigil_core::telemetry::encode_batch;
 use vigil_core::{CompiledProfile, DeviceId, Message, MessageOutcome, Pipeline, PipelineConfig};
 
 use crate::confusion::Confusion;
+use crate::folds;
 use crate::options::EvalArgs;
 use vigil_datasets::models;
 use vigil_datasets::{label_of, Hydraulic};
@@ -42,12 +43,23 @@ pub async fn eval(args: &EvalArgs) -> anyhow::Result<serde_json::Value> {
     let labels = profile.scorer.labels().to_vec();
     let predictions = classify_cycles(&profiles, &profile_name, &data).await?;
 
+    let truth: Vec<String> = (0..predictions.len())
+        .map(|cycle| label_of(data.conditions[cycle][column]))
+        .collect();
     let mut confusion = Confusion::new(&labels);
-    for (cycle, predicted) in predictions.iter().enumerate() {
-        confusion.add(&label_of(data.conditions[cycle][column]), predicted);
+    for (t, predicted) in truth.iter().zip(&predictions) {
+        confusion.add(t, predicted);
     }
     confusion.print(&format!("hydraulic {target} ({})", args.data.display()));
-    Ok(confusion.summary())
+    let folds =
+        folds::classification_by_blocks(&labels, &truth, &truth, &predictions, folds::DEFAULT_K);
+    folds.print(&format!(
+        "hydraulic {target}, contiguous {}-fold by blocks of each class",
+        folds::DEFAULT_K
+    ));
+    let mut summary = confusion.summary();
+    folds.attach(&mut summary);
+    Ok(summary)
 }
 
 /// Replays every cycle as one device's telemetry and returns the label of each cycle's window.

@@ -1,83 +1,347 @@
-//! `vigil eval nab`: NAB series streamed through the pipeline, one device per file, with the
-//! streaming detectors of the `nab-zscore` and `nab-ewma` profiles and their alert policies.
+//! `vigil eval nab`: streaming anomaly detection on the NAB corpus, leave one series out.
 //!
-//! Score per series: a labelled window is detected when at least one alert is raised (or
-//! changes condition) inside it; every alert raised outside all windows is a false episode.
+//! Protocol (issue 13). The `robust` detector's parameters are never chosen on the series they
+//! are judged on: for each series in turn, every candidate of [`candidates`] is scored on the
+//! other series, the rule of [`choose`] picks one, and that one is judged on the held-out series.
+//! The held-out figures of every series are the folds; the worst fold is reported first.
+//! The shipped profiles (`nab-robust`, and the older `nab-ewma`, `nab-zscore` for comparison)
+//! then stream every series through the full pipeline.
+//!
+//! The search replays each series straight through the scorer and the alert policy — the same
+//! core code the pipeline runs per window, in device time — because hundreds of candidates through
+//! the pipeline would take minutes; the test checks that both paths raise the same alerts.
+//!
+//! Figures per series: a labelled window is detected when an alert is raised (or changes
+//! condition) inside it; every alert raised outside all windows is a false episode; the NAB
+//! standard-profile score counts each raised alert as a detection at the window's last sample.
 
 use std::collections::BTreeMap;
 
 use anyhow::{bail, Context};
-use vigil_core::alert::Transition;
+use serde_json::json;
+use vigil_core::alert::{self, AlertPolicy, AlertState, Transition};
 use vigil_core::memory::MemoryPorts;
 use vigil_core::ports::AlertEvent;
+use vigil_core::streaming::{RobustConfig, RobustScorer};
 use vigil_core::telemetry::encode_batch;
-use vigil_core::{CompiledProfile, Message, Pipeline, PipelineConfig, Sample};
+use vigil_core::transform::Matrix;
+use vigil_core::{CompiledProfile, Message, Pipeline, PipelineConfig, Sample, ScorerSpec};
 
-use crate::options::EvalArgs;
-use crate::tasks::{all_accepted, device_of};
 use vigil_datasets::models;
 use vigil_datasets::{read_nab, NabSeries};
 
-/// The detector whose figures make the JSON line, and the classic one reported beside it.
-pub const PRIMARY: &str = "nab-ewma";
-pub const BASELINE: &str = "nab-zscore";
+use crate::folds::Folds;
+use crate::nab_score::{self, NabScore};
+use crate::options::EvalArgs;
+use crate::tasks::{all_accepted, device_of};
+
+/// The shipped detector, whose family is searched, and the older ones reported beside it.
+pub const PRIMARY: &str = "nab-robust";
+pub const REFERENCES: [&str; 2] = ["nab-ewma", "nab-zscore"];
+
+/// The selection rule's limit on false alert episodes per series (the issue's bar).
+pub const MAX_FALSE_EPISODES_PER_SERIES: f64 = 2.0;
 
 /// Samples per message: one hour of 5-minute samples, as a logger would batch them.
 const SAMPLES_PER_MESSAGE: usize = 12;
 
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+/// One series' figures.
+#[derive(Debug, Default, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct NabFigures {
     pub windows: u64,
     pub windows_detected: u64,
     pub false_episodes: u64,
+    #[serde(skip)]
+    pub nab: NabScore,
 }
 
 impl NabFigures {
-    fn add(&mut self, o: NabFigures) {
+    pub fn add(&mut self, o: NabFigures) {
         self.windows += o.windows;
         self.windows_detected += o.windows_detected;
         self.false_episodes += o.false_episodes;
+        self.nab.add(o.nab);
     }
+
+    pub fn total<'a>(all: impl IntoIterator<Item = &'a NabFigures>) -> NabFigures {
+        let mut t = NabFigures::default();
+        for f in all {
+            t.add(*f);
+        }
+        t
+    }
+
+    /// The figures with the normalised NAB score, for printing and the JSON line.
+    pub fn json(&self, series: usize) -> serde_json::Value {
+        json!({
+            "windows": self.windows,
+            "windows_detected": self.windows_detected,
+            "false_episodes": self.false_episodes,
+            "false_episodes_per_series": self.false_episodes as f64 / series.max(1) as f64,
+            "nab_score": self.nab.normalised(),
+        })
+    }
+
+    fn line(&self, series: usize) -> String {
+        format!(
+            "{}/{} windows, {} false episodes ({:.2}/series), NAB {}",
+            self.windows_detected,
+            self.windows,
+            self.false_episodes,
+            self.false_episodes as f64 / series.max(1) as f64,
+            self.nab
+                .normalised()
+                .map_or("n/a".into(), |s| format!("{s:.1}"))
+        )
+    }
+}
+
+/// One point of the search: the detector's parameters and the alert policy's.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Candidate {
+    pub scorer: RobustConfig,
+    pub alert: AlertPolicy,
+}
+
+impl Candidate {
+    pub fn label(&self) -> String {
+        let s = &self.scorer;
+        format!(
+            "threshold={} record_margin={} record_half_life={} record_block={} settle={} cooldown_s={}",
+            s.threshold,
+            s.record_margin,
+            s.record_half_life,
+            s.record_block,
+            s.settle,
+            self.alert.cooldown_s
+        )
+    }
+}
+
+/// The search grid around the shipped profile: threshold, record margin and half-life, record
+/// block, settle time, alert cooldown. Everything else is the shipped profile's.
+pub fn candidates(base: &RobustConfig, alert: &AlertPolicy) -> Vec<Candidate> {
+    let mut out = Vec::new();
+    for threshold in [2.5, 3.0, 4.0, 5.0] {
+        for record_margin in [1.2, 1.5, 2.0] {
+            for record_half_life in [336.0, 1008.0, 4032.0] {
+                for record_block in [24, 48] {
+                    for settle in [24, 72] {
+                        for cooldown_s in [0, 86_400] {
+                            out.push(Candidate {
+                                scorer: RobustConfig {
+                                    threshold,
+                                    record_margin,
+                                    record_half_life,
+                                    record_block,
+                                    settle,
+                                    ..base.clone()
+                                },
+                                alert: AlertPolicy {
+                                    cooldown_s,
+                                    ..alert.clone()
+                                },
+                            });
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The rule that picks a candidate from its figures on the training series: the most windows
+/// detected among those with at most [`MAX_FALSE_EPISODES_PER_SERIES`] false episodes per
+/// series, ties by NAB score; when none is that quiet, the fewest false episodes.
+pub fn choose(per_candidate: &[NabFigures], series: usize) -> usize {
+    let key = |f: &NabFigures| {
+        let quiet = f.false_episodes as f64 <= MAX_FALSE_EPISODES_PER_SERIES * series as f64;
+        let primary = if quiet {
+            f.windows_detected as f64
+        } else {
+            -(f.false_episodes as f64)
+        };
+        (
+            quiet,
+            primary,
+            f.nab.normalised().unwrap_or(f64::NEG_INFINITY),
+        )
+    };
+    (0..per_candidate.len())
+        .max_by(|&a, &b| {
+            let (ka, kb) = (key(&per_candidate[a]), key(&per_candidate[b]));
+            ka.0.cmp(&kb.0)
+                .then(ka.1.total_cmp(&kb.1))
+                .then(ka.2.total_cmp(&kb.2))
+                // The first of equals: the grid's order, not chance.
+                .then(b.cmp(&a))
+        })
+        .unwrap_or(0)
 }
 
 pub async fn eval(args: &EvalArgs) -> anyhow::Result<serde_json::Value> {
     let profiles = super::load_profiles(&models::models_dir(args.models.as_deref()))?;
     let series = read_nab(&args.data)?;
-    let mut totals: BTreeMap<&str, NabFigures> = BTreeMap::new();
-    for s in &series {
-        for profile in [BASELINE, PRIMARY] {
+    let primary = profiles
+        .get(PRIMARY)
+        .with_context(|| format!("no profile {PRIMARY:?} in the models directory"))?;
+    let ScorerSpec::Robust(base) = &primary.profile.scorer else {
+        bail!("profile {PRIMARY} must use the robust scorer");
+    };
+    let size = primary.profile.window.size as usize;
+    let grid = candidates(base, &primary.profile.alert);
+
+    // figures[c][s]: candidate c on series s.
+    let figures: Vec<Vec<NabFigures>> = grid
+        .iter()
+        .map(|c| series.iter().map(|s| replay(c, size, s)).collect())
+        .collect();
+
+    let n = series.len();
+    let mut folds = Folds::new("nab_score");
+    let mut held_out = Vec::with_capacity(n);
+    for (i, s) in series.iter().enumerate() {
+        let training: Vec<NabFigures> = figures
+            .iter()
+            .map(|per| {
+                NabFigures::total(
+                    per.iter()
+                        .enumerate()
+                        .filter(|&(j, _)| j != i)
+                        .map(|(_, f)| f),
+                )
+            })
+            .collect();
+        let c = choose(&training, n - 1);
+        let f = figures[c][i];
+        let mut j = f.json(1);
+        j["chosen"] = json!(grid[c].label());
+        // A series without windows cannot rank by NAB score; its false episodes still count.
+        folds.push(s.file.clone(), j, f.nab.normalised());
+        held_out.push(f);
+    }
+    let loso = NabFigures::total(&held_out);
+    folds.print(&format!(
+        "nab leave-one-series-out ({PRIMARY} family, {} candidates)",
+        grid.len()
+    ));
+    println!("nab leave-one-series-out: {}", loso.line(n));
+
+    let all: Vec<NabFigures> = figures.iter().map(NabFigures::total).collect();
+    let chosen_on_all = choose(&all, n);
+    let shipped_is_chosen =
+        grid[chosen_on_all].scorer == *base && grid[chosen_on_all].alert == primary.profile.alert;
+    println!(
+        "chosen on all {n} series: {} ({}); the shipped {PRIMARY} is {}",
+        grid[chosen_on_all].label(),
+        all[chosen_on_all].line(n),
+        if shipped_is_chosen {
+            "that choice"
+        } else {
+            "NOT that choice"
+        }
+    );
+
+    // The shipped profiles through the full pipeline; the primary must raise exactly what the
+    // search's replay of its parameters raised.
+    let shipped_replay: Vec<NabFigures> = {
+        let c = Candidate {
+            scorer: base.clone(),
+            alert: primary.profile.alert.clone(),
+        };
+        series.iter().map(|s| replay(&c, size, s)).collect()
+    };
+    let mut pipeline_matches_replay = true;
+    let mut shipped = serde_json::Map::new();
+    for profile in std::iter::once(PRIMARY).chain(REFERENCES) {
+        let mut per = Vec::with_capacity(n);
+        for (i, s) in series.iter().enumerate() {
             let alerts = stream_series(&profiles, profile, s).await?;
-            let f = score_alerts(s, &alerts);
-            println!(
-                "{} [{profile}]: {}/{} windows detected, {} false episodes ({} alerts)",
-                s.file,
-                f.windows_detected,
-                f.windows,
-                f.false_episodes,
-                alerts.len()
-            );
-            totals.entry(profile).or_default().add(f);
+            let f = score_alerts(&profiles[profile], s, &alerts);
+            println!("  {} [{profile}]: {}", s.file, f.line(1));
+            if profile == PRIMARY && f != shipped_replay[i] {
+                println!("    differs from the replay: {}", shipped_replay[i].line(1));
+                pipeline_matches_replay = false;
+            }
+            per.push(f);
+        }
+        let t = NabFigures::total(&per);
+        println!("nab [{profile}] through the pipeline: {}", t.line(n));
+        shipped.insert(profile.to_string(), t.json(n));
+    }
+
+    let mut summary = loso.json(n);
+    summary["detector"] = json!(PRIMARY);
+    summary["protocol"] = json!("leave-one-series-out");
+    summary["series"] = json!(n);
+    summary["candidates"] = json!(grid.len());
+    summary["chosen_on_all"] = json!(grid[chosen_on_all].label());
+    summary["shipped_is_chosen"] = json!(shipped_is_chosen);
+    summary["pipeline_matches_replay"] = json!(pipeline_matches_replay);
+    summary["shipped"] = serde_json::Value::Object(shipped);
+    folds.attach(&mut summary);
+    Ok(summary)
+}
+
+/// One series straight through a candidate's scorer and alert policy: tumbling windows of
+/// `size` samples in order, each judged at its last sample's time, as the pipeline does.
+pub fn replay(candidate: &Candidate, size: usize, series: &NabSeries) -> NabFigures {
+    let scorer = RobustScorer::new(candidate.scorer.clone());
+    let mut baseline = None;
+    let mut state = AlertState::default();
+    let mut raised = Vec::new();
+    for (w, chunk) in series.values.chunks_exact(size).enumerate() {
+        let last = w * size + size - 1;
+        let ts = series.ts_ms[last];
+        let score = scorer.score_sync(&Matrix::new(size, 1, chunk.to_vec()), &mut baseline, ts);
+        if let Some(t) = alert::apply(&candidate.alert, &mut state, &score.label, ts) {
+            if !matches!(t, Transition::Cleared { .. }) {
+                raised.push((ts, last, matches!(t, Transition::Raised { .. })));
+            }
         }
     }
-    let primary = totals[PRIMARY];
-    let baseline = totals[BASELINE];
-    println!(
-        "nab ({}): {PRIMARY} {}/{} windows, {} false episodes; {BASELINE} {}/{} windows, {} false episodes",
-        args.data.display(),
-        primary.windows_detected,
-        primary.windows,
-        primary.false_episodes,
-        baseline.windows_detected,
-        baseline.windows,
-        baseline.false_episodes
-    );
-    Ok(serde_json::json!({
-        "windows": primary.windows,
-        "windows_detected": primary.windows_detected,
-        "false_episodes": primary.false_episodes,
-        "detector": PRIMARY,
-        "zscore": baseline,
-    }))
+    figures(series, &raised)
+}
+
+/// Alerts raised by the pipeline, as `(ts, row, raised)`: the row of the window's last sample.
+pub fn score_alerts(
+    profile: &CompiledProfile,
+    series: &NabSeries,
+    alerts: &[AlertEvent],
+) -> NabFigures {
+    let spec = &profile.profile.window;
+    let raised: Vec<(u64, usize, bool)> = alerts
+        .iter()
+        .filter(|e| !matches!(e.transition, Transition::Cleared { .. }))
+        .map(|e| {
+            let row = (e.window * u64::from(spec.hop) + u64::from(spec.size) - 1) as usize;
+            (e.ts, row, matches!(e.transition, Transition::Raised { .. }))
+        })
+        .collect();
+    figures(series, &raised)
+}
+
+/// Figures of raised (`true`) or changed (`false`) alerts at `(ts, row)`.
+fn figures(series: &NabSeries, alerts: &[(u64, usize, bool)]) -> NabFigures {
+    let inside = |ts: u64| series.windows.iter().any(|&(a, b)| a <= ts && ts <= b);
+    let windows_detected = series
+        .windows
+        .iter()
+        .filter(|&&(a, b)| alerts.iter().any(|&(ts, _, _)| a <= ts && ts <= b))
+        .count() as u64;
+    let false_episodes = alerts
+        .iter()
+        .filter(|&&(ts, _, raised)| raised && !inside(ts))
+        .count() as u64;
+    let rows = nab_score::window_rows(&series.ts_ms, &series.windows);
+    let detections: Vec<usize> = alerts.iter().filter(|a| a.2).map(|a| a.1).collect();
+    NabFigures {
+        windows: series.windows.len() as u64,
+        windows_detected,
+        false_episodes,
+        nab: nab_score::score(series.ts_ms.len(), &rows, &detections, nab_score::STANDARD),
+    }
 }
 
 /// Streams one series, in order, through a fresh pipeline; returns the alerts it raised.
@@ -128,31 +392,4 @@ pub async fn stream_series(
         alerts.extend(report.alerts);
     }
     Ok(alerts)
-}
-
-/// Windows with an alert raised or changed inside, and alerts raised outside every window.
-pub fn score_alerts(series: &NabSeries, alerts: &[AlertEvent]) -> NabFigures {
-    let inside = |ts: u64| series.windows.iter().any(|&(a, b)| a <= ts && ts <= b);
-    let detected = series
-        .windows
-        .iter()
-        .filter(|&&(a, b)| {
-            alerts.iter().any(|e| {
-                matches!(
-                    e.transition,
-                    Transition::Raised { .. } | Transition::Changed { .. }
-                ) && a <= e.ts
-                    && e.ts <= b
-            })
-        })
-        .count();
-    let false_episodes = alerts
-        .iter()
-        .filter(|e| matches!(e.transition, Transition::Raised { .. }) && !inside(e.ts))
-        .count();
-    NabFigures {
-        windows: series.windows.len() as u64,
-        windows_detected: detected as u64,
-        false_episodes: false_episodes as u64,
-    }
 }

@@ -13,6 +13,7 @@ use vigil_core::telemetry::encode_batch;
 use vigil_core::{CompiledProfile, DeviceId, Pipeline, PipelineConfig};
 
 use crate::confusion::Confusion;
+use crate::folds;
 use crate::options::EvalArgs;
 use crate::tasks::label_each_window;
 use vigil_datasets::models;
@@ -72,8 +73,16 @@ pub async fn eval(args: &EvalArgs) -> anyhow::Result<serde_json::Value> {
             "per_class": per_class,
         })
     };
+    let truth: Vec<String> = data.labels.iter().map(u8::to_string).collect();
+    let folds =
+        folds::classification_by_blocks(&labels, &truth, &truth, &predictions, folds::DEFAULT_K);
+    folds.print(&format!(
+        "rmg941 all frames, contiguous {}-fold by blocks of each class",
+        folds::DEFAULT_K
+    ));
     let mut out = summarize(&held);
     out["all"] = summarize(&all);
+    folds.attach(&mut out);
     Ok(out)
 }
 
