@@ -214,7 +214,9 @@ fn envelope_object(bytes: &[u8]) -> Result<Map<String, Value>, TelemetryError> {
             }
             Ok(out)
         }
-        fn visit_seq<A: de::SeqAccess<'de>>(self, _: A) -> Result<Self::Value, A::Error> {
+        fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            // Read it through first: broken JSON is `invalid_json` whatever its first byte.
+            while seq.next_element::<de::IgnoredAny>()?.is_some() {}
             Err(self.reject("$", Reason::WrongType("an object")))
         }
         fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
