@@ -163,9 +163,9 @@ pub fn apply(
             None => {
                 // Device time that went back (a clock reset, or an earlier window stamped far
                 // in the future) ends the cooldown: it must never hold alerts back for good.
-                let cooled = state.last_raised_ts.is_none_or(|t| {
-                    ts < t || ts - t >= policy.cooldown_s.saturating_mul(1000)
-                });
+                let cooled = state
+                    .last_raised_ts
+                    .is_none_or(|t| ts < t || ts - t >= policy.cooldown_s.saturating_mul(1000));
                 if state.unhealthy_streak >= policy.raise_after && cooled {
                     state.active = Some(label.to_string());
                     state.last_raised_ts = Some(ts);

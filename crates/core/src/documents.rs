@@ -108,12 +108,10 @@ pub fn payload_sha256(payload: &[u8]) -> String {
     use sha2::Digest as _;
     use std::fmt::Write as _;
     let digest = sha2::Sha256::digest(payload);
-    digest
-        .iter()
-        .fold(String::with_capacity(64), |mut out, b| {
-            let _ = write!(out, "{b:02x}");
-            out
-        })
+    digest.iter().fold(String::with_capacity(64), |mut out, b| {
+        let _ = write!(out, "{b:02x}");
+        out
+    })
 }
 
 /// The dead-letter document, never longer than `max_bytes` of JSON (at least
@@ -232,7 +230,11 @@ mod tests {
                     payload,
                     cap,
                 );
-                assert!(size(&doc) <= cap.max(MIN_DEAD_LETTER_BYTES), "{} > {cap}", size(&doc));
+                assert!(
+                    size(&doc) <= cap.max(MIN_DEAD_LETTER_BYTES),
+                    "{} > {cap}",
+                    size(&doc)
+                );
                 assert_eq!(doc["payload_truncated"], true);
                 assert_eq!(doc["payload_bytes"], payload.len());
                 assert_eq!(doc["payload_sha256"], payload_sha256(payload));

@@ -13,6 +13,7 @@
 pub mod alert;
 pub mod calibrate;
 pub mod documents;
+pub mod fuzzing;
 pub mod memory;
 pub mod pipeline;
 pub mod ports;

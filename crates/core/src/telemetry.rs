@@ -73,7 +73,10 @@ impl DeviceId {
             (Some("dt"), Some("vigil"), Some(thing), Some("telemetry"), None) => Self::new(thing),
             _ => Err(TelemetryError::new(
                 "topic",
-                Reason::InvalidDevice(format!("{topic:?} is not dt/vigil/{{thing}}/telemetry")),
+                Reason::InvalidDevice(format!(
+                    "{:?} is not dt/vigil/{{thing}}/telemetry",
+                    quoted_key(topic)
+                )),
             )),
         }
     }
@@ -523,9 +526,7 @@ impl<'de> Visitor<'de> for SampleVisitor<'_, '_> {
                     .reject(self.at.field(&quoted_key(&key)), Reason::UnknownField));
             };
             if std::mem::replace(&mut seen[index], true) {
-                return Err(self
-                    .ctx
-                    .reject(self.at.field(&key), Reason::DuplicateKey));
+                return Err(self.ctx.reject(self.at.field(&key), Reason::DuplicateKey));
             }
             match SAMPLE_KEYS[index] {
                 "seq" => sample.seq = Some(map.next_value::<NumSeed>()?.0),
@@ -836,9 +837,7 @@ mod tests {
                 "values",
             ),
             (
-                format!(
-                    r#"{{"samples":[{{"seq":1,"ts":5,"values":{ok_values}}}],"samples":[]}}"#
-                ),
+                format!(r#"{{"samples":[{{"seq":1,"ts":5,"values":{ok_values}}}],"samples":[]}}"#),
                 "samples",
             ),
             (
@@ -873,7 +872,11 @@ mod tests {
             let e = err(&format!(
                 r#"{{"seq":1,"ts":5,"values":{{"TS1":1,"TS2":2}},{escaped}:1}}"#
             ));
-            assert_eq!((e.code(), e.field.as_str()), ("unknown_field", key), "{key}");
+            assert_eq!(
+                (e.code(), e.field.as_str()),
+                ("unknown_field", key),
+                "{key}"
+            );
             assert_eq!(e.reason, Reason::UnknownField);
             let e = err(&format!(
                 r#"{{"seq":1,"ts":5,"values":{{"TS1":1,"TS2":2,{escaped}:1}}}}"#
@@ -891,7 +894,11 @@ mod tests {
         let e = err(&format!(
             r#"{{"seq":1,"ts":5,"values":{{"TS1":1,"TS2":2}},"{long}":1}}"#
         ));
-        assert!(e.field.chars().count() <= MAX_KEY_IN_FIELD + 1, "{}", e.field.len());
+        assert!(
+            e.field.chars().count() <= MAX_KEY_IN_FIELD + 1,
+            "{}",
+            e.field.len()
+        );
         assert!(e.to_string().len() < 200);
     }
 

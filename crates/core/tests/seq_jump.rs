@@ -138,7 +138,10 @@ fn rejected_code(o: &MessageOutcome) -> Option<&'static str> {
 fn a_far_future_window_is_rejected_and_the_real_stream_still_alerts() {
     let mut d = Device::new();
     for w in 0..3 {
-        assert!(matches!(d.send(w, false, w * 4_000), MessageOutcome::Accepted { .. }));
+        assert!(matches!(
+            d.send(w, false, w * 4_000),
+            MessageOutcome::Accepted { .. }
+        ));
     }
     // One window at seq ≈ 2^53 (a corrupted counter): rejected, dead-lettered, counted.
     let far = MAX_JSON_SAFE_INTEGER / SIZE - 1;
@@ -159,7 +162,10 @@ fn the_bound_is_windows_past_the_last_applied_one() {
     d.send(0, false, 0);
     // Window 0 applied: the next expected seq is 4; 4 + limit is the last one accepted.
     let last_ok = (SIZE + max_seq_jump(&WindowSpecProbe::spec())) / SIZE - 1;
-    assert!(matches!(d.send(last_ok, false, 1), MessageOutcome::Accepted { .. }));
+    assert!(matches!(
+        d.send(last_ok, false, 1),
+        MessageOutcome::Accepted { .. }
+    ));
     // That window was applied too, so the bound moved with it.
     assert!(matches!(
         d.send(last_ok + MAX_SEQ_JUMP_WINDOWS, false, 2),

@@ -304,10 +304,7 @@ fn direct_message(id: &str, obj: &Map<String, Value>, raw: &[u8]) -> Result<Mess
             ))
         })?,
         None | Some(Value::Null) => {
-            return Err(with_device(TelemetryError::new(
-                "payload",
-                Reason::Missing,
-            )))
+            return Err(with_device(TelemetryError::new("payload", Reason::Missing)))
         }
         Some(_) => {
             return Err(with_device(TelemetryError::new(
@@ -321,6 +318,43 @@ fn direct_message(id: &str, obj: &Map<String, Value>, raw: &[u8]) -> Result<Mess
         device,
         payload,
     })
+}
+
+/// Fuzz target `event`: any bytes as a whole event (when they are JSON) and as one record's
+/// body. Run by `fuzz/` under libFuzzer and by `tests/fuzz_harness.rs` under proptest; panics
+/// when an invariant breaks: accepted payloads go on to the core telemetry target, rejections
+/// are short and their dead letters within the SQS cap.
+pub fn fuzz_event(data: &[u8]) {
+    if let Ok(event) = serde_json::from_slice::<Value>(data) {
+        if let Ok(parsed) = parse_event(&event, "fuzz") {
+            for record in parsed.records {
+                check_content(record.content);
+            }
+        }
+    }
+    check_content(message_from_bytes("fuzz", data));
+}
+
+fn check_content(content: Result<Message, BadEnvelope>) {
+    use vigil_core::documents::{reject_document_within, SQS_DEAD_LETTER_MAX_BYTES};
+    match content {
+        Ok(m) => vigil_core::fuzzing::telemetry(&m.payload),
+        Err(bad) => {
+            vigil_core::fuzzing::check_rejection(&bad.error);
+            let rejected = vigil_core::ports::Rejected {
+                message_id: "fuzz".into(),
+                device: bad.device,
+                error: bad.error,
+                payload: bad.payload,
+            };
+            let doc = reject_document_within(&rejected, SQS_DEAD_LETTER_MAX_BYTES);
+            let size = serde_json::to_string(&doc).map_or(usize::MAX, |s| s.len());
+            assert!(
+                size <= SQS_DEAD_LETTER_MAX_BYTES,
+                "dead letter of {size} bytes"
+            );
+        }
+    }
 }
 
 #[cfg(test)]
@@ -395,8 +429,11 @@ mod tests {
         assert_eq!(rejected(&e), ("wrong_type", "payload", Some("rig")));
         let e = parse_event(&json!({"device": "rig"}), "r").unwrap();
         assert_eq!(rejected(&e), ("missing_field", "payload", Some("rig")));
-        let e = parse_event(&json!({"device": "rig", "payload": "e30=", "received_at": "now"}), "r")
-            .unwrap();
+        let e = parse_event(
+            &json!({"device": "rig", "payload": "e30=", "received_at": "now"}),
+            "r",
+        )
+        .unwrap();
         assert_eq!(rejected(&e), ("wrong_type", "received_at", Some("rig")));
         let e = parse_event(&json!([1, 2]), "r").unwrap();
         assert_eq!(rejected(&e), ("wrong_type", "$", None));
@@ -408,10 +445,16 @@ mod tests {
     fn duplicate_keys_in_a_body_are_refused() {
         let m = message_from_bytes("m", br#"{"device":"a","device":"b","payload":"e30="}"#);
         let bad = m.unwrap_err();
-        assert_eq!((bad.error.code(), bad.error.field.as_str()), ("duplicate_key", "device"));
+        assert_eq!(
+            (bad.error.code(), bad.error.field.as_str()),
+            ("duplicate_key", "device")
+        );
         assert_eq!(bad.device, None);
         // A key that reads like an error message is a key like any other.
-        let m = message_from_bytes("m", br#"{"device":"a","payload":"e30=","x|expected a number":1}"#);
+        let m = message_from_bytes(
+            "m",
+            br#"{"device":"a","payload":"e30=","x|expected a number":1}"#,
+        );
         let bad = m.unwrap_err();
         assert_eq!(
             (bad.error.code(), bad.error.field.as_str()),
@@ -423,7 +466,10 @@ mod tests {
             (b"{\"device\":", "invalid_json"),
             (b"{} {}", "invalid_json"),
         ] {
-            assert_eq!(message_from_bytes("m", body).unwrap_err().error.code(), code);
+            assert_eq!(
+                message_from_bytes("m", body).unwrap_err().error.code(),
+                code
+            );
         }
     }
 

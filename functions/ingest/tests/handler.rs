@@ -130,7 +130,10 @@ async fn a_bad_message_that_cannot_be_dead_lettered_is_retried() {
         h.response.unwrap(),
         json!({"batchItemFailures": [{"itemIdentifier": "bad"}, {"itemIdentifier": "bad-payload"}]})
     );
-    assert!(matches!(h.outcomes[1].1, RecordOutcome::Accepted { samples: 1, .. }));
+    assert!(matches!(
+        h.outcomes[1].1,
+        RecordOutcome::Accepted { samples: 1, .. }
+    ));
     assert_eq!(h.metrics.counters.rejected, 0);
     assert!(h.metrics.counters.rejects_by_reason.is_empty());
     assert_eq!(h.metrics.dead_letters_undelivered, 2);

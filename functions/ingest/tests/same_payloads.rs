@@ -48,34 +48,154 @@ enum Layer {
 /// file → (code, field, layer). Every `bad-*.json` must be listed.
 const TABLE: &[(&str, &str, &str, Layer)] = &[
     ("bad-ambiguous.json", "ambiguous", "$", Layer::Payload),
-    ("bad-duplicate_key--sqs-envelope.json", "duplicate_key", "device", Layer::Envelope),
-    ("bad-duplicate_key.json", "duplicate_key", "seq", Layer::Payload),
-    ("bad-duplicate_seq.json", "duplicate_seq", "samples", Layer::Payload),
-    ("bad-empty_batch.json", "empty_batch", "samples", Layer::Payload),
-    ("bad-invalid_device.json", "invalid_device", "device", Layer::Device),
-    ("bad-invalid_json--payload.json", "invalid_json", "$", Layer::Payload),
-    ("bad-invalid_json--sqs-mixed.json", "invalid_json", "$", Layer::Envelope),
-    ("bad-invalid_json.json", "invalid_json", "$", Layer::Envelope),
-    ("bad-missing_channel.json", "missing_channel", "values", Layer::Payload),
-    ("bad-missing_field--device.json", "missing_field", "device", Layer::Envelope),
-    ("bad-missing_field--ts.json", "missing_field", "ts", Layer::Payload),
+    (
+        "bad-duplicate_key--sqs-envelope.json",
+        "duplicate_key",
+        "device",
+        Layer::Envelope,
+    ),
+    (
+        "bad-duplicate_key.json",
+        "duplicate_key",
+        "seq",
+        Layer::Payload,
+    ),
+    (
+        "bad-duplicate_seq.json",
+        "duplicate_seq",
+        "samples",
+        Layer::Payload,
+    ),
+    (
+        "bad-empty_batch.json",
+        "empty_batch",
+        "samples",
+        Layer::Payload,
+    ),
+    (
+        "bad-invalid_device.json",
+        "invalid_device",
+        "device",
+        Layer::Device,
+    ),
+    (
+        "bad-invalid_json--payload.json",
+        "invalid_json",
+        "$",
+        Layer::Payload,
+    ),
+    (
+        "bad-invalid_json--sqs-mixed.json",
+        "invalid_json",
+        "$",
+        Layer::Envelope,
+    ),
+    (
+        "bad-invalid_json.json",
+        "invalid_json",
+        "$",
+        Layer::Envelope,
+    ),
+    (
+        "bad-missing_channel.json",
+        "missing_channel",
+        "values",
+        Layer::Payload,
+    ),
+    (
+        "bad-missing_field--device.json",
+        "missing_field",
+        "device",
+        Layer::Envelope,
+    ),
+    (
+        "bad-missing_field--ts.json",
+        "missing_field",
+        "ts",
+        Layer::Payload,
+    ),
     ("bad-negative.json", "negative", "seq", Layer::Payload),
-    ("bad-not_finite.json", "not_finite", "values.TS1", Layer::Payload),
+    (
+        "bad-not_finite.json",
+        "not_finite",
+        "values.TS1",
+        Layer::Payload,
+    ),
     ("bad-oversize.json", "oversize", "$", Layer::Payload),
-    ("bad-repeated_channel.json", "repeated_channel", "values.TS1", Layer::Payload),
+    (
+        "bad-repeated_channel.json",
+        "repeated_channel",
+        "values.TS1",
+        Layer::Payload,
+    ),
     ("bad-seq_jump.json", "seq_jump", "seq", Layer::Payload),
     ("bad-too_large.json", "too_large", "seq", Layer::Payload),
-    ("bad-unexpected_key--records.json", "unexpected_key", "Records", Layer::Envelope),
-    ("bad-unexpected_key--select-star.json", "unexpected_key", "seq", Layer::Envelope),
-    ("bad-unexpected_key--sqs-records.json", "unexpected_key", "Records", Layer::Envelope),
-    ("bad-unknown_channel.json", "unknown_channel", "values.PS1", Layer::Payload),
-    ("bad-unknown_field--device-key.json", "unknown_field", "device", Layer::Payload),
-    ("bad-unknown_field--error-text-key.json", "unknown_field", "x|expected a number", Layer::Payload),
-    ("bad-unknown_field--payload-key.json", "unknown_field", "payload", Layer::Payload),
-    ("bad-unknown_field.json", "unknown_field", "temperature", Layer::Payload),
-    ("bad-wrong_type--kinesis-data.json", "wrong_type", "kinesis.data", Layer::Envelope),
-    ("bad-wrong_type--payload-base64.json", "wrong_type", "payload", Layer::Envelope),
-    ("bad-wrong_type--value.json", "wrong_type", "values.TS1", Layer::Payload),
+    (
+        "bad-unexpected_key--records.json",
+        "unexpected_key",
+        "Records",
+        Layer::Envelope,
+    ),
+    (
+        "bad-unexpected_key--select-star.json",
+        "unexpected_key",
+        "seq",
+        Layer::Envelope,
+    ),
+    (
+        "bad-unexpected_key--sqs-records.json",
+        "unexpected_key",
+        "Records",
+        Layer::Envelope,
+    ),
+    (
+        "bad-unknown_channel.json",
+        "unknown_channel",
+        "values.PS1",
+        Layer::Payload,
+    ),
+    (
+        "bad-unknown_field--device-key.json",
+        "unknown_field",
+        "device",
+        Layer::Payload,
+    ),
+    (
+        "bad-unknown_field--error-text-key.json",
+        "unknown_field",
+        "x|expected a number",
+        Layer::Payload,
+    ),
+    (
+        "bad-unknown_field--payload-key.json",
+        "unknown_field",
+        "payload",
+        Layer::Payload,
+    ),
+    (
+        "bad-unknown_field.json",
+        "unknown_field",
+        "temperature",
+        Layer::Payload,
+    ),
+    (
+        "bad-wrong_type--kinesis-data.json",
+        "wrong_type",
+        "kinesis.data",
+        Layer::Envelope,
+    ),
+    (
+        "bad-wrong_type--payload-base64.json",
+        "wrong_type",
+        "payload",
+        Layer::Envelope,
+    ),
+    (
+        "bad-wrong_type--value.json",
+        "wrong_type",
+        "values.TS1",
+        Layer::Payload,
+    ),
 ];
 
 const GOOD: &[&str] = &[
@@ -100,7 +220,10 @@ fn profiles() -> BTreeMap<String, CompiledProfile> {
         unreachable!()
     };
     let scorer = Arc::new(ZScoreScorer::new(c.clone()));
-    BTreeMap::from([("cooler".to_string(), CompiledProfile::new(p, scorer).unwrap())])
+    BTreeMap::from([(
+        "cooler".to_string(),
+        CompiledProfile::new(p, scorer).unwrap(),
+    )])
 }
 
 fn channels() -> Vec<String> {
@@ -144,7 +267,11 @@ async fn lambda(profiles: &BTreeMap<String, CompiledProfile>, event: &Value) -> 
 
 /// The edge: the device from the MQTT topic, the publish's bytes as they are, into the same
 /// pipeline over fresh in-memory ports (what `vigil edge` does with each publish).
-async fn edge(profiles: &BTreeMap<String, CompiledProfile>, topic: &str, payload: &[u8]) -> Verdict {
+async fn edge(
+    profiles: &BTreeMap<String, CompiledProfile>,
+    topic: &str,
+    payload: &[u8],
+) -> Verdict {
     let device = match DeviceId::from_topic(topic) {
         Ok(d) => d,
         Err(e) => return Verdict::Rejected(e.code().to_string(), e.field),
@@ -201,7 +328,10 @@ async fn every_event_gets_the_same_verdict_on_both_paths() {
     assert_eq!(listed, in_table, "every bad-*.json has a row in TABLE");
 
     for &(name, code, field, layer) in TABLE {
-        assert!(name.starts_with(&format!("bad-{code}")), "{name}: code in its name");
+        assert!(
+            name.starts_with(&format!("bad-{code}")),
+            "{name}: code in its name"
+        );
         let event = read(name);
         let expected = Verdict::Rejected(code.into(), field.into());
         let verdicts = lambda(&profiles, &event).await;
@@ -214,7 +344,11 @@ async fn every_event_gets_the_same_verdict_on_both_paths() {
             Layer::Payload => {
                 for p in &carried {
                     let (topic, payload) = p.as_ref().expect("the envelope is valid");
-                    assert_eq!(edge(&profiles, topic, payload).await, expected, "{name}: edge");
+                    assert_eq!(
+                        edge(&profiles, topic, payload).await,
+                        expected,
+                        "{name}: edge"
+                    );
                     // Stateless codes come from the core validation itself.
                     if code != "seq_jump" {
                         let e = parse_message(payload, &channels()).unwrap_err();
