@@ -8,18 +8,21 @@
 //! - [`normal`]: a machine's learned normal (PCA, T² and SPE) with per-channel contributions;
 //! - [`streaming`]: the scale-free streaming detector (robust, seasonal, self-calibrating);
 //! - [`alert`]: hysteresis and cooldown, transitions only;
+//! - [`seq_guard`]: how far a sample may jump ahead of its device's last applied window;
 //! - [`ports`]: the traits adapters implement; [`memory`]: in-memory adapters;
 //! - [`pipeline`]: the whole flow over ports, for batches of messages from many devices.
 
 pub mod alert;
 pub mod calibrate;
 pub mod documents;
+pub mod fuzzing;
 pub mod memory;
 pub mod normal;
 pub mod pipeline;
 pub mod ports;
 pub mod profile;
 pub mod scorer;
+pub mod seq_guard;
 pub mod streaming;
 pub mod telemetry;
 pub mod transform;
