@@ -9,7 +9,7 @@ export CARGO_TERM_COLOR ?= never
 DATA         ?= ../shared/datasets
 CARGO_TEST   := cargo test --workspace --locked
 
-.PHONY: help setup demo test test-rust test-infra lint fmt bench eval build deploy destroy test-localstack clean
+.PHONY: help setup demo test test-rust test-infra lint fmt bench eval build deploy destroy test-localstack fuzz clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -34,6 +34,17 @@ lint: ## rustfmt and clippy, warnings are errors
 
 fmt:
 	cargo fmt --all
+
+FUZZ_TARGETS ?= telemetry event
+FUZZ_SECONDS ?= 60
+fuzz: ## Each fuzz target for FUZZ_SECONDS s (nightly + cargo-fuzz; see fuzz/README.md)
+	@rustup toolchain list 2>/dev/null | grep -q '^nightly' || { echo "make fuzz needs a nightly toolchain (rustup toolchain install nightly); make test runs the same targets on stable"; exit 2; }
+	@command -v cargo-fuzz >/dev/null || { echo "make fuzz needs cargo-fuzz (cargo install cargo-fuzz)"; exit 2; }
+	for t in $(FUZZ_TARGETS); do \
+	  mkdir -p fuzz/target/corpus/$$t && \
+	  cargo +nightly fuzz run $$t fuzz/target/corpus/$$t fuzz/corpus/$$t -- \
+	    -max_total_time=$(FUZZ_SECONDS) -max_len=16384 -print_final_stats=1 || exit 1; \
+	done
 
 bench: setup ## Criterion benchmarks (parse+window, ONNX per window, full pipeline)
 	cargo bench --locked -p vigil-edge --bench pipeline

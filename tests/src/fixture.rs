@@ -568,7 +568,8 @@ pub fn direct_b64(device: &str, payload: &[u8]) -> Value {
     })
 }
 
-/// Direct event, rule `SELECT *, topic(3) AS device`.
+/// The event of the retired rule `SELECT *, topic(3) AS device`: the device's keys at the top
+/// level. The Lambda rejects it (`unexpected_key`).
 pub fn direct_star(device: &str, payload: &[u8]) -> Value {
     let mut v: Value = serde_json::from_slice(payload).expect("telemetry JSON");
     v["device"] = json!(device);

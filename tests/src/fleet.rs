@@ -51,7 +51,7 @@ use vigil_core::ports::{PortError, ResultSink, WindowResult};
 use vigil_core::telemetry::{encode_batch, encode_sample, Sample};
 use vigil_ingest::{Invocation, RecordOutcome};
 
-use crate::fixture::{channels, create_thing, direct_star, s, sqs_batch, Fixture, Options};
+use crate::fixture::{channels, create_thing, direct_b64, s, sqs_batch, Fixture, Options};
 use crate::{publishes, recorded, Hydraulic, Rng};
 
 mod report;
@@ -327,9 +327,9 @@ impl Ctx {
         }
     }
 
-    /// The rule's event for a message (`SELECT *, topic(3) AS device`).
+    /// The rule's event for a message.
     fn rule_event(&self, m: Msg) -> Value {
-        direct_star(&self.thing(m.device), &self.payload(m))
+        direct_b64(&self.thing(m.device), &self.payload(m))
     }
 
     /// The window a message completes, if it is the last of its window.

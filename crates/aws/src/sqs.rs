@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use aws_sdk_sqs::types::MessageAttributeValue;
 use aws_sdk_sqs::Client;
-use vigil_core::documents::reject_document;
+use vigil_core::documents::{reject_document_within, SQS_DEAD_LETTER_MAX_BYTES};
 use vigil_core::ports::{PortError, RejectSink, Rejected};
 
 use crate::error::port_error;
@@ -41,7 +41,7 @@ impl RejectSink for SqsRejectSink {
             .client
             .send_message()
             .queue_url(&self.queue_url)
-            .message_body(reject_document(rejected).to_string())
+            .message_body(reject_document_within(rejected, SQS_DEAD_LETTER_MAX_BYTES).to_string())
             .message_attributes("code", attr(rejected.error.code()));
         if let Some(d) = &rejected.device {
             req = req.message_attributes("device", attr(d.as_str()));

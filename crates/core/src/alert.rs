@@ -161,9 +161,11 @@ pub fn apply(
         }
         match state.active.clone() {
             None => {
+                // Device time that went back (a clock reset, or an earlier window stamped far
+                // in the future) ends the cooldown: it must never hold alerts back for good.
                 let cooled = state
                     .last_raised_ts
-                    .is_none_or(|t| ts.saturating_sub(t) >= policy.cooldown_s * 1000);
+                    .is_none_or(|t| ts < t || ts - t >= policy.cooldown_s.saturating_mul(1000));
                 if state.unhealthy_streak >= policy.raise_after && cooled {
                     state.active = Some(label.to_string());
                     state.last_raised_ts = Some(ts);
@@ -266,5 +268,23 @@ mod tests {
         assert_eq!(t[0].0, 1);
         assert!(matches!(t[1], (4, Transition::Cleared { .. })));
         assert!(matches!(t[2], (9, Transition::Raised { .. })), "{t:?}");
+    }
+
+    #[test]
+    fn a_far_future_raise_does_not_hold_the_cooldown_forever() {
+        let p = policy();
+        let mut s = AlertState::default();
+        let far = (1u64 << 53) - 1;
+        apply(&p, &mut s, "20", far);
+        assert!(apply(&p, &mut s, "20", far).is_some(), "raised at a far ts");
+        for ts in 0..3 {
+            apply(&p, &mut s, "100", ts);
+        }
+        assert_eq!(s.active, None);
+        apply(&p, &mut s, "20", 10);
+        assert!(
+            matches!(apply(&p, &mut s, "20", 11), Some(Transition::Raised { .. })),
+            "{s:?}"
+        );
     }
 }

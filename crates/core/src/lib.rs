@@ -6,17 +6,20 @@
 //! - [`transform`]: composable steps from a window to a scorer's input;
 //! - [`scorer`]: the scorer port and the streaming statistics scorers;
 //! - [`alert`]: hysteresis and cooldown, transitions only;
+//! - [`seq_guard`]: how far a sample may jump ahead of its device's last applied window;
 //! - [`ports`]: the traits adapters implement; [`memory`]: in-memory adapters;
 //! - [`pipeline`]: the whole flow over ports, for batches of messages from many devices.
 
 pub mod alert;
 pub mod calibrate;
 pub mod documents;
+pub mod fuzzing;
 pub mod memory;
 pub mod pipeline;
 pub mod ports;
 pub mod profile;
 pub mod scorer;
+pub mod seq_guard;
 pub mod telemetry;
 pub mod transform;
 pub mod window;

@@ -23,6 +23,7 @@ use crate::ports::{
 };
 use crate::profile::Profile;
 use crate::scorer::Scorer;
+use crate::seq_guard;
 use crate::telemetry::{parse_message, DeviceId, Sample, TelemetryError};
 use crate::transform::Chain;
 use crate::window::{assemble, dedup_by_seq, Assembly, WindowId};
@@ -299,9 +300,38 @@ impl<'a> Pipeline<'a> {
         };
 
         // Parse; bad messages go to the dead-letter target and out of the batch.
+        let mut parsed: Vec<Result<Vec<Sample>, TelemetryError>> = batch
+            .messages
+            .iter()
+            .map(|m| parse_message(&m.payload, &profile.profile.channels))
+            .collect();
+        // Seq sanity (crate::seq_guard): the device state is read only when a seq is high
+        // enough to be a jump at all.
+        let spec = &profile.profile.window;
+        if parsed
+            .iter()
+            .any(|p| p.as_ref().is_ok_and(|s| seq_guard::needs_mark(s, spec)))
+        {
+            match self.ports.states.load(&stream_key).await {
+                Ok(state) => {
+                    for p in &mut parsed {
+                        if let Ok(samples) = p {
+                            let applied = state.value.applied_window;
+                            if let Err(e) = seq_guard::check_seq_jump(samples, spec, applied) {
+                                *p = Err(e);
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    fail_all(&mut report, &batch.indexes, &e);
+                    return report;
+                }
+            }
+        }
         let mut accepted: Vec<(usize, Vec<Sample>)> = Vec::new();
-        for (&i, m) in batch.indexes.iter().zip(&batch.messages) {
-            match parse_message(&m.payload, &profile.profile.channels) {
+        for ((&i, m), parsed) in batch.indexes.iter().zip(&batch.messages).zip(parsed) {
+            match parsed {
                 Ok(samples) => accepted.push((i, samples)),
                 Err(error) => {
                     let rejected = Rejected {

@@ -6,9 +6,11 @@
 //!
 //! Parsing is strict: every channel of the profile must be present, no other channel may be,
 //! every value must be a finite number. A rejected message names the field and the reason so
-//! that an operator reading the dead-letter queue knows what the device did wrong.
+//! that an operator reading the dead-letter queue knows what the device did wrong. Every key
+//! appears at most once, and a payload never names a device: identity is the topic's.
 
 use std::borrow::Cow;
+use std::cell::Cell;
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
@@ -71,7 +73,10 @@ impl DeviceId {
             (Some("dt"), Some("vigil"), Some(thing), Some("telemetry"), None) => Self::new(thing),
             _ => Err(TelemetryError::new(
                 "topic",
-                Reason::InvalidDevice(format!("{topic:?} is not dt/vigil/{{thing}}/telemetry")),
+                Reason::InvalidDevice(format!(
+                    "{:?} is not dt/vigil/{{thing}}/telemetry",
+                    quoted_key(topic)
+                )),
             )),
         }
     }
@@ -126,8 +131,8 @@ pub struct Sample {
 pub enum Reason {
     #[error("payload is {0} bytes, above the limit of {MAX_PAYLOAD_BYTES}")]
     Oversize(usize),
-    #[error("batch holds {0} samples, above the limit of {MAX_SAMPLES_PER_MESSAGE}")]
-    TooManySamples(usize),
+    #[error("batch holds more than {MAX_SAMPLES_PER_MESSAGE} samples")]
+    TooManySamples,
     #[error("batch is empty")]
     EmptyBatch,
     #[error("not valid JSON: {0}")]
@@ -148,6 +153,8 @@ pub enum Reason {
     UnknownChannel(String, String),
     #[error("channel given twice")]
     RepeatedChannel,
+    #[error("key given twice")]
+    DuplicateKey,
     #[error("seq {0} appears more than once in the message")]
     DuplicateSeq(u64),
     #[error("unexpected field (expected seq, ts, values or samples)")]
@@ -156,6 +163,16 @@ pub enum Reason {
     Ambiguous,
     #[error("{0}")]
     InvalidDevice(String),
+    /// A key the rule's event never has (the device's own keys are inside `payload`).
+    #[error("not a key of the rule's event (expected payload, device and received_at)")]
+    UnexpectedKey,
+    #[error("seq {seq} is {jump} past the device's next expected seq {next}, above the limit of {limit}")]
+    SeqJump {
+        seq: u64,
+        next: u64,
+        jump: u64,
+        limit: u64,
+    },
 }
 
 /// A rejected message: which field, and why.
@@ -179,7 +196,7 @@ impl TelemetryError {
     pub fn code(&self) -> &'static str {
         match self.reason {
             Reason::Oversize(_) => "oversize",
-            Reason::TooManySamples(_) => "too_many_samples",
+            Reason::TooManySamples => "too_many_samples",
             Reason::EmptyBatch => "empty_batch",
             Reason::Json(_) => "invalid_json",
             Reason::Missing => "missing_field",
@@ -190,26 +207,47 @@ impl TelemetryError {
             Reason::MissingChannel(_) => "missing_channel",
             Reason::UnknownChannel(..) => "unknown_channel",
             Reason::RepeatedChannel => "repeated_channel",
+            Reason::DuplicateKey => "duplicate_key",
             Reason::DuplicateSeq(_) => "duplicate_seq",
             Reason::UnknownField => "unknown_field",
             Reason::Ambiguous => "ambiguous",
             Reason::InvalidDevice(_) => "invalid_device",
+            Reason::UnexpectedKey => "unexpected_key",
+            Reason::SeqJump { .. } => "seq_jump",
         }
     }
 }
 
 /// Parses and validates one message against the ordered channel names of a profile.
 ///
+/// This is the one validation of a device's bytes, shared by every path: the edge (the payload
+/// of an MQTT publish) and the Lambda (the rule's base64 `payload`) both reach it through
+/// [`crate::Pipeline`], so they accept exactly the same messages.
+///
 /// Samples come back in message order; `seq` values are unique within the message.
 pub fn parse_message(payload: &[u8], channels: &[String]) -> Result<Vec<Sample>, TelemetryError> {
     if payload.len() > MAX_PAYLOAD_BYTES {
         return Err(TelemetryError::new("$", Reason::Oversize(payload.len())));
     }
+    let ctx = Ctx {
+        channels,
+        error: Cell::new(None),
+    };
     let mut de = serde_json::Deserializer::from_slice(payload);
-    let message = MessageSeed { channels }
+    let parsed = MessageSeed { ctx: &ctx }
         .deserialize(&mut de)
-        .and_then(|m| de.end().map(|()| m))
-        .map_err(|e| json_error(&e))?;
+        .and_then(|m| de.end().map(|()| m));
+    let message = match parsed {
+        Ok(m) => m,
+        // Our own rejections travel as data in the context; serde's error is then only the
+        // signal to stop. Anything else is a syntax error, reported with serde_json's position.
+        Err(e) => {
+            return Err(ctx
+                .error
+                .take()
+                .unwrap_or_else(|| TelemetryError::new("$", Reason::Json(e.to_string()))))
+        }
+    };
     let samples = match message {
         RawMessage {
             single: Some(_),
@@ -242,9 +280,6 @@ pub fn parse_message(payload: &[u8], channels: &[String]) -> Result<Vec<Sample>,
 }
 
 fn reject_duplicate_seq(samples: &[Sample]) -> Result<(), TelemetryError> {
-    if samples.len() < 2 {
-        return Ok(());
-    }
     // Batches are nearly always in order: check that first and only sort when they are not.
     if samples.windows(2).all(|w| w[0].seq < w[1].seq) {
         return Ok(());
@@ -257,42 +292,60 @@ fn reject_duplicate_seq(samples: &[Sample]) -> Result<(), TelemetryError> {
     }
 }
 
-/// Structural errors found while deserializing carry their path in the message text, prefixed
-/// by `@path|`; everything else is reported as invalid JSON with serde_json's own position.
-fn json_error(e: &serde_json::Error) -> TelemetryError {
-    let text = e.to_string();
-    // serde words a type mismatch "invalid type: …, expected <what the visitor expects>", and
-    // our visitors' `expecting` is `@path|expected …`: take the path from there too.
-    let tagged = text
-        .strip_prefix('@')
-        .or_else(|| text.split_once(", expected @").map(|(_, rest)| rest));
-    if let Some(rest) = tagged {
-        if let Some((path, reason)) = rest.split_once('|') {
-            let reason_text = reason.split(" at line ").next().unwrap_or(reason);
-            let reason = match reason_text {
-                "unknown field" => Reason::UnknownField,
-                "too many samples" => Reason::TooManySamples(MAX_SAMPLES_PER_MESSAGE + 1),
-                r if r.starts_with("expected ") => Reason::WrongType(static_expected(r)),
-                r => Reason::Json(r.to_string()),
-            };
-            return TelemetryError::new(path, reason);
+/// Longest piece of a device's key quoted in an error's field path: the path names the key, it
+/// does not carry the device's text at any length.
+pub const MAX_KEY_IN_FIELD: usize = 64;
+
+/// A key as quoted in a field path, cut to [`MAX_KEY_IN_FIELD`] characters.
+pub fn quoted_key(key: &str) -> Cow<'_, str> {
+    match key.char_indices().nth(MAX_KEY_IN_FIELD) {
+        None => Cow::Borrowed(key),
+        Some((cut, _)) => Cow::Owned(format!("{}…", &key[..cut])),
+    }
+}
+
+/// State shared by the visitors of one message: the profile's channels, and the first reason
+/// the message is rejected for.
+struct Ctx<'c> {
+    channels: &'c [String],
+    error: Cell<Option<TelemetryError>>,
+}
+
+impl Ctx<'_> {
+    /// Records why the message is rejected and stops the deserializer. The code and field are
+    /// kept as data here, never formatted into serde's error text and read back, so nothing a
+    /// device writes (a key such as `x|expected a number`) can change what is reported.
+    fn reject<E: de::Error>(&self, field: impl Into<String>, reason: Reason) -> E {
+        let first = self.error.take();
+        self.error
+            .set(first.or_else(|| Some(TelemetryError::new(field, reason))));
+        E::custom("message rejected")
+    }
+}
+
+/// Visitors that expect one kind of JSON value answer every other kind with their own
+/// wrong-type rejection (`Self::wrong_type`), so serde's `expecting` text is never needed.
+macro_rules! reject_scalars {
+    () => {
+        fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+            Err(self.wrong_type())
         }
-    }
-    TelemetryError::new("$", Reason::Json(text))
-}
-
-fn static_expected(text: &str) -> &'static str {
-    match text {
-        "expected an object" => "an object",
-        "expected an array" => "an array",
-        "expected a number" => "a number",
-        "expected an integer" => "an integer",
-        _ => "another type",
-    }
-}
-
-fn path_error<E: de::Error>(path: &str, what: &str) -> E {
-    E::custom(format!("@{path}|{what}"))
+        fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+            Err(self.wrong_type())
+        }
+        fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+            Err(self.wrong_type())
+        }
+        fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+            Err(self.wrong_type())
+        }
+        fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+            Err(self.wrong_type())
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Err(self.wrong_type())
+        }
+    };
 }
 
 struct RawMessage {
@@ -335,10 +388,14 @@ impl RawSample {
                 reason,
             ));
         }
-        if let Some(missing) = (0..channels.len()).find(|&i| values.seen & (1 << i) == 0) {
+        if let Some(missing) = channels
+            .iter()
+            .enumerate()
+            .find(|&(i, _)| values.seen & channel_bit(i) == 0)
+        {
             return Err(TelemetryError::new(
                 at.field("values"),
-                Reason::MissingChannel(channels[missing].clone()),
+                Reason::MissingChannel(missing.1.clone()),
             ));
         }
         Ok(Sample {
@@ -347,6 +404,14 @@ impl RawSample {
             values: values.values,
         })
     }
+}
+
+/// The bit of channel `index` in a sample's seen-mask (profiles have at most 64 channels).
+fn channel_bit(index: usize) -> u64 {
+    u32::try_from(index)
+        .ok()
+        .and_then(|i| 1u64.checked_shl(i))
+        .unwrap_or(0)
 }
 
 /// Where in a message a sample stands. Field paths are only formatted for an error: a batch of
@@ -394,15 +459,15 @@ fn integer(value: Option<Num>, at: At, name: &str) -> Result<u64, TelemetryError
     }
 }
 
-struct MessageSeed<'c> {
-    channels: &'c [String],
+struct MessageSeed<'a, 'c> {
+    ctx: &'a Ctx<'c>,
 }
 
-impl<'de> DeserializeSeed<'de> for MessageSeed<'_> {
+impl<'de> DeserializeSeed<'de> for MessageSeed<'_, '_> {
     type Value = RawMessage;
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<RawMessage, D::Error> {
-        d.deserialize_map(SampleVisitor {
-            channels: self.channels,
+        d.deserialize_any(SampleVisitor {
+            ctx: self.ctx,
             at: At::Message,
         })
         .map(|(sample, samples)| RawMessage {
@@ -412,16 +477,32 @@ impl<'de> DeserializeSeed<'de> for MessageSeed<'_> {
     }
 }
 
-struct SampleVisitor<'c> {
-    channels: &'c [String],
+struct SampleVisitor<'a, 'c> {
+    ctx: &'a Ctx<'c>,
     at: At,
 }
 
-impl<'de> Visitor<'de> for SampleVisitor<'_> {
+impl SampleVisitor<'_, '_> {
+    fn wrong_type<E: de::Error>(&self) -> E {
+        self.ctx
+            .reject(self.at.to_string(), Reason::WrongType("an object"))
+    }
+}
+
+/// The keys a sample (or the message) may hold, each at most once.
+const SAMPLE_KEYS: [&str; 4] = ["seq", "ts", "values", "samples"];
+
+impl<'de> Visitor<'de> for SampleVisitor<'_, '_> {
     type Value = (Option<RawSample>, Option<Vec<RawSample>>);
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "@{}|expected an object", self.at)
+        f.write_str("a sample object")
+    }
+
+    reject_scalars!();
+
+    fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<Self::Value, A::Error> {
+        Err(self.wrong_type())
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
@@ -431,40 +512,35 @@ impl<'de> Visitor<'de> for SampleVisitor<'_> {
             ts: None,
             values: None,
         };
-        let mut any_sample_field = false;
+        let mut seen = [false; SAMPLE_KEYS.len()];
         let mut samples = None;
         while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-            match key.as_ref() {
-                "seq" => {
-                    sample.seq = Some(map.next_value::<NumSeed>()?.0);
-                    any_sample_field = true;
-                }
-                "ts" => {
-                    sample.ts = Some(map.next_value::<NumSeed>()?.0);
-                    any_sample_field = true;
-                }
+            let known = SAMPLE_KEYS
+                .iter()
+                .position(|k| *k == key.as_ref())
+                .filter(|&i| top_level || SAMPLE_KEYS[i] != "samples");
+            let Some(index) = known else {
+                // Identity comes from the topic alone: a `device` key is as unknown as any.
+                return Err(self
+                    .ctx
+                    .reject(self.at.field(&quoted_key(&key)), Reason::UnknownField));
+            };
+            if std::mem::replace(&mut seen[index], true) {
+                return Err(self.ctx.reject(self.at.field(&key), Reason::DuplicateKey));
+            }
+            match SAMPLE_KEYS[index] {
+                "seq" => sample.seq = Some(map.next_value::<NumSeed>()?.0),
+                "ts" => sample.ts = Some(map.next_value::<NumSeed>()?.0),
                 "values" => {
                     sample.values = Some(map.next_value_seed(ValuesSeed {
-                        channels: self.channels,
+                        ctx: self.ctx,
                         at: self.at,
                     })?);
-                    any_sample_field = true;
                 }
-                "samples" if top_level => {
-                    samples = Some(map.next_value_seed(BatchSeed {
-                        channels: self.channels,
-                    })?);
-                }
-                // The IoT rule may add the device (from the topic) and a receive time; both
-                // are set by the rule, not trusted from here, and ignored by the parser.
-                "device" | "received_at" if top_level => {
-                    map.next_value::<IgnoredAny>()?;
-                }
-                other => {
-                    return Err(path_error(&self.at.field(other), "unknown field"));
-                }
+                _ => samples = Some(map.next_value_seed(BatchSeed { ctx: self.ctx })?),
             }
         }
+        let any_sample_field = seen[..3].iter().any(|&s| s);
         Ok((any_sample_field.then_some(sample), samples))
     }
 }
@@ -483,11 +559,7 @@ impl<'de> de::Deserialize<'de> for NumSeed {
                 Ok(Num::Unsigned(v))
             }
             fn visit_i64<E>(self, v: i64) -> Result<Num, E> {
-                Ok(if v >= 0 {
-                    Num::Unsigned(v as u64)
-                } else {
-                    Num::Signed(v)
-                })
+                Ok(u64::try_from(v).map_or(Num::Signed(v), Num::Unsigned))
             }
             fn visit_f64<E>(self, v: f64) -> Result<Num, E> {
                 Ok(Num::Float(v))
@@ -514,22 +586,35 @@ impl<'de> de::Deserialize<'de> for NumSeed {
     }
 }
 
-struct BatchSeed<'c> {
-    channels: &'c [String],
+struct BatchSeed<'a, 'c> {
+    ctx: &'a Ctx<'c>,
 }
 
-impl<'de> DeserializeSeed<'de> for BatchSeed<'_> {
+impl BatchSeed<'_, '_> {
+    fn wrong_type<E: de::Error>(&self) -> E {
+        self.ctx.reject("samples", Reason::WrongType("an array"))
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for BatchSeed<'_, '_> {
     type Value = Vec<RawSample>;
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_seq(self)
+        d.deserialize_any(self)
     }
 }
 
-impl<'de> Visitor<'de> for BatchSeed<'_> {
+impl<'de> Visitor<'de> for BatchSeed<'_, '_> {
     type Value = Vec<RawSample>;
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("@samples|expected an array")
+        f.write_str("an array of samples")
     }
+
+    reject_scalars!();
+
+    fn visit_map<A: MapAccess<'de>>(self, _: A) -> Result<Self::Value, A::Error> {
+        Err(self.wrong_type())
+    }
+
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         let mut out =
             Vec::with_capacity(seq.size_hint().unwrap_or(16).min(MAX_SAMPLES_PER_MESSAGE));
@@ -537,12 +622,12 @@ impl<'de> Visitor<'de> for BatchSeed<'_> {
             if out.len() == MAX_SAMPLES_PER_MESSAGE {
                 // One more element means the batch is too large; stop reading it right here.
                 if seq.next_element::<IgnoredAny>()?.is_some() {
-                    return Err(path_error("samples", "too many samples"));
+                    return Err(self.ctx.reject("samples", Reason::TooManySamples));
                 }
                 return Ok(out);
             }
             let visitor = SampleVisitor {
-                channels: self.channels,
+                ctx: self.ctx,
                 at: At::Sample(out.len()),
             };
             match seq.next_element_seed(SampleSeed(visitor))? {
@@ -553,12 +638,12 @@ impl<'de> Visitor<'de> for BatchSeed<'_> {
     }
 }
 
-struct SampleSeed<'c>(SampleVisitor<'c>);
+struct SampleSeed<'a, 'c>(SampleVisitor<'a, 'c>);
 
-impl<'de> DeserializeSeed<'de> for SampleSeed<'_> {
+impl<'de> DeserializeSeed<'de> for SampleSeed<'_, '_> {
     type Value = RawSample;
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<RawSample, D::Error> {
-        d.deserialize_map(self.0).map(|(sample, _)| {
+        d.deserialize_any(self.0).map(|(sample, _)| {
             sample.unwrap_or(RawSample {
                 seq: None,
                 ts: None,
@@ -568,26 +653,41 @@ impl<'de> DeserializeSeed<'de> for SampleSeed<'_> {
     }
 }
 
-struct ValuesSeed<'c> {
-    channels: &'c [String],
+struct ValuesSeed<'a, 'c> {
+    ctx: &'a Ctx<'c>,
     at: At,
 }
 
-impl<'de> DeserializeSeed<'de> for ValuesSeed<'_> {
-    type Value = RawValues;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<RawValues, D::Error> {
-        d.deserialize_map(self)
+impl ValuesSeed<'_, '_> {
+    fn wrong_type<E: de::Error>(&self) -> E {
+        self.ctx
+            .reject(self.at.field("values"), Reason::WrongType("an object"))
     }
 }
 
-impl<'de> Visitor<'de> for ValuesSeed<'_> {
+impl<'de> DeserializeSeed<'de> for ValuesSeed<'_, '_> {
+    type Value = RawValues;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<RawValues, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ValuesSeed<'_, '_> {
     type Value = RawValues;
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "@{}|expected an object", self.at.field("values"))
+        f.write_str("an object of channel values")
     }
+
+    reject_scalars!();
+
+    fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<Self::Value, A::Error> {
+        Err(self.wrong_type())
+    }
+
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawValues, A::Error> {
+        let channels = self.ctx.channels;
         let mut out = RawValues {
-            values: vec![0.0; self.channels.len()],
+            values: vec![0.0; channels.len()],
             seen: 0,
             problem: None,
         };
@@ -596,18 +696,20 @@ impl<'de> Visitor<'de> for ValuesSeed<'_> {
             if out.problem.is_some() {
                 continue;
             }
-            let Some(index) = self.channels.iter().position(|c| c == key.as_ref()) else {
+            let Some(index) = channels.iter().position(|c| c == key.as_ref()) else {
+                let quoted = quoted_key(&key).into_owned();
                 out.problem = Some((
-                    key.to_string(),
-                    Reason::UnknownChannel(key.to_string(), self.channels.join(",")),
+                    quoted.clone(),
+                    Reason::UnknownChannel(quoted, channels.join(",")),
                 ));
                 continue;
             };
-            if out.seen & (1 << index) != 0 {
+            let bit = channel_bit(index);
+            if out.seen & bit != 0 {
                 out.problem = Some((key.to_string(), Reason::RepeatedChannel));
                 continue;
             }
-            out.seen |= 1 << index;
+            out.seen |= bit;
             let number = match value {
                 Num::Unsigned(v) => v as f64,
                 Num::Signed(v) => v as f64,
@@ -622,7 +724,9 @@ impl<'de> Visitor<'de> for ValuesSeed<'_> {
                 out.problem = Some((key.to_string(), Reason::NotFinite));
                 continue;
             }
-            out.values[index] = narrowed;
+            if let Some(slot) = out.values.get_mut(index) {
+                *slot = narrowed;
+            }
         }
         Ok(out)
     }
@@ -692,14 +796,110 @@ mod tests {
     }
 
     #[test]
-    fn parses_batch_and_ignores_rule_fields() {
+    fn parses_batch() {
         let s = parse_message(
-            br#"{"device":"spoofed","samples":[{"seq":1,"ts":5,"values":{"TS1":1,"TS2":2}},{"seq":2,"ts":6,"values":{"TS1":3,"TS2":4}}]}"#,
+            br#"{"samples":[{"seq":1,"ts":5,"values":{"TS1":1,"TS2":2}},{"seq":2,"ts":6,"values":{"TS1":3,"TS2":4}}]}"#,
             &channels(),
         )
         .unwrap();
         assert_eq!(s.len(), 2);
         assert_eq!(s[1].values, vec![3.0, 4.0]);
+    }
+
+    #[test]
+    fn a_payload_never_names_its_device() {
+        // Identity is the topic's; a payload claiming one is refused, on every path alike.
+        for payload in [
+            r#"{"device":"other","seq":1,"ts":5,"values":{"TS1":1,"TS2":2}}"#,
+            r#"{"samples":[{"seq":1,"ts":5,"values":{"TS1":1,"TS2":2}}],"device":"other"}"#,
+            r#"{"received_at":1,"seq":1,"ts":5,"values":{"TS1":1,"TS2":2}}"#,
+            r#"{"payload":"e30=","seq":1,"ts":5,"values":{"TS1":1,"TS2":2}}"#,
+        ] {
+            let e = err(payload);
+            assert_eq!(e.code(), "unknown_field", "{payload}");
+        }
+    }
+
+    #[test]
+    fn duplicate_keys_are_rejected_wherever_they_are() {
+        let ok_values = r#"{"TS1":1,"TS2":2}"#;
+        let cases = [
+            (
+                format!(r#"{{"seq":1,"seq":2,"ts":5,"values":{ok_values}}}"#),
+                "seq",
+            ),
+            (
+                format!(r#"{{"seq":1,"ts":5,"ts":5,"values":{ok_values}}}"#),
+                "ts",
+            ),
+            (
+                format!(r#"{{"seq":1,"ts":5,"values":{ok_values},"values":{ok_values}}}"#),
+                "values",
+            ),
+            (
+                format!(r#"{{"samples":[{{"seq":1,"ts":5,"values":{ok_values}}}],"samples":[]}}"#),
+                "samples",
+            ),
+            (
+                format!(r#"{{"samples":[{{"seq":1,"ts":5,"seq":9,"values":{ok_values}}}]}}"#),
+                "samples[0].seq",
+            ),
+        ];
+        for (payload, field) in &cases {
+            let e = err(payload);
+            assert_eq!(
+                (e.code(), e.field.as_str()),
+                ("duplicate_key", *field),
+                "{payload}"
+            );
+        }
+        // A channel twice has its own, older code.
+        let e = err(r#"{"seq":1,"ts":5,"values":{"TS1":1,"TS2":2,"TS2":3}}"#);
+        assert_eq!(e.code(), "repeated_channel");
+    }
+
+    #[test]
+    fn keys_that_look_like_error_text_change_nothing() {
+        // Codes and fields are data: text a device puts in a key is quoted, never interpreted.
+        for key in [
+            "x|expected a number",
+            "@seq|expected an integer",
+            "|unknown field",
+            "samples|too many samples",
+            ", expected @ts|expected a number",
+        ] {
+            let escaped = serde_json::to_string(key).unwrap();
+            let e = err(&format!(
+                r#"{{"seq":1,"ts":5,"values":{{"TS1":1,"TS2":2}},{escaped}:1}}"#
+            ));
+            assert_eq!(
+                (e.code(), e.field.as_str()),
+                ("unknown_field", key),
+                "{key}"
+            );
+            assert_eq!(e.reason, Reason::UnknownField);
+            let e = err(&format!(
+                r#"{{"seq":1,"ts":5,"values":{{"TS1":1,"TS2":2,{escaped}:1}}}}"#
+            ));
+            assert_eq!(e.code(), "unknown_channel", "{key}");
+            assert_eq!(e.field, format!("values.{key}"));
+            let e = err(&format!(
+                r#"{{"samples":[{{"seq":1,"ts":5,"values":{{"TS1":1,"TS2":2}},{escaped}:"x"}}]}}"#
+            ));
+            assert_eq!(e.code(), "unknown_field", "{key}");
+            assert_eq!(e.field, format!("samples[0].{key}"));
+        }
+        // A long key is quoted, not carried whole.
+        let long = "k".repeat(10_000);
+        let e = err(&format!(
+            r#"{{"seq":1,"ts":5,"values":{{"TS1":1,"TS2":2}},"{long}":1}}"#
+        ));
+        assert!(
+            e.field.chars().count() <= MAX_KEY_IN_FIELD + 1,
+            "{}",
+            e.field.len()
+        );
+        assert!(e.to_string().len() < 200);
     }
 
     #[test]

@@ -10,6 +10,7 @@ use vigil_core::pipeline::{Counters, MessageOutcome};
 use vigil_core::ports::{AlertEvent, Rejected, WindowResult};
 use vigil_core::{CompiledProfile, Message, Pipeline, PipelineConfig, Ports};
 
+use crate::dead_letters::CountedRejects;
 use crate::event::{parse_event, BadEnvelope, Trigger, UnsupportedEvent};
 use crate::metrics::{emf, InvocationMetrics};
 
@@ -152,6 +153,10 @@ pub async fn handle_detailed(app: &App<'_>, event: &Value, inv: &Invocation) -> 
         }
     };
     handled.trigger = Some(parsed.trigger);
+    // Every dead letter of this invocation goes through the counter, from either path.
+    let rejects = CountedRejects::new(app.ports.rejects);
+    let mut ports = app.ports;
+    ports.rejects = &rejects;
     let mut counters = Counters::default();
     let mut outcomes: Vec<Option<RecordOutcome>> = vec![None; parsed.records.len()];
     let mut messages: Vec<Message> = Vec::new();
@@ -165,7 +170,8 @@ pub async fn handle_detailed(app: &App<'_>, event: &Value, inv: &Invocation) -> 
             }
             Err(bad) => {
                 counters.messages += 1;
-                outcomes[i] = Some(reject_envelope(app, inv, &record.id, bad, &mut counters).await);
+                outcomes[i] =
+                    Some(reject_envelope(&ports, inv, &record.id, bad, &mut counters).await);
             }
         }
     }
@@ -177,7 +183,7 @@ pub async fn handle_detailed(app: &App<'_>, event: &Value, inv: &Invocation) -> 
             lease_ms: lease_ms(inv, now),
             ..PipelineConfig::default()
         };
-        match Pipeline::new(app.profiles, app.ports, config) {
+        match Pipeline::new(app.profiles, ports, config) {
             Ok(pipeline) => {
                 let report = pipeline.process(&messages, now).await;
                 counters.merge(&report.counters);
@@ -245,12 +251,13 @@ pub async fn handle_detailed(app: &App<'_>, event: &Value, inv: &Invocation) -> 
         })
         .collect();
     handled.metrics.counters = counters;
+    handled.metrics.dead_letters_undelivered = rejects.undelivered();
     handled.response = response(parsed.trigger, &handled.outcomes);
     finish(app, handled, started, parsed.trigger.as_str())
 }
 
 async fn reject_envelope(
-    app: &App<'_>,
+    ports: &Ports<'_>,
     inv: &Invocation,
     id: &str,
     bad: &BadEnvelope,
@@ -263,7 +270,7 @@ async fn reject_envelope(
         payload: bad.payload.clone(),
     };
     let device = bad.device.as_ref().map_or("", |d| d.as_str());
-    match app.ports.rejects.reject(&rejected).await {
+    match ports.rejects.reject(&rejected).await {
         Ok(()) => {
             tracing::warn!(request_id = %inv.request_id, device, message_id = id, code = bad.error.code(), field = %bad.error.field, reason = %bad.error.reason, "message rejected");
             counters.rejected += 1;

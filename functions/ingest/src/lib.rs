@@ -5,6 +5,7 @@
 //! [`handler::handle`] for every event.
 
 pub mod config;
+pub mod dead_letters;
 pub mod event;
 pub mod handler;
 pub mod metrics;

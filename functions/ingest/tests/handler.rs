@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use base64::Engine as _;
-use serde_json::{json, Value};
+use serde_json::json;
 use vigil_core::memory::MemoryPorts;
 use vigil_core::ports::{PortError, RejectSink, Rejected};
 use vigil_core::scorer::ZScoreScorer;
@@ -69,8 +69,8 @@ async fn sqs_batches_report_only_failed_records() {
     let good = json!({"device": "d1", "payload": b64(&sample(0))}).to_string();
     let event = json!({"Records": [
         {"eventSource": "aws:sqs", "messageId": "ok", "body": good},
-        {"eventSource": "aws:sqs", "messageId": "bad", "body": "{\"device\": \"d1\", \"seq\": \"x\"}"},
-        {"eventSource": "aws:sqs", "messageId": "nodevice", "body": sample(1)},
+        {"eventSource": "aws:sqs", "messageId": "bad", "body": json!({"device": "d1", "payload": b64(r#"{"seq":"x","ts":1,"values":{"a":1}}"#)}).to_string()},
+        {"eventSource": "aws:sqs", "messageId": "nodevice", "body": json!({"payload": b64(&sample(1))}).to_string()},
     ]});
     let h = handle_detailed(&app(&profiles, &mem), &event, &inv()).await;
     assert_eq!(h.response.unwrap(), json!({"batchItemFailures": []}));
@@ -121,12 +121,23 @@ async fn a_bad_message_that_cannot_be_dead_lettered_is_retried() {
     let event = json!({"Records": [
         {"eventSource": "aws:sqs", "messageId": "bad", "body": "nope"},
         {"eventSource": "aws:sqs", "messageId": "ok", "body": json!({"device": "d1", "payload": b64(&sample(0))}).to_string()},
+        {"eventSource": "aws:sqs", "messageId": "bad-payload", "body": json!({"device": "d1", "payload": b64("{}")}).to_string()},
     ]});
     let h = handle_detailed(&app, &event, &inv()).await;
+    // Only the two whose dead letter failed are retried (within the queue's redrive bound);
+    // the rest of the batch is processed, and nothing counts as rejected that was not delivered.
     assert_eq!(
         h.response.unwrap(),
-        json!({"batchItemFailures": [{"itemIdentifier": "bad"}]})
+        json!({"batchItemFailures": [{"itemIdentifier": "bad"}, {"itemIdentifier": "bad-payload"}]})
     );
+    assert!(matches!(
+        h.outcomes[1].1,
+        RecordOutcome::Accepted { samples: 1, .. }
+    ));
+    assert_eq!(h.metrics.counters.rejected, 0);
+    assert!(h.metrics.counters.rejects_by_reason.is_empty());
+    assert_eq!(h.metrics.dead_letters_undelivered, 2);
+    assert_eq!(h.emf["DeadLettersUndelivered"], 2.0);
     // Direct mode: the invocation fails, retryable, so Lambda retries the event.
     let h = handle_detailed(&app, &json!({"device": "d1", "payload": "%%"}), &inv()).await;
     match h.response {
@@ -144,9 +155,12 @@ async fn direct_events_answer_with_their_outcome_and_close_windows() {
     let profiles = profiles();
     let mem = MemoryPorts::new();
     let app = app(&profiles, &mem);
-    let mut star: Value = serde_json::from_str(&sample(0)).unwrap();
-    star["device"] = json!("d1");
-    let h = handle_detailed(&app, &star, &inv()).await;
+    let h = handle_detailed(
+        &app,
+        &json!({"device": "d1", "payload": b64(&sample(0))}),
+        &inv(),
+    )
+    .await;
     assert_eq!(
         h.response.unwrap(),
         json!({"status": "accepted", "samples": 1, "duplicates": 0, "late": 0})

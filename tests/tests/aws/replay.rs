@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde_json::{json, Value};
 use vigil_core::memory::MemoryPorts;
 use vigil_core::{DeviceId, Message, Pipeline, PipelineConfig};
-use vigil_tests::fixture::{direct_b64, direct_star, one, s, sqs_batch, Fixture, Options};
+use vigil_tests::fixture::{direct_b64, one, s, sqs_batch, Fixture, Options};
 use vigil_tests::{condition_results, Rng};
 
 use crate::cycles;
@@ -71,11 +71,7 @@ async fn replay_with_duplicates_and_reordering_scores_each_window_once() {
             .iter()
             .enumerate()
             .map(|(k, &i)| {
-                let body = if k % 2 == 0 {
-                    direct_b64(&thing, &one(&samples[i]))
-                } else {
-                    direct_star(&thing, &one(&samples[i]))
-                };
+                let body = direct_b64(&thing, &one(&samples[i]));
                 (format!("m-{b}-{k}"), body)
             })
             .collect();
