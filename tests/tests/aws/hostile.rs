@@ -72,7 +72,11 @@ async fn a_60_kb_hostile_message_becomes_a_dead_letter_under_the_cap() {
     assert_eq!(h.metrics.dead_letters_undelivered, 0);
 
     let dead = fx.drain(&fx.rejects_queue_url).await;
-    assert_eq!(dead.len(), 4, "the reject counter counts what was delivered");
+    assert_eq!(
+        dead.len(),
+        4,
+        "the reject counter counts what was delivered"
+    );
     let envelope_bytes = big_envelope.to_string().into_bytes();
     for (body, attrs) in &dead {
         let size = serde_json::to_string(body).unwrap().len();
