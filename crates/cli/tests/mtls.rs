@@ -248,22 +248,6 @@ fn start_gateway_edge(
     (edge, broker, gateway, http)
 }
 
-/// One counter of the edge's /metrics.
-fn gateway_metric(http_port: u16, name: &str) -> u64 {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", http_port)).expect("monitor");
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: vigil\r\n\r\n")
-        .unwrap();
-    let mut text = String::new();
-    stream.read_to_string(&mut text).unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-        .unwrap_or_else(|| panic!("{name} missing from:\n{text}"))
-        .parse()
-        .unwrap()
-}
-
 /// The edge with its gateway, a device agent for `thing` with device.pem, and an observer of
 /// the broker behind the gateway.
 struct GatewayRun {
@@ -308,7 +292,7 @@ impl GatewayRun {
     }
 
     fn metric(&self, name: &str) -> u64 {
-        gateway_metric(self.http, name)
+        metric(self.http, name)
     }
 
     /// Waits for `name` to reach `at_least` (the agent keeps retrying), then stops the agent.

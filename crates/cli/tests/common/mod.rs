@@ -128,6 +128,22 @@ pub fn start_edge_with(port: u16, state: &Path, extra: &[std::ffi::OsString]) ->
     proc
 }
 
+/// One counter of the edge's /metrics (`--http` on `http_port`).
+pub fn metric(http_port: u16, name: &str) -> u64 {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", http_port)).expect("monitor");
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: vigil\r\n\r\n")
+        .unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("{name} missing from:\n{text}"))
+        .parse()
+        .unwrap()
+}
+
 /// Results seen on the condition topics: window → (count, completeness, filled).
 pub type Seen = Arc<Mutex<BTreeMap<(String, u64), Vec<(f64, u64)>>>>;
 
