@@ -128,6 +128,25 @@ pub fn start_edge_with(port: u16, state: &Path, extra: &[std::ffi::OsString]) ->
     proc
 }
 
+/// Runs to the end (within `deadline`), returning the exit code and stderr.
+pub fn run_to_end(mut cmd: Command, deadline: Duration) -> (Option<i32>, String) {
+    let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn vigil");
+    let stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        use std::io::Read;
+        let mut text = String::new();
+        let _ = std::io::BufReader::new(stderr).read_to_string(&mut text);
+        text
+    });
+    let mut proc = Proc::new(child, "vigil");
+    let status = proc.wait_exit(deadline);
+    (status.code(), reader.join().unwrap())
+}
+
 /// One counter of the edge's /metrics (`--http` on `http_port`).
 pub fn metric(http_port: u16, name: &str) -> u64 {
     use std::io::{Read, Write};
