@@ -296,8 +296,12 @@ fn reject_duplicate_seq(samples: &[Sample]) -> Result<(), TelemetryError> {
 /// does not carry the device's text at any length.
 pub const MAX_KEY_IN_FIELD: usize = 64;
 
-/// A key as quoted in a field path, cut to [`MAX_KEY_IN_FIELD`] characters.
+/// A key as quoted in a field path, cut to [`MAX_KEY_IN_FIELD`] characters; the empty key is
+/// shown as `""` so that a field never reads as nothing.
 pub fn quoted_key(key: &str) -> Cow<'_, str> {
+    if key.is_empty() {
+        return Cow::Borrowed("\"\"");
+    }
     match key.char_indices().nth(MAX_KEY_IN_FIELD) {
         None => Cow::Borrowed(key),
         Some((cut, _)) => Cow::Owned(format!("{}…", &key[..cut])),
@@ -889,6 +893,9 @@ mod tests {
             assert_eq!(e.code(), "unknown_field", "{key}");
             assert_eq!(e.field, format!("samples[0].{key}"));
         }
+        // The empty key is named, not an empty field (found by `make fuzz`).
+        let e = err(r#"{"seq":1,"ts":5,"values":{"TS1":1,"TS2":2},"":1}"#);
+        assert_eq!((e.code(), e.field.as_str()), ("unknown_field", "\"\""));
         // A long key is quoted, not carried whole.
         let long = "k".repeat(10_000);
         let e = err(&format!(
