@@ -166,3 +166,42 @@ impl RejectSink for MqttSinks {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Durability;
+
+    /// A publish the broker would refuse is refused here for good, before it reaches the
+    /// client (which would drop the connection and re-send it on every reconnect).
+    #[tokio::test]
+    async fn a_publish_over_the_packet_limit_is_refused_for_good_and_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = rumqttc::MqttOptions::new("vigil-test", "127.0.0.1", 1);
+        let (client, _eventloop) = AsyncClient::new(options, 4);
+        let sinks = MqttSinks {
+            client,
+            store: Arc::new(EdgeStore::open_dir(dir.path(), Durability::PerCommit).unwrap()),
+            counters: Arc::default(),
+            print_alerts: false,
+        };
+        let topic = rejected_topic("rig-001");
+        let fits = MAX_PACKET_BYTES - 4 - topic.len();
+        assert!(sinks
+            .send("rejects", topic.clone(), vec![b'x'; fits])
+            .await
+            .is_ok());
+        let e = sinks
+            .send("rejects", topic, vec![b'x'; fits + 1])
+            .await
+            .unwrap_err();
+        assert!(!e.retryable, "{e}");
+        assert!(e.to_string().contains("packet limit"), "{e}");
+        sinks.undelivered("m1", "rig-001", b"{}", &e);
+        assert_eq!(
+            sinks.counters.rejects_undelivered.load(Ordering::Relaxed),
+            1
+        );
+        assert_eq!(sinks.counters.rejects.load(Ordering::Relaxed), 0);
+    }
+}
