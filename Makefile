@@ -39,7 +39,7 @@ lint: ## rustfmt and clippy, warnings are errors
 fmt:
 	cargo fmt --all
 
-FUZZ_TARGETS ?= telemetry event
+FUZZ_TARGETS ?= telemetry event framer
 FUZZ_SECONDS ?= 60
 fuzz: ## Each fuzz target for FUZZ_SECONDS s (nightly + cargo-fuzz; see fuzz/README.md)
 	@rustup toolchain list 2>/dev/null | grep -q '^nightly' || { echo "make fuzz needs a nightly toolchain (rustup toolchain install nightly); make test runs the same targets on stable"; exit 2; }

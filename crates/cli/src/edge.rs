@@ -49,6 +49,11 @@ pub struct EdgeArgs {
     /// Finished windows kept per device (older ones are forgotten; late samples still count as late).
     #[arg(long, default_value_t = 64)]
     pub keep_windows: u64,
+    /// If the store (`vigil.redb`) cannot be opened (damaged, truncated), set it aside as
+    /// `vigil.redb.bad-<time>` and start with an empty one (open windows and device state are
+    /// lost; devices re-send what has no result yet).
+    #[arg(long)]
+    pub reset_store: bool,
     /// Print the stored `condition` shadows (JSON lines) and exit.
     #[arg(long)]
     pub shadows: bool,
@@ -133,6 +138,7 @@ pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
     config.exit_after_idle = args.exit_after_idle.map(Duration::from_secs_f64);
     config.print_alerts = true;
     config.http = args.http;
+    config.reset_store = args.reset_store;
     if let (Some(listen), Some(cert), Some(key), Some(device_certs)) = (
         args.tls_listen,
         &args.tls_cert,

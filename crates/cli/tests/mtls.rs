@@ -248,22 +248,6 @@ fn start_gateway_edge(
     (edge, broker, gateway, http)
 }
 
-/// One counter of the edge's /metrics.
-fn gateway_metric(http_port: u16, name: &str) -> u64 {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", http_port)).expect("monitor");
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: vigil\r\n\r\n")
-        .unwrap();
-    let mut text = String::new();
-    stream.read_to_string(&mut text).unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-        .unwrap_or_else(|| panic!("{name} missing from:\n{text}"))
-        .parse()
-        .unwrap()
-}
-
 /// The edge with its gateway, a device agent for `thing` with device.pem, and an observer of
 /// the broker behind the gateway.
 struct GatewayRun {
@@ -272,6 +256,7 @@ struct GatewayRun {
     observer: Observer,
     agent: Proc,
     http: u16,
+    gateway: u16,
 }
 
 impl GatewayRun {
@@ -304,11 +289,12 @@ impl GatewayRun {
             observer,
             agent,
             http,
+            gateway,
         }
     }
 
     fn metric(&self, name: &str) -> u64 {
-        gateway_metric(self.http, name)
+        metric(self.http, name)
     }
 
     /// Waits for `name` to reach `at_least` (the agent keeps retrying), then stops the agent.
@@ -379,4 +365,119 @@ fn with_a_device_ca_an_attached_certificate_from_another_issuer_is_refused() {
     assert_eq!(run.metric("vigil_gateway_unattached_certificates_total"), 0);
     assert_eq!(run.metric("vigil_gateway_connections_total"), 0);
     assert_eq!(run.observer.windows_of("tls-rig"), 0);
+}
+
+/// A thing named like the edge's own client (`vigil-edge`) could take over its broker session:
+/// `--device-certs` holding one stops the start with an error saying why.
+#[test]
+fn a_thing_named_like_the_edge_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("device-certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    std::fs::copy(tls_file("device.pem"), certs.join("vigil-edge.pem")).unwrap();
+    let mut cmd = Command::new(VIGIL);
+    cmd.args(["edge", "--listen"])
+        .arg(format!("127.0.0.1:{}", free_port()))
+        .arg("--state")
+        .arg(dir.path().join("edge"))
+        .arg("--tls-listen")
+        .arg(format!("127.0.0.1:{}", free_port()))
+        .arg("--tls-cert")
+        .arg(tls_file("endpoint.pem"))
+        .arg("--tls-key")
+        .arg(tls_file("endpoint.key"))
+        .arg("--device-certs")
+        .arg(&certs)
+        .env("VIGIL_LOG", "warn");
+    let (code, stderr) = run_to_end(cmd, Duration::from_secs(60));
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("vigil-edge.pem") && stderr.contains("reserved"),
+        "{stderr}"
+    );
+}
+
+/// A raw MQTT stream over the gateway's mutual TLS, as tls-rig (device.pem).
+async fn raw_device(gateway: u16) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for c in der("ca.pem") {
+        roots.add(c).expect("CA certificate");
+    }
+    let key = PrivateKeyDer::from_pem_file(tls_file("device.key")).expect("device key");
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(der("device.pem"), key)
+        .unwrap();
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", gateway))
+        .await
+        .expect("gateway");
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .expect("TLS handshake")
+}
+
+/// MQTT 3.1.1 CONNECT (clean session, keep-alive 60 s) with `client_id`.
+fn connect_packet(client_id: &str) -> Vec<u8> {
+    let id = client_id.as_bytes();
+    let mut p = vec![0x10, (12 + id.len()) as u8];
+    p.extend_from_slice(&[0, 4, b'M', b'Q', b'T', b'T', 4, 0x02, 0, 60]);
+    p.extend_from_slice(&(id.len() as u16).to_be_bytes());
+    p.extend_from_slice(id);
+    p
+}
+
+/// Sends `bytes`, then reads until the gateway closes the connection (bounded).
+async fn sent_and_closed(
+    stream: &mut tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+    bytes: &[u8],
+) -> Vec<u8> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream.write_all(bytes).await.unwrap();
+    stream.flush().await.unwrap();
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut got)).await;
+    assert!(read.is_ok(), "the gateway kept the connection open");
+    got
+}
+
+/// The edge's own client id through the gateway, and a packet over the size limit: each cuts
+/// the connection off and is counted; the edge's session is never displaced (one connection
+/// all along) and the honest device is scored.
+#[test]
+fn the_edge_s_client_id_and_oversize_packets_are_cut_off_and_counted() {
+    let mut run = GatewayRun::start(&[("tls-rig", "device.pem")], "tls-rig");
+    let gateway = run.gateway;
+    let rt = runtime();
+    rt.block_on(async {
+        // Posing as the edge: refused before the broker hears of it (no CONNACK).
+        let mut s = raw_device(gateway).await;
+        let got = sent_and_closed(&mut s, &connect_packet("vigil-edge")).await;
+        assert!(got.is_empty(), "{got:?}");
+
+        // As itself (CONNACK), then a PUBLISH announcing 1 MiB: refused from its header.
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = raw_device(gateway).await;
+        s.write_all(&connect_packet("tls-rig")).await.unwrap();
+        let mut connack = [0u8; 4];
+        tokio::time::timeout(Duration::from_secs(20), s.read_exact(&mut connack))
+            .await
+            .expect("CONNACK in time")
+            .expect("CONNACK");
+        assert_eq!(connack, [0x20, 0x02, 0x00, 0x00]);
+        let got = sent_and_closed(&mut s, &[0x32, 0x80, 0x80, 0x40, 0, 1, b'x']).await;
+        assert!(got.is_empty(), "{got:?}");
+    });
+    wait_until("both violations", Duration::from_secs(20), || {
+        run.metric("vigil_gateway_policy_violations_total") >= 2
+    });
+    let status = run.agent.wait_exit(Duration::from_secs(60));
+    assert!(status.success(), "vigil device exited with {status}");
+    run.observer.assert_exactly_once("tls-rig", 2);
+    assert_eq!(run.metric("vigil_edge_connections_total"), 1);
+    assert_eq!(run.metric("vigil_gateway_policy_violations_total"), 2);
 }

@@ -23,6 +23,7 @@ pub mod ports;
 pub mod profile;
 pub mod scorer;
 pub mod seq_guard;
+pub mod state_file;
 pub mod streaming;
 pub mod telemetry;
 pub mod transform;

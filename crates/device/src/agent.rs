@@ -38,7 +38,7 @@ use vigil_core::DeviceId;
 use vigil_datasets::Hydraulic;
 use vigil_mqtt::BrokerUrl;
 
-use crate::queue::{FullPolicy, Queue};
+use crate::queue::{FullPolicy, OpenOptions, Queue};
 
 #[derive(Debug, Args)]
 pub struct DeviceArgs {
@@ -88,9 +88,22 @@ pub struct DeviceArgs {
     /// Most samples kept unconfirmed on disk.
     #[arg(long, default_value_t = 1_000_000)]
     pub queue_max_samples: u64,
-    /// What to do when the queue is full.
+    /// What to do when the queue is full. `block` needs `--queue-max-samples` of at least
+    /// 2 × `--window-samples` + `--batch` (checked at start).
     #[arg(long, value_enum, default_value = "drop-oldest")]
     pub on_full: FullPolicy,
+    /// Samples per window of the thing's profile (60 for the hydraulic rig): only to check
+    /// that a blocking queue can hold what a window needs to be confirmed.
+    #[arg(long, default_value_t = 60)]
+    pub window_samples: u64,
+    /// The seq the next sample gets, for a queue that has none (new, or set aside): the seq
+    /// after this thing's last result. Needed when a thing's queue was lost.
+    #[arg(long, value_name = "SEQ")]
+    pub start_seq: Option<u64>,
+    /// If the queue file cannot be opened (damaged, truncated, empty), set it aside as
+    /// `queue.redb.bad-<time>` and start a new one (give --start-seq with it).
+    #[arg(long)]
+    pub reset_store: bool,
     /// Seconds without a new result, with samples sent and unconfirmed, before re-sending.
     #[arg(long, default_value_t = 60.0)]
     pub resend_after: f64,
@@ -147,6 +160,24 @@ impl Source {
 pub fn parse_broker(url: &str) -> anyhow::Result<(String, u16)> {
     let broker = BrokerUrl::parse(url).with_context(|| format!("--broker {url:?}"))?;
     Ok((broker.host, broker.port))
+}
+
+/// `--on-full block` waits for confirmations, and a confirmation needs a window's samples in
+/// the queue: a complete window is scored at once, an incomplete one only when seqs a window
+/// past its end arrive; and one message (`batch`) goes out whole. A smaller bound would wait
+/// for ever, so it is refused at start.
+pub fn check_block_bound(max_samples: u64, window: u64, batch: usize) -> anyhow::Result<()> {
+    let window = window.max(1);
+    let needed = 2 * window + batch as u64;
+    if max_samples < needed {
+        bail!(
+            "--on-full block with --queue-max-samples {max_samples}: needs at least {needed} \
+             (2 × --window-samples {window} + --batch {batch}); with less the queue fills before \
+             a window can be confirmed and the reader waits for ever. Raise the bound or use \
+             --on-full drop-oldest"
+        );
+    }
+    Ok(())
 }
 
 /// Small xorshift for backoff jitter (no need for a crypto RNG here).
@@ -265,30 +296,59 @@ fn read_source(
     } else {
         None
     };
+    // Readings not yet queued, each with how many source lines were read up to it (bad lines
+    // skipped count too), so that a part of them moves the source position exactly.
     let mut pending: Vec<(u64, Vec<f32>)> = Vec::new();
+    let mut lines_at: Vec<u64> = Vec::new();
     let mut consumed = 0u64;
-    let flush = |pending: &mut Vec<(u64, Vec<f32>)>, consumed: &mut u64| -> anyhow::Result<()> {
-        if pending.is_empty() && *consumed == 0 {
-            return Ok(());
-        }
-        if queue.policy() == FullPolicy::Block {
-            while queue.room()? < pending.len() as u64 {
-                if stop.load(Ordering::Relaxed) {
-                    return Ok(());
+    let flush = |pending: &mut Vec<(u64, Vec<f32>)>,
+                 lines_at: &mut Vec<u64>,
+                 consumed: &mut u64|
+     -> anyhow::Result<()> {
+        // Blocking: in steps of what fits (at least one sample), so that any bound the start
+        // check admits makes progress as confirmations come.
+        while !pending.is_empty() {
+            let take = match queue.policy() {
+                FullPolicy::Block => {
+                    let room = queue.room()?;
+                    if room == 0 {
+                        if stop.load(Ordering::Relaxed) {
+                            return Ok(());
+                        }
+                        std::thread::sleep(Duration::from_millis(20));
+                        continue;
+                    }
+                    pending
+                        .len()
+                        .min(usize::try_from(room).unwrap_or(usize::MAX))
                 }
-                std::thread::sleep(Duration::from_millis(50));
+                FullPolicy::DropOldest => pending.len(),
+            };
+            let lines = if take == pending.len() {
+                *consumed
+            } else {
+                lines_at[take - 1]
+            };
+            let (_, dropped) = queue.push(&pending[..take], lines)?;
+            if dropped > 0 {
+                tracing::warn!(
+                    dropped,
+                    "queue full: dropped the oldest unconfirmed samples"
+                );
             }
+            pending.drain(..take);
+            lines_at.drain(..take);
+            for l in lines_at.iter_mut() {
+                *l -= lines;
+            }
+            *consumed -= lines;
+            wake.notify_one();
         }
-        let (_, dropped) = queue.push(pending, *consumed)?;
-        if dropped > 0 {
-            tracing::warn!(
-                dropped,
-                "queue full: dropped the oldest unconfirmed samples"
-            );
+        if *consumed > 0 {
+            // Only bad lines left: the position moves past them.
+            queue.push(&[], *consumed)?;
+            *consumed = 0;
         }
-        pending.clear();
-        *consumed = 0;
-        wake.notify_one();
         Ok(())
     };
     let mut next_at = Instant::now();
@@ -296,14 +356,17 @@ fn read_source(
         if stop.load(Ordering::Relaxed) {
             break;
         }
+        consumed += 1;
         match reading {
-            Ok(r) => pending.push(r),
+            Ok(r) => {
+                pending.push(r);
+                lines_at.push(consumed);
+            }
             Err(e) => tracing::warn!(error = %e, "skipping a bad reading"),
         }
-        consumed += 1;
         let batch_limit = if interval.is_some() { 1 } else { 500 };
         if pending.len() >= batch_limit {
-            flush(&mut pending, &mut consumed)?;
+            flush(&mut pending, &mut lines_at, &mut consumed)?;
         }
         if let Some(iv) = interval {
             next_at += iv;
@@ -313,7 +376,7 @@ fn read_source(
             }
         }
     }
-    flush(&mut pending, &mut consumed)?;
+    flush(&mut pending, &mut lines_at, &mut consumed)?;
     Ok(())
 }
 
@@ -390,10 +453,17 @@ pub async fn run(args: DeviceArgs) -> anyhow::Result<()> {
     if args.batch == 0 || args.batch > vigil_core::telemetry::MAX_SAMPLES_PER_MESSAGE {
         bail!("--batch {} must be within 1..=2048", args.batch);
     }
-    let queue = Arc::new(Queue::open(
+    if args.on_full == FullPolicy::Block {
+        check_block_bound(args.queue_max_samples, args.window_samples, args.batch)?;
+    }
+    let queue = Arc::new(Queue::open_with(
         &args.state,
         args.queue_max_samples,
         args.on_full,
+        OpenOptions {
+            start_seq: args.start_seq,
+            reset_store: args.reset_store,
+        },
     )?);
     let wake = Arc::new(Notify::new());
     let stop = Arc::new(AtomicBool::new(false));
@@ -703,6 +773,13 @@ mod tests {
             parse_broker("localhost").unwrap(),
             ("localhost".into(), 1883)
         );
+    }
+
+    #[test]
+    fn a_blocking_queue_too_small_for_a_window_is_refused_at_start() {
+        let e = check_block_bound(100, 60, 10).unwrap_err().to_string();
+        assert!(e.contains("needs at least 130"), "{e}");
+        assert!(check_block_bound(130, 60, 10).is_ok());
     }
 
     #[test]

@@ -14,11 +14,15 @@
 //! Bound: at most `max_samples` samples. When full, [`FullPolicy::DropOldest`] removes the
 //! oldest samples to make room and counts them in `dropped` (persisted, logged);
 //! [`FullPolicy::Block`] makes the reader wait for confirmations instead.
+//!
+//! A file that cannot be read (damaged, truncated, empty) is an error naming it and the way
+//! out, never a panic and never a silent restart at seq 0 — which would have the pipeline drop
+//! every later sample as a duplicate of one it had. See [`OpenOptions`].
 
 use std::ops::Range;
 use std::path::Path;
 
-use anyhow::Context;
+use anyhow::{bail, Context};
 use redb::{
     Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
 };
@@ -70,13 +74,58 @@ fn encode(sample: &Sample) -> Vec<u8> {
     out
 }
 
-fn decode(seq: u64, bytes: &[u8]) -> Sample {
-    let ts = u64::from_le_bytes(bytes[..8].try_into().unwrap_or([0; 8]));
-    let values = bytes[8..]
+fn decode(seq: u64, bytes: &[u8]) -> anyhow::Result<Sample> {
+    let (ts, values) = bytes
+        .split_first_chunk::<8>()
+        .filter(|(_, rest)| rest.len() % 4 == 0)
+        .with_context(|| format!("queued sample {seq}: {} bytes is not a sample", bytes.len()))?;
+    let values = values
         .chunks_exact(4)
         .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
         .collect();
-    Sample { seq, ts, values }
+    Ok(Sample {
+        seq,
+        ts: u64::from_le_bytes(*ts),
+        values,
+    })
+}
+
+/// How to open a queue whose file is new, empty or damaged (`--start-seq`, `--reset-store`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct OpenOptions {
+    /// The seq the next sample gets, for a queue that has none yet (new, or set aside): the
+    /// seq after this thing's last result. Refused if below the queue's own next seq.
+    pub start_seq: Option<u64>,
+    /// Set a file that cannot be opened aside (`queue.redb.bad-<time>`) and start a new one.
+    pub reset_store: bool,
+}
+
+/// The way out, for errors about the file.
+const WAY_OUT: &str = "restart with --start-seq N (the seq after this thing's last result, e.g. \
+    `seq_end` of its `condition` shadow or of `vigil edge --shadows`), adding --reset-store to \
+    set the file aside first (as queue.redb.bad-<time>); starting again at seq 0 would have the \
+    pipeline drop every sample up to its last seq as a duplicate";
+
+/// The file name of a queue in its state directory.
+pub const QUEUE_FILE: &str = "queue.redb";
+
+/// Opens the redb file; a panic or error of redb over a damaged file becomes an error.
+fn open_db(path: &Path) -> anyhow::Result<Database> {
+    match std::panic::catch_unwind(|| Database::create(path)) {
+        Ok(Ok(db)) => Ok(db),
+        Ok(Err(redb::DatabaseError::DatabaseAlreadyOpen)) => bail!(
+            "the device queue {} is already open (another `vigil device` for this thing?)",
+            path.display()
+        ),
+        Ok(Err(e)) => bail!(
+            "the device queue {} cannot be read ({e}): damaged or truncated; {WAY_OUT}",
+            path.display()
+        ),
+        Err(_) => bail!(
+            "the device queue {} cannot be read (its structure is damaged); {WAY_OUT}",
+            path.display()
+        ),
+    }
 }
 
 fn meta_get(table: &impl ReadableTable<&'static str, u64>, key: &str) -> anyhow::Result<u64> {
@@ -84,23 +133,85 @@ fn meta_get(table: &impl ReadableTable<&'static str, u64>, key: &str) -> anyhow:
 }
 
 impl Queue {
-    /// Opens (or creates) the queue in `dir`.
+    /// Opens (or creates) the queue in `dir`, refusing a damaged or empty file.
     pub fn open(dir: &Path, max_samples: u64, policy: FullPolicy) -> anyhow::Result<Self> {
+        Self::open_with(dir, max_samples, policy, OpenOptions::default())
+    }
+
+    /// [`Queue::open`] with what to do about a new, empty or damaged file. A new queue without
+    /// `start_seq` starts at seq 0 with a warning (right for a thing's first start only).
+    pub fn open_with(
+        dir: &Path,
+        max_samples: u64,
+        policy: FullPolicy,
+        options: OpenOptions,
+    ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        let path = dir.join("queue.redb");
-        let db = Database::create(&path)
-            .with_context(|| format!("opening the device queue {}", path.display()))?;
-        let tx = db.begin_write()?;
-        {
-            tx.open_table(SAMPLES)?;
-            tx.open_table(META)?;
+        let path = dir.join(QUEUE_FILE);
+        let set_aside = |why: &str| -> anyhow::Result<()> {
+            let aside = vigil_core::state_file::set_aside(&path)
+                .with_context(|| format!("setting {} aside", path.display()))?;
+            tracing::warn!(queue = %path.display(), set_aside = %aside.display(), "{why}: set aside, starting a new queue");
+            Ok(())
+        };
+        let empty = std::fs::metadata(&path).is_ok_and(|m| m.len() == 0);
+        if empty {
+            // redb would take a 0-byte file for a new one: the seq cursor would silently
+            // restart at 0.
+            match (options.reset_store, options.start_seq) {
+                (true, _) => set_aside("the device queue is empty")?,
+                (false, Some(_)) => {}
+                (false, None) => bail!(
+                    "the device queue {} is empty (0 bytes): the seq cursor it held is lost; {WAY_OUT}",
+                    path.display()
+                ),
+            }
         }
-        tx.commit()?;
-        Ok(Self {
+        let db = match open_db(&path) {
+            Ok(db) => db,
+            Err(e) if options.reset_store && path.exists() => {
+                set_aside(&format!("{e:#}"))?;
+                open_db(&path)?
+            }
+            Err(e) => return Err(e),
+        };
+        let queue = Self {
             db,
             max_samples: max_samples.max(1),
             policy,
-        })
+        };
+        queue
+            .init(options.start_seq)
+            .with_context(|| format!("the device queue {}", path.display()))?;
+        Ok(queue)
+    }
+
+    /// Creates the tables and sets the seq cursor of a queue that has none.
+    fn init(&self, start_seq: Option<u64>) -> anyhow::Result<()> {
+        let tx = self.db.begin_write()?;
+        {
+            tx.open_table(SAMPLES)?;
+            let mut meta = tx.open_table(META)?;
+            let next = meta.get("next_seq")?.map(|v| v.value());
+            match (next, start_seq) {
+                (Some(next), Some(start)) if start < next => bail!(
+                    "--start-seq {start} is below the queue's next seq {next} (seqs are never reused)"
+                ),
+                (_, Some(start)) => {
+                    meta.insert("next_seq", start)?;
+                }
+                (Some(_), None) => {}
+                (None, None) => {
+                    tracing::warn!(
+                        "a new device queue: seqs start at 0. Right for a thing's first start; if \
+                         this thing sent before (its queue was lost), {WAY_OUT}"
+                    );
+                    meta.insert("next_seq", 0)?;
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(())
     }
 
     pub fn policy(&self) -> FullPolicy {
@@ -185,7 +296,7 @@ impl Queue {
                 break;
             }
             let (k, v) = entry?;
-            out.push(decode(k.value(), v.value()));
+            out.push(decode(k.value(), v.value())?);
         }
         Ok(out)
     }
@@ -236,6 +347,93 @@ impl Queue {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn queue_with_samples(dir: &Path) {
+        let q = Queue::open(dir, 100, FullPolicy::DropOldest).unwrap();
+        q.push(&[(1, vec![1.0]), (2, vec![2.0])], 2).unwrap();
+    }
+
+    #[test]
+    fn an_empty_queue_file_is_refused_not_restarted_at_seq_0() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(QUEUE_FILE);
+        std::fs::write(&path, b"").unwrap();
+        let e = Queue::open(dir.path(), 100, FullPolicy::Block).unwrap_err();
+        let text = format!("{e:#}");
+        assert!(
+            text.contains("queue.redb") && text.contains("empty"),
+            "{text}"
+        );
+        assert!(
+            text.contains("--start-seq") && text.contains("--reset-store"),
+            "{text}"
+        );
+        // The way out: the next seq given, the file set aside.
+        let options = OpenOptions {
+            start_seq: Some(4_200),
+            reset_store: true,
+        };
+        let q = Queue::open_with(dir.path(), 100, FullPolicy::Block, options).unwrap();
+        assert_eq!(q.stats().unwrap().next_seq, 4_200);
+        let (seqs, _) = q.push(&[(1, vec![1.0])], 1).unwrap();
+        assert_eq!(seqs, 4_200..4_201);
+        let aside: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n.starts_with("queue.redb.bad-"))
+            .collect();
+        assert_eq!(aside.len(), 1, "{aside:?}");
+    }
+
+    #[test]
+    fn a_damaged_or_truncated_queue_is_a_clear_error_never_a_panic() {
+        for damage in ["garbage", "truncated", "zeroed"] {
+            let dir = tempfile::tempdir().unwrap();
+            queue_with_samples(dir.path());
+            let path = dir.path().join(QUEUE_FILE);
+            let bytes = std::fs::read(&path).unwrap();
+            let bad = match damage {
+                "garbage" => b"not a redb file at all, just text".repeat(100),
+                "truncated" => bytes[..bytes.len() / 3].to_vec(),
+                _ => {
+                    let mut b = bytes.clone();
+                    b[..512].fill(0);
+                    b
+                }
+            };
+            std::fs::write(&path, bad).unwrap();
+            let e = Queue::open(dir.path(), 100, FullPolicy::Block).unwrap_err();
+            let text = format!("{e:#}");
+            assert!(
+                text.contains(&path.display().to_string()),
+                "{damage}: {text}"
+            );
+            assert!(text.contains("--reset-store"), "{damage}: {text}");
+            let options = OpenOptions {
+                start_seq: Some(2),
+                reset_store: true,
+            };
+            let q = Queue::open_with(dir.path(), 100, FullPolicy::Block, options).unwrap();
+            assert_eq!(q.stats().unwrap().next_seq, 2, "{damage}");
+        }
+    }
+
+    #[test]
+    fn start_seq_never_goes_back() {
+        let dir = tempfile::tempdir().unwrap();
+        queue_with_samples(dir.path());
+        let back = OpenOptions {
+            start_seq: Some(1),
+            reset_store: false,
+        };
+        let e = Queue::open_with(dir.path(), 100, FullPolicy::Block, back).unwrap_err();
+        assert!(
+            format!("{e:#}").contains("below the queue's next seq 2"),
+            "{e:#}"
+        );
+        let q = Queue::open(dir.path(), 100, FullPolicy::Block).unwrap();
+        assert_eq!(q.stats().unwrap().next_seq, 2);
+    }
 
     #[test]
     fn seqs_survive_reopen_and_drop_oldest_counts() {

@@ -17,6 +17,11 @@
 //!   wildcards). Anything else closes the connection, as IoT Core does, and is logged and
 //!   counted. Packets are parsed with rumqttc's MQTT 3.1.1 codec and forwarded byte for byte;
 //!   what the broker sends goes back unchanged.
+//! - Client ids (so thing names) starting with [`RESERVED_CLIENT_PREFIX`] are the edge's own
+//!   (`vigil-edge`): a thing so named is refused at start and such a CONNECT is a violation, so
+//!   no device can take over the edge's broker session.
+//! - A packet whose header announces more than the packet limit is refused from the header
+//!   alone (a violation, counted), before its body is read.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -27,7 +32,6 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use bytes::BytesMut;
-use rumqttc::mqttbytes;
 use rumqttc::Packet;
 use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -41,6 +45,18 @@ use vigil_core::telemetry::{condition_topic, telemetry_topic, CONDITION_SHADOW};
 use vigil_core::DeviceId;
 
 use vigil_mqtt::MAX_PACKET_BYTES;
+
+use crate::mqtt_frames::{next_frame, FrameError};
+
+/// Client ids the edge's own connections use: no device may connect with one.
+pub const RESERVED_CLIENT_PREFIX: &str = "vigil-";
+
+/// Whether `id` is reserved for the edge's own clients (ASCII case ignored, so that a broker
+/// that folds case cannot be used to get round it).
+pub fn is_reserved_client_id(id: &str) -> bool {
+    id.get(..RESERVED_CLIENT_PREFIX.len())
+        .is_some_and(|p| p.eq_ignore_ascii_case(RESERVED_CLIENT_PREFIX))
+}
 
 /// A handshake that takes longer than this is dropped (a slow-loris guard).
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -278,6 +294,12 @@ fn attached_certificates(dir: &Path) -> anyhow::Result<HashMap<Vec<u8>, DeviceId
         let thing = DeviceId::new(stem.to_string()).map_err(|e| {
             anyhow::anyhow!("--device-certs: {}: not a thing name: {e}", path.display())
         })?;
+        if is_reserved_client_id(thing.as_str()) {
+            bail!(
+                "--device-certs: {}: thing names starting with {RESERVED_CLIENT_PREFIX:?} are reserved for the edge's own MQTT clients (a device named so could take over the edge's session); rename the thing",
+                path.display()
+            );
+        }
         let leaf = vigil_mqtt::tls::certificates("device-certs", &path)?.remove(0);
         if let Some(other) = attached.insert(leaf.as_ref().to_vec(), thing.clone()) {
             bail!("--device-certs: one certificate is attached to both {other} and {thing}");
@@ -301,6 +323,10 @@ pub enum Violation {
     ClientId { thing: String, got: String },
     #[error("a second CONNECT")]
     Reconnect,
+    #[error("client id {0:?} is reserved for the edge's own connections")]
+    Reserved(String),
+    #[error("a packet of {0} bytes, over the {max} byte limit", max = MAX_PACKET_BYTES)]
+    Oversize(usize),
     #[error("will on {0:?}, a topic this thing may not publish to")]
     Will(String),
     #[error("publish to {0:?}, which this thing may not")]
@@ -356,6 +382,9 @@ impl DevicePolicy {
         match packet {
             Packet::Connect(_) if connected => Err(Violation::Reconnect),
             Packet::Connect(c) => {
+                if is_reserved_client_id(&c.client_id) {
+                    return Err(Violation::Reserved(c.client_id.clone()));
+                }
                 if c.client_id != self.thing {
                     return Err(Violation::ClientId {
                         thing: self.thing.clone(),
@@ -472,15 +501,11 @@ impl<R: AsyncRead + Unpin> Framer<R> {
     /// The next packet; `None` when the stream ends (between packets or inside one).
     async fn next(&mut self) -> Result<Option<(BytesMut, Packet)>, Ended> {
         loop {
-            match mqttbytes::check(self.buf.iter(), MAX_PACKET_BYTES) {
-                Ok(header) => {
-                    let raw = self.buf.split_to(header.frame_length());
-                    let packet = Packet::read(&mut raw.clone(), MAX_PACKET_BYTES)
-                        .map_err(|e| Violation::Malformed(format!("{e:?}")))?;
-                    return Ok(Some((raw, packet)));
-                }
-                Err(mqttbytes::Error::InsufficientBytes(_)) => {}
-                Err(e) => return Err(Violation::Malformed(format!("{e:?}")).into()),
+            match next_frame(&mut self.buf, MAX_PACKET_BYTES) {
+                Ok(Some(frame)) => return Ok(Some(frame)),
+                Ok(None) => {}
+                Err(FrameError::Oversize(n)) => return Err(Violation::Oversize(n).into()),
+                Err(FrameError::Malformed(e)) => return Err(Violation::Malformed(e).into()),
             }
             if self.from.read_buf(&mut self.buf).await? == 0 {
                 return Ok(None);
@@ -653,6 +678,44 @@ mod tests {
             "{outcome:?}"
         );
         assert_eq!(forwarded, allowed.to_vec());
+    }
+
+    #[test]
+    fn the_edge_s_own_client_ids_are_refused_whatever_the_certificate() {
+        assert!(is_reserved_client_id("vigil-edge"));
+        assert!(is_reserved_client_id("VIGIL-edge"));
+        assert!(!is_reserved_client_id("vigil"));
+        assert!(!is_reserved_client_id("rig-001"));
+        // Even a policy for a thing so named (which `--device-certs` refuses at start).
+        let p = DevicePolicy::new(&DeviceId::new("vigil-edge").unwrap());
+        assert_eq!(
+            p.check(&connect("vigil-edge"), false),
+            Err(Violation::Reserved("vigil-edge".into()))
+        );
+        assert_eq!(
+            policy().check(&connect("vigil-edge"), false),
+            Err(Violation::Reserved("vigil-edge".into()))
+        );
+    }
+
+    #[tokio::test]
+    async fn an_oversize_packet_is_refused_from_its_header() {
+        let (mut writer, reader) = tokio::io::duplex(64);
+        let mut connect_bytes = BytesMut::new();
+        connect("rig-001")
+            .write(&mut connect_bytes, MAX_PACKET_BYTES)
+            .unwrap();
+        writer.write_all(&connect_bytes).await.unwrap();
+        // A PUBLISH header announcing 1 MiB, and no body: refused without waiting for it.
+        writer.write_all(&[0x32, 0x80, 0x80, 0x40]).await.unwrap();
+        let mut forwarded = Vec::new();
+        let outcome = forward_stream(reader, &mut forwarded, &policy()).await;
+        assert!(
+            matches!(outcome, Err(Ended::Policy(Violation::Oversize(1_048_576)))),
+            "{outcome:?}"
+        );
+        assert_eq!(forwarded, connect_bytes.to_vec());
+        drop(writer);
     }
 
     #[tokio::test]

@@ -6,6 +6,7 @@ pub mod broker;
 pub mod calibrate;
 pub mod gateway;
 pub mod monitor;
+pub mod mqtt_frames;
 mod runtime;
 pub mod sinks;
 pub mod store;

@@ -286,6 +286,11 @@ pub fn prometheus(stats: &EdgeStats, subscribed: bool, gateway: Option<&GatewayS
             stats.failed,
         ),
         (
+            "vigil_edge_dead_letters_undelivered_total",
+            "Dead letters that could not be published (logged; the message is acknowledged).",
+            stats.dead_letters_undelivered,
+        ),
+        (
             "vigil_edge_results_published_total",
             "Window results published.",
             stats.results_published,

@@ -63,6 +63,9 @@ pub struct EdgeConfig {
     pub http: Option<SocketAddr>,
     /// The mutual-TLS device gateway in front of the broker ([`gateway`]); none by default.
     pub gateway: Option<gateway::GatewayConfig>,
+    /// A store that cannot be opened is set aside and an empty one made (`--reset-store`);
+    /// without it, such a store stops the start with an error naming the file.
+    pub reset_store: bool,
 }
 
 impl EdgeConfig {
@@ -82,6 +85,7 @@ impl EdgeConfig {
             print_alerts: false,
             http: None,
             gateway: None,
+            reset_store: false,
         }
     }
 }
@@ -100,6 +104,9 @@ pub struct EdgeStats {
     pub invalid_topic: u64,
     /// Messages that failed for good (published as rejections with code `failed`).
     pub failed: u64,
+    /// Dead letters (rejections and failures) that could not be published: logged with the
+    /// payload's length and sha256, counted here, and the message still acknowledged.
+    pub dead_letters_undelivered: u64,
     pub results_published: u64,
     pub alerts_published: u64,
     pub rejects_published: u64,
@@ -365,8 +372,16 @@ pub async fn start_with(
     if config.batch_max == 0 {
         bail!("batch size must be at least 1");
     }
+    if config.gateway.is_some() && !gateway::is_reserved_client_id(&config.client_id) {
+        bail!(
+            "--client-id {:?}: with the device gateway the edge's client id must start with {:?} (reserved: no device may connect with it, so none can take over the edge's session)",
+            config.client_id,
+            gateway::RESERVED_CLIENT_PREFIX
+        );
+    }
 
-    let store = EdgeStore::open_dir(&config.state_dir, Durability::OnFlush)?;
+    let store =
+        EdgeStore::open_dir_or_reset(&config.state_dir, Durability::OnFlush, config.reset_store)?;
     let open_report = store.open_report();
     let store = Arc::new(store);
     // Bound before anything runs: a port in use is a start-up error, not a log line later.
@@ -825,19 +840,17 @@ impl Worker {
         }
     }
 
-    /// A message that failed for good goes where rejected ones go, with code `failed`.
+    /// A message that failed for good goes where rejected ones go, with code `failed` (a
+    /// document bounded by [`vigil_core::documents::MAX_DEAD_LETTER_BYTES`]). One that cannot
+    /// be published is counted and logged; the message is acknowledged all the same.
     async fn dead_letter(&self, runtime: &Runtime, m: &Message, error: &str) {
         let doc =
             vigil_core::documents::failure_document(&m.id, m.device.as_str(), error, &m.payload);
         let topic = mqtt::rejected_topic(m.device.as_str());
-        let body = serde_json::to_vec(&doc).expect("JSON value serializes");
-        if let Err(e) = runtime
-            .sinks
-            .client
-            .publish(topic, QoS::AtLeastOnce, false, body)
-            .await
-        {
-            tracing::warn!(error = %e, "edge: publishing a failed message");
+        if let Err(e) = runtime.sinks.send_dead_letter(topic, &doc).await {
+            runtime
+                .sinks
+                .undelivered(&m.id, m.device.as_str(), &m.payload, &e);
         }
     }
 
@@ -845,6 +858,8 @@ impl Worker {
         self.stats.results_published = self.counters.results.load(Ordering::Relaxed);
         self.stats.alerts_published = self.counters.alerts.load(Ordering::Relaxed);
         self.stats.rejects_published = self.counters.rejects.load(Ordering::Relaxed);
+        self.stats.dead_letters_undelivered =
+            self.counters.rejects_undelivered.load(Ordering::Relaxed);
         self.stats.connections = self.connections.load(Ordering::Relaxed);
         self.stats.uptime_s = self.started.elapsed().as_secs_f64();
         self.stats_tx.send_replace(self.stats.clone());

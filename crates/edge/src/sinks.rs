@@ -9,13 +9,13 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use rumqttc::{AsyncClient, QoS};
-use vigil_core::documents::{reject_document, shadow_document};
+use vigil_core::documents::{payload_sha256, reject_document, shadow_document};
 use vigil_core::ports::{
     AlertEvent, AlertSink, PortError, RejectSink, Rejected, ResultSink, WindowResult,
 };
 use vigil_core::telemetry::condition_topic;
 
-use vigil_mqtt::{alerts_topic, rejected_topic, shadow_update_topic};
+use vigil_mqtt::{alerts_topic, rejected_topic, shadow_update_topic, MAX_PACKET_BYTES};
 
 use crate::store::EdgeStore;
 
@@ -25,6 +25,8 @@ pub struct SinkCounters {
     pub results: AtomicU64,
     pub alerts: AtomicU64,
     pub rejects: AtomicU64,
+    /// Dead letters that could not be published (counted, logged, never retried).
+    pub rejects_undelivered: AtomicU64,
 }
 
 pub struct MqttSinks {
@@ -42,11 +44,49 @@ impl MqttSinks {
         topic: String,
         payload: Vec<u8>,
     ) -> Result<(), PortError> {
+        // What the broker would refuse drops the connection, and the client re-sends it on the
+        // next one, and the next: refused here instead, for good.
+        let remaining = 2 + topic.len() + 2 + payload.len();
+        if remaining > MAX_PACKET_BYTES {
+            return Err(PortError::permanent(
+                port,
+                format!("publish to {topic}: {remaining} bytes, over the broker's {MAX_PACKET_BYTES} byte packet limit"),
+            ));
+        }
         self.client
             .publish(topic.clone(), QoS::AtLeastOnce, false, payload)
             .await
             // Only fails when the connection task is gone (shutting down): worth a retry.
             .map_err(|e| PortError::retryable(port, format!("publish to {topic}: {e}")))
+    }
+}
+
+impl MqttSinks {
+    /// Publishes a dead letter (a rejection or a failure document).
+    pub async fn send_dead_letter(
+        &self,
+        topic: String,
+        doc: &serde_json::Value,
+    ) -> Result<(), PortError> {
+        let body = serde_json::to_vec(doc)
+            .map_err(|e| PortError::permanent("rejects", format!("serialize: {e}")))?;
+        self.send("rejects", topic, body).await
+    }
+
+    /// A dead letter that could not be published: counted and logged with what finds the
+    /// message again (its id, device, payload length and sha256).
+    pub fn undelivered(&self, message_id: &str, device: &str, payload: &[u8], error: &PortError) {
+        self.counters
+            .rejects_undelivered
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::error!(
+            %message_id,
+            %device,
+            payload_bytes = payload.len(),
+            payload_sha256 = %payload_sha256(payload),
+            error = %error,
+            "dead letter not delivered"
+        );
     }
 }
 
@@ -107,9 +147,61 @@ impl RejectSink for MqttSinks {
             "rejected: {}",
             rejected.error
         );
-        let body = serde_json::to_vec(&reject_document(rejected)).expect("JSON value serializes");
-        self.send("rejects", rejected_topic(&device), body).await?;
-        self.counters.rejects.fetch_add(1, Ordering::Relaxed);
-        Ok(())
+        match self
+            .send_dead_letter(rejected_topic(&device), &reject_document(rejected))
+            .await
+        {
+            Ok(()) => {
+                self.counters.rejects.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            // Still rejected, and acknowledged: a dead letter that cannot go out must not hold
+            // the batch (it would be redelivered, refused again, forever).
+            Err(e) if !e.retryable => {
+                let id = &rejected.message_id;
+                self.undelivered(id, &device, &rejected.payload, &e);
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Durability;
+
+    /// A publish the broker would refuse is refused here for good, before it reaches the
+    /// client (which would drop the connection and re-send it on every reconnect).
+    #[tokio::test]
+    async fn a_publish_over_the_packet_limit_is_refused_for_good_and_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = rumqttc::MqttOptions::new("vigil-test", "127.0.0.1", 1);
+        let (client, _eventloop) = AsyncClient::new(options, 4);
+        let sinks = MqttSinks {
+            client,
+            store: Arc::new(EdgeStore::open_dir(dir.path(), Durability::PerCommit).unwrap()),
+            counters: Arc::default(),
+            print_alerts: false,
+        };
+        let topic = rejected_topic("rig-001");
+        let fits = MAX_PACKET_BYTES - 4 - topic.len();
+        assert!(sinks
+            .send("rejects", topic.clone(), vec![b'x'; fits])
+            .await
+            .is_ok());
+        let e = sinks
+            .send("rejects", topic, vec![b'x'; fits + 1])
+            .await
+            .unwrap_err();
+        assert!(!e.retryable, "{e}");
+        assert!(e.to_string().contains("packet limit"), "{e}");
+        sinks.undelivered("m1", "rig-001", b"{}", &e);
+        assert_eq!(
+            sinks.counters.rejects_undelivered.load(Ordering::Relaxed),
+            1
+        );
+        assert_eq!(sinks.counters.rejects.load(Ordering::Relaxed), 0);
     }
 }

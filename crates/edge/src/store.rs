@@ -70,6 +70,17 @@ pub enum Durability {
 pub struct StoreError {
     pub path: String,
     pub message: String,
+    /// The file itself is bad (what `--reset-store` is for), not its surroundings.
+    pub damaged: bool,
+}
+
+/// The message of a caught panic.
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panicked".into())
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -128,23 +139,71 @@ impl EdgeStore {
         std::fs::create_dir_all(dir).map_err(|e| StoreError {
             path: dir.display().to_string(),
             message: format!("creating the state directory: {e}"),
+            damaged: false,
         })?;
         Self::open(&dir.join(DB_FILE), durability)
     }
 
+    /// [`EdgeStore::open_dir`]; with `reset`, a store that cannot be opened (damaged,
+    /// truncated, not a store) is set aside as `vigil.redb.bad-<time>` and an empty one made.
+    pub fn open_dir_or_reset(
+        dir: &Path,
+        durability: Durability,
+        reset: bool,
+    ) -> Result<Self, StoreError> {
+        match Self::open_dir(dir, durability) {
+            Err(e) if reset && e.damaged => {
+                let path = dir.join(DB_FILE);
+                let aside = vigil_core::state_file::set_aside(&path).map_err(|io| StoreError {
+                    path: path.display().to_string(),
+                    message: format!("setting the damaged store aside: {io}"),
+                    damaged: true,
+                })?;
+                tracing::warn!(store = %path.display(), set_aside = %aside.display(), error = %e.message,
+                    "store could not be opened: set aside, starting with an empty one");
+                Self::open_dir(dir, durability)
+            }
+            other => other,
+        }
+    }
+
     /// Opens (or creates) the database file and releases the claims a previous process left.
+    /// A file that is not a readable store is an error that names it and the way out, never a
+    /// panic.
     pub fn open(path: &Path, durability: Durability) -> Result<Self, StoreError> {
-        let fail = |message: String| StoreError {
+        let damaged = |why: String| StoreError {
             path: path.display().to_string(),
-            message,
+            message: format!(
+                "cannot be read ({why}): the file is damaged, truncated or not a Vigil store; \
+                 `vigil edge --reset-store` sets it aside (as {DB_FILE}.bad-<time>) and starts \
+                 empty (devices re-send what has no result yet)"
+            ),
+            damaged: true,
         };
-        let db = Database::create(path).map_err(|e| {
-            fail(match e {
-                redb::DatabaseError::DatabaseAlreadyOpen => {
-                    "already open (another `vigil edge` uses this state directory?)".into()
+        // redb asserts on some damage it finds while opening: a panic there is a damaged file
+        // too, not a crash of the edge.
+        let opened = std::panic::catch_unwind(|| Database::create(path))
+            .map_err(|panic| damaged(panic_text(&*panic)))?;
+        let db = opened.map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => StoreError {
+                path: path.display().to_string(),
+                message: "already open (another `vigil edge` uses this state directory?)".into(),
+                damaged: false,
+            },
+            // Permissions, a missing directory: the file's surroundings, not its bytes.
+            redb::DatabaseError::Storage(redb::StorageError::Io(io))
+                if !matches!(
+                    io.kind(),
+                    std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::InvalidData
+                ) =>
+            {
+                StoreError {
+                    path: path.display().to_string(),
+                    message: io.to_string(),
+                    damaged: false,
                 }
-                other => other.to_string(),
-            })
+            }
+            other => damaged(other.to_string()),
         })?;
         let mut store = Self {
             db,
@@ -152,7 +211,9 @@ impl EdgeStore {
             durability,
             report: OpenReport::default(),
         };
-        store.report = store.recover().map_err(|e| fail(e.to_string()))?;
+        store.report = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| store.recover()))
+            .map_err(|panic| damaged(panic_text(&*panic)))?
+            .map_err(|e| damaged(e.to_string()))?;
         Ok(store)
     }
 
@@ -633,7 +694,8 @@ pub fn decode_samples(bytes: &[u8], out: &mut Vec<Sample>) -> Result<(), String>
     let u32_of = |s: &[u8]| u32::from_le_bytes(s.try_into().expect("4 bytes"));
     let u64_of = |s: &[u8]| u64::from_le_bytes(s.try_into().expect("8 bytes"));
     let count = u32_of(take(&mut b, 4)?) as usize;
-    out.reserve(count);
+    // A count read from the file is not trusted with an allocation: at most what the bytes hold.
+    out.reserve(count.min(b.len() / 20));
     for _ in 0..count {
         let seq = u64_of(take(&mut b, 8)?);
         let ts = u64_of(take(&mut b, 8)?);

@@ -128,6 +128,41 @@ pub fn start_edge_with(port: u16, state: &Path, extra: &[std::ffi::OsString]) ->
     proc
 }
 
+/// Runs to the end (within `deadline`), returning the exit code and stderr.
+pub fn run_to_end(mut cmd: Command, deadline: Duration) -> (Option<i32>, String) {
+    let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn vigil");
+    let stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        use std::io::Read;
+        let mut text = String::new();
+        let _ = std::io::BufReader::new(stderr).read_to_string(&mut text);
+        text
+    });
+    let mut proc = Proc::new(child, "vigil");
+    let status = proc.wait_exit(deadline);
+    (status.code(), reader.join().unwrap())
+}
+
+/// One counter of the edge's /metrics (`--http` on `http_port`).
+pub fn metric(http_port: u16, name: &str) -> u64 {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", http_port)).expect("monitor");
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: vigil\r\n\r\n")
+        .unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("{name} missing from:\n{text}"))
+        .parse()
+        .unwrap()
+}
+
 /// Results seen on the condition topics: window → (count, completeness, filled).
 pub type Seen = Arc<Mutex<BTreeMap<(String, u64), Vec<(f64, u64)>>>>;
 

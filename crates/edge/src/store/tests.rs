@@ -321,3 +321,43 @@ async fn baselines_are_read_from_files_and_follow_new_versions() {
         "v2-longer"
     );
 }
+
+/// A store file that is damaged, truncated or not a store: an error naming the file and
+/// `--reset-store`, never a panic; with the reset, set aside and a fresh store.
+#[tokio::test]
+async fn a_damaged_store_is_a_clear_error_and_reset_sets_it_aside() {
+    for damage in ["garbage", "truncated", "zeroed"] {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = temp_store(&dir);
+            window_scenario(&store).await;
+            store.flush().unwrap();
+        }
+        let path = dir.path().join(DB_FILE);
+        let bytes = std::fs::read(&path).unwrap();
+        let bad = match damage {
+            "garbage" => b"\"not a store\"".repeat(500),
+            "truncated" => bytes[..bytes.len() / 3].to_vec(),
+            _ => {
+                let mut b = bytes.clone();
+                b[..512].fill(0);
+                b
+            }
+        };
+        std::fs::write(&path, &bad).unwrap();
+        let e = EdgeStore::open_dir(dir.path(), Durability::PerCommit).unwrap_err();
+        assert!(e.damaged, "{damage}: {e}");
+        let text = e.to_string();
+        assert!(text.contains("vigil.redb"), "{damage}: {text}");
+        assert!(text.contains("--reset-store"), "{damage}: {text}");
+        let store = EdgeStore::open_dir_or_reset(dir.path(), Durability::PerCommit, true).unwrap();
+        assert_eq!(store.open_report(), OpenReport::default(), "{damage}");
+        let aside: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n.starts_with("vigil.redb.bad-"))
+            .collect();
+        assert_eq!(aside.len(), 1, "{damage}: {aside:?}");
+        assert_eq!(std::fs::read(dir.path().join(&aside[0])).unwrap(), bad);
+    }
+}
