@@ -17,9 +17,10 @@ use futures_util::stream::{self, StreamExt};
 
 use crate::alert;
 use crate::ports::{
-    AlertEvent, AlertSink, BaselineSource, Chunk, Claim, ClosedWindow, DeviceRegistry,
-    DeviceStateStore, Pause, PortError, RejectSink, Rejected, ResultSink, ResultStatus, StreamKey,
-    WindowArchive, WindowInfo, WindowOutcome, WindowResult, WindowState, WindowStore,
+    AlertEvent, AlertSink, AppendOutcome, BaselineSource, Chunk, Claim, ClosedWindow,
+    DeviceRegistry, DeviceStateStore, Pause, PortError, RejectSink, Rejected, ResultSink,
+    ResultStatus, StreamKey, WindowArchive, WindowInfo, WindowOutcome, WindowResult, WindowState,
+    WindowStore,
 };
 use crate::profile::Profile;
 use crate::scorer::Scorer;
@@ -391,52 +392,56 @@ impl<'a> Pipeline<'a> {
         let high_water = all.last().map_or(0, |s| s.seq);
 
         let mut touched: BTreeMap<WindowId, WindowInfo> = BTreeMap::new();
-        let mut late_seqs: BTreeSet<u64> = BTreeSet::new();
-        let mut duplicate_seqs: BTreeSet<u64> = BTreeSet::new();
+        let mut seqs = Seqs::default();
+        // A chunk that holds its window's last seq may complete the window: it is not appended
+        // here but stored with the claim (one write for both), or appended if the window turns
+        // out not to be ready.
+        let mut deferred: BTreeMap<WindowId, Chunk> = BTreeMap::new();
         for (window, samples) in spec.split(&all) {
             let chunk = Chunk::new(samples);
+            if chunk.samples.last().map(|s| s.seq) == Some(spec.end(window) - 1) {
+                deferred.insert(window, chunk);
+                continue;
+            }
             let outcome = self
                 .ports
                 .windows
                 .append(stream_key, window, &chunk, now_ms)
                 .await?;
-            if outcome.info.state == WindowState::Done {
-                late_seqs.extend(chunk.samples.iter().map(|s| s.seq));
-            } else if !outcome.stored {
-                duplicate_seqs.extend(chunk.samples.iter().map(|s| s.seq));
-            }
+            seqs.classify(window, &outcome, &chunk);
             touched.insert(window, outcome.info);
         }
-        // A sample is late only if every window it belongs to was closed already.
-        late_seqs.retain(|&seq| {
-            spec.windows_of(seq)
-                .all(|w| touched.get(&w).is_none_or(|i| i.state == WindowState::Done))
-        });
-        duplicate_seqs.retain(|seq| !late_seqs.contains(seq));
 
-        // Candidates: touched windows that may be complete, and older windows now past their
-        // close deadline (found again on every message, so a lost trigger cannot strand them).
-        let mut candidates: BTreeMap<WindowId, WindowInfo> = touched
+        // Candidates: windows that may be complete (their last seq is here, or the store counted
+        // enough samples), and, when this batch crosses a close deadline, the windows around it
+        // (re-checked at every crossing, so a lost trigger cannot strand one). Nothing is read
+        // for a message that can close nothing.
+        let mut candidates: BTreeSet<WindowId> = touched
             .iter()
             .filter(|(_, i)| i.state != WindowState::Done && i.received >= spec.size)
-            .map(|(w, i)| (*w, *i))
+            .map(|(w, _)| *w)
+            .chain(deferred.keys().copied())
             .collect();
-        if let Some(closable) = spec.closable_between(None, high_water) {
-            let last = *closable.end();
+        let low = all.first().map_or(0, |s| s.seq);
+        if let Some(crossed) = spec.closable_between(low.checked_sub(1), high_water) {
+            let last = *crossed.end();
             let first = last.saturating_sub(
                 self.config.close_lookback + u64::from(spec.size.div_ceil(spec.hop)),
             );
             for info in self.ports.windows.windows(stream_key, first..=last).await? {
                 if info.state != WindowState::Done {
-                    candidates.insert(info.window, info);
+                    candidates.insert(info.window);
                 }
             }
         }
 
         let mut busy = None;
-        for window in candidates.into_keys() {
+        for window in candidates {
+            let pending = deferred.remove(&window);
             match self
-                .close_window(stream_key, profile, window, high_water, now_ms, report)
+                .close_window(
+                    stream_key, profile, window, pending, high_water, now_ms, &mut seqs, report,
+                )
                 .await?
             {
                 Closed::Yes | Closed::NotReady => {}
@@ -448,6 +453,15 @@ impl<'a> Pipeline<'a> {
             }
         }
         if let Some(window) = busy {
+            // The chunks not looked at yet are stored before failing, like any other.
+            for (w, chunk) in std::mem::take(&mut deferred) {
+                let outcome = self
+                    .ports
+                    .windows
+                    .append(stream_key, w, &chunk, now_ms)
+                    .await?;
+                seqs.classify(w, &outcome, &chunk);
+            }
             // Another invocation holds a ready window. If it is alive it will finish; if it died
             // only a retry of this batch (after its lease) can close the window, so ask for one.
             return Err(PortError::retryable(
@@ -459,6 +473,7 @@ impl<'a> Pipeline<'a> {
             ));
         }
 
+        let (late_seqs, duplicate_seqs) = seqs.resolve(spec);
         // Attribute duplicates and late samples back to the messages that carried them.
         let mut seen_in_batch: BTreeSet<u64> = BTreeSet::new();
         let mut per_message = Vec::with_capacity(accepted.len());
@@ -476,20 +491,51 @@ impl<'a> Pipeline<'a> {
         Ok(per_message)
     }
 
+    /// Closes the window if it is ready. Critical path: (1) its samples and the device state,
+    /// read together; (2) the claim, which also stores `pending`; (3) the state save, the
+    /// result (topic and shadow) and the archive, together; (4) the window marked done (after
+    /// the notifications, when the window raised or cleared an alert).
+    #[allow(clippy::too_many_arguments)]
     async fn close_window(
         &self,
         stream_key: &StreamKey,
         profile: &CompiledProfile,
         window: WindowId,
+        mut pending: Option<Chunk>,
         high_water: u64,
         now_ms: u64,
+        seqs: &mut Seqs,
         report: &mut DeviceReport,
     ) -> Result<Closed, PortError> {
         let spec = &profile.profile.window;
-        let samples = self.ports.windows.load(stream_key, window).await?;
+        let (stored, loaded_state) = futures_util::future::try_join(
+            self.ports.windows.load(stream_key, window),
+            self.ports.states.load(stream_key),
+        )
+        .await?;
+        let mut samples = stored;
+        if let Some(chunk) = &pending {
+            let known: BTreeSet<u64> = samples.iter().map(|s| s.seq).collect();
+            if chunk.samples.iter().all(|s| known.contains(&s.seq)) {
+                // A redelivery of samples already stored: nothing to store again.
+                seqs.duplicate(window, chunk);
+                pending = None;
+            } else {
+                samples.extend(chunk.samples.iter().cloned());
+                dedup_by_seq(&mut samples);
+            }
+        }
         let channels = profile.profile.channels.len();
         let assembly = assemble(spec, window, &samples, channels, high_water);
-        if let Assembly::Pending { .. } = assembly {
+        if samples.is_empty() || matches!(assembly, Assembly::Pending { .. }) {
+            if let Some(chunk) = pending {
+                let outcome = self
+                    .ports
+                    .windows
+                    .append(stream_key, window, &chunk, now_ms)
+                    .await?;
+                seqs.classify(window, &outcome, &chunk);
+            }
             return Ok(Closed::NotReady);
         }
         let mut waits = self.config.busy_waits_ms.iter();
@@ -497,18 +543,42 @@ impl<'a> Pipeline<'a> {
             match self
                 .ports
                 .windows
-                .claim(stream_key, window, now_ms, self.config.lease_ms)
+                .claim_with(
+                    stream_key,
+                    window,
+                    now_ms,
+                    self.config.lease_ms,
+                    pending.as_ref(),
+                )
                 .await?
             {
-                Claim::Granted => break,
+                Claim::Granted => {
+                    if let Some(chunk) = &pending {
+                        seqs.stored(window, chunk);
+                    }
+                    break;
+                }
                 Claim::Busy => match waits.next() {
                     Some(&ms) => self.ports.pause.pause(ms).await,
                     None => {
+                        if let Some(chunk) = pending {
+                            let outcome = self
+                                .ports
+                                .windows
+                                .append(stream_key, window, &chunk, now_ms)
+                                .await?;
+                            seqs.classify(window, &outcome, &chunk);
+                        }
                         report.counters.windows_busy += 1;
                         return Ok(Closed::Busy);
                     }
                 },
-                Claim::Done | Claim::Missing => return Ok(Closed::NotReady),
+                Claim::Done | Claim::Missing => {
+                    if let Some(chunk) = &pending {
+                        seqs.late(window, chunk);
+                    }
+                    return Ok(Closed::NotReady);
+                }
             }
         }
 
@@ -536,6 +606,11 @@ impl<'a> Pipeline<'a> {
             scored_at_ms: now_ms,
             alert: None,
         };
+        let mut closed = ClosedWindow {
+            result: result.clone(),
+            channels: profile.profile.channels.clone(),
+            samples,
+        };
 
         let mut outbox = Vec::new();
         if let Assembly::Ready { matrix, filled } = assembly {
@@ -543,9 +618,11 @@ impl<'a> Pipeline<'a> {
             result.status = ResultStatus::Scored;
             let features = profile.chain.apply(matrix);
             let published = self.ports.baselines.latest(stream_key).await?;
+            // What went out already: redone after a conflict only if the result changed.
+            let mut sent: Option<WindowResult> = None;
+            let mut stored = loaded_state;
             // Optimistic concurrency on the device state: reload and redo on a conflict.
             loop {
-                let stored = self.ports.states.load(stream_key).await?;
                 let mut state = stored.value.clone();
                 if let Some(b) = &published {
                     if state
@@ -559,15 +636,9 @@ impl<'a> Pipeline<'a> {
                 let fresh = state.applied_window.is_none_or(|w| window > w);
                 // A window out of order is scored against a copy: it must not move the baseline.
                 let mut baseline = state.baseline.clone();
-                let score = profile
-                    .scorer
-                    .score(&features, &mut baseline)
-                    .await
-                    .map_err(|e| PortError {
-                        port: "scorer",
-                        message: format!("window {window} of {}: {e}", stream_key.device),
-                        retryable: e.is_retryable(),
-                    })?;
+                let score = self
+                    .score(profile, &features, &mut baseline, stream_key, window)
+                    .await?;
                 result.label = score.label.clone();
                 result.probabilities = score.probabilities.clone();
                 result.anomaly_score = score.anomaly_score;
@@ -578,6 +649,10 @@ impl<'a> Pipeline<'a> {
                     // notification the earlier attempt left unsent is still in the outbox.
                     result.alert = state.alert.active.clone();
                     outbox = state.outbox.clone();
+                    if sent.as_ref() != Some(&result) {
+                        closed.result = result.clone();
+                        self.effects(&closed).await?;
+                    }
                     break;
                 }
                 state.baseline = baseline;
@@ -594,43 +669,74 @@ impl<'a> Pipeline<'a> {
                         .outbox
                         .push(self.alert_event(stream_key, window, t, &result));
                 }
-                if self
-                    .ports
-                    .states
-                    .save(stream_key, &state, stored.version)
-                    .await?
-                {
-                    result.alert = state.alert.active.clone();
+                result.alert = state.alert.active.clone();
+                closed.result = result.clone();
+                // The result does not wait for the save: a crash between the two leaves the
+                // window claimed but not done, and the retry reports it again from the state.
+                let save = self.ports.states.save(stream_key, &state, stored.version);
+                let saved = if sent.as_ref() == Some(&result) {
+                    save.await?
+                } else {
+                    let (saved, ()) =
+                        futures_util::future::try_join(save, self.effects(&closed)).await?;
+                    sent = Some(result.clone());
+                    saved
+                };
+                if saved {
                     outbox = state.outbox.clone();
                     break;
                 }
+                stored = self.ports.states.load(stream_key).await?;
             }
             report.counters.windows_scored += 1;
         } else {
             report.counters.windows_incomplete += 1;
+            closed.result = result.clone();
+            self.effects(&closed).await?;
         }
 
-        self.ports.results.publish(&result).await?;
-        self.flush_outbox(stream_key, outbox, report).await?;
-        let closed = ClosedWindow {
-            result: result.clone(),
-            channels: profile.profile.channels.clone(),
-            samples,
+        let outcome = WindowOutcome {
+            label: result.label.clone(),
+            finished_ms: now_ms,
         };
-        self.ports.archive.archive(&closed).await?;
+        // Notifications first (usually none): one that fails leaves the window claimed, and the
+        // retry after the lease sends it.
+        self.flush_outbox(stream_key, outbox, report).await?;
         self.ports
             .windows
-            .finish(
-                stream_key,
-                window,
-                &WindowOutcome {
-                    label: result.label.clone(),
-                    finished_ms: now_ms,
-                },
-            )
+            .finish(stream_key, window, &outcome)
             .await?;
         report.results.push(result);
         Ok(Closed::Yes)
+    }
+
+    /// The result to the device and the window to the archive: independent, so together.
+    async fn effects(&self, closed: &ClosedWindow) -> Result<(), PortError> {
+        futures_util::future::try_join(
+            self.ports.results.publish(&closed.result),
+            self.ports.archive.archive(closed),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn score(
+        &self,
+        profile: &CompiledProfile,
+        features: &crate::transform::Matrix,
+        baseline: &mut Option<crate::scorer::Baseline>,
+        stream_key: &StreamKey,
+        window: WindowId,
+    ) -> Result<crate::scorer::Score, PortError> {
+        profile
+            .scorer
+            .score(features, baseline)
+            .await
+            .map_err(|e| PortError {
+                port: "scorer",
+                message: format!("window {window} of {}: {e}", stream_key.device),
+                retryable: e.is_retryable(),
+            })
     }
 
     /// Sends the notifications recorded in the device state, then removes them from it. A crash
@@ -682,6 +788,52 @@ impl<'a> Pipeline<'a> {
             ts: result.ts_end,
             model_version: result.model_version.clone(),
         }
+    }
+}
+
+/// Which seqs of a batch were duplicates and which were late, as the windows answered.
+#[derive(Default)]
+struct Seqs {
+    /// Windows that took (or already had) samples of this batch.
+    open: BTreeSet<WindowId>,
+    late: BTreeSet<u64>,
+    duplicate: BTreeSet<u64>,
+}
+
+impl Seqs {
+    fn classify(&mut self, window: WindowId, outcome: &AppendOutcome, chunk: &Chunk) {
+        if outcome.info.state == WindowState::Done {
+            self.late(window, chunk);
+        } else if outcome.stored {
+            self.stored(window, chunk);
+        } else {
+            self.duplicate(window, chunk);
+        }
+    }
+
+    fn stored(&mut self, window: WindowId, _: &Chunk) {
+        self.open.insert(window);
+    }
+
+    fn duplicate(&mut self, window: WindowId, chunk: &Chunk) {
+        self.open.insert(window);
+        self.duplicate.extend(chunk.samples.iter().map(|s| s.seq));
+    }
+
+    fn late(&mut self, _: WindowId, chunk: &Chunk) {
+        self.late.extend(chunk.samples.iter().map(|s| s.seq));
+    }
+
+    /// (late, duplicate) seqs. A sample is late only if every window it belongs to was closed.
+    fn resolve(self, spec: &crate::window::WindowSpec) -> (BTreeSet<u64>, BTreeSet<u64>) {
+        let Self {
+            open,
+            mut late,
+            mut duplicate,
+        } = self;
+        late.retain(|&seq| spec.windows_of(seq).all(|w| !open.contains(&w)));
+        duplicate.retain(|seq| !late.contains(seq));
+        (late, duplicate)
     }
 }
 

@@ -91,7 +91,9 @@ pub struct WindowInfo {
     pub window: WindowId,
     pub state: WindowState,
     /// Samples received, counted per stored chunk: an upper bound on distinct seqs
-    /// (overlapping chunks are possible when batching differs between deliveries).
+    /// (overlapping chunks are possible when batching differs between deliveries). A store
+    /// that does not count on append (DynamoDB: one write per chunk, no counter) reports 0; the
+    /// pipeline then checks a window when its last seq is seen or its deadline is crossed.
     pub received: u32,
 }
 
@@ -132,7 +134,9 @@ pub trait WindowStore: Send + Sync {
     ) -> Result<AppendOutcome, PortError>;
     /// The window's samples, sorted by seq, one per seq (the first stored copy wins).
     async fn load(&self, stream: &StreamKey, window: WindowId) -> Result<Vec<Sample>, PortError>;
-    /// Windows that exist in the range (absent ones are left out), in ascending order.
+    /// Windows that exist in the range (absent ones are left out), in ascending order. A store
+    /// that cannot tell an open window from an absent one without reading its samples may list
+    /// it as open with `received` 0: loading it then finds no samples.
     async fn windows(
         &self,
         stream: &StreamKey,
@@ -147,6 +151,23 @@ pub trait WindowStore: Send + Sync {
         now_ms: u64,
         lease_ms: u64,
     ) -> Result<Claim, PortError>;
+    /// Takes the window like `claim` and stores `pending` (a chunk of it not yet appended) in
+    /// the same step when granted: the message that completes a window pays one write for
+    /// both. When not granted, `pending` is not stored: the caller appends it if it still
+    /// needs it. Stores without a cheaper way append first.
+    async fn claim_with(
+        &self,
+        stream: &StreamKey,
+        window: WindowId,
+        now_ms: u64,
+        lease_ms: u64,
+        pending: Option<&Chunk>,
+    ) -> Result<Claim, PortError> {
+        if let Some(chunk) = pending {
+            self.append(stream, window, chunk, now_ms).await?;
+        }
+        self.claim(stream, window, now_ms, lease_ms).await
+    }
     /// Marks the window done. Later appends to it are late.
     async fn finish(
         &self,
