@@ -9,7 +9,7 @@ export CARGO_TERM_COLOR ?= never
 DATA         ?= ../shared/datasets
 CARGO_TEST   := cargo test --workspace --locked
 
-.PHONY: help setup demo test test-rust test-infra lint fmt bench eval build deploy destroy test-localstack clean
+.PHONY: help setup demo test test-rust test-infra lint fmt bench bench-aws eval build deploy destroy test-localstack clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -37,6 +37,9 @@ fmt:
 
 bench: setup ## Criterion benchmarks (parse+window, ONNX per window, full pipeline)
 	cargo bench --locked -p vigil-cli --bench pipeline
+
+bench-aws: setup ## Release bootstrap under cargo-lambda's Runtime API: DynamoDB units, CPU, latency, cold start (JSON)
+	bash scripts/bench-aws.sh
 
 eval: setup ## Every evaluation on ../shared/datasets (last line of each: JSON figures)
 	cargo build --locked -q -p vigil-cli --bin vigil

@@ -51,7 +51,7 @@ use vigil_core::ports::{PortError, ResultSink, WindowResult};
 use vigil_core::telemetry::{encode_batch, encode_sample, Sample};
 use vigil_ingest::{Invocation, RecordOutcome};
 
-use crate::fixture::{channels, create_thing, direct_star, s, sqs_batch, Fixture, Options};
+use crate::fixture::{channels, create_thing, direct_star, sqs_batch, Fixture, Options};
 use crate::{publishes, recorded, Hydraulic, Rng};
 
 const PROFILE: &str = "hydraulic-cooler";
@@ -338,7 +338,7 @@ pub fn pid_status_mb(pid: &str, field: &str) -> Option<f64> {
 }
 
 /// User + system CPU seconds of a process (`/proc/<pid>/stat`, 100 ticks per second).
-fn cpu_seconds(pid: &str) -> Option<f64> {
+pub fn cpu_seconds(pid: &str) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the command (which may hold spaces) start at the state, field 3.
     let rest = &stat[stat.rfind(')')? + 2..];
@@ -930,12 +930,7 @@ pub async fn run(opts: FleetOptions) -> Result<FleetReport, String> {
         let last = opts.cycles as u64 - 1;
         let per_device: Vec<(u64, bool)> = stream::iter(things.iter())
             .map(|thing| async move {
-                let done = fx
-                    .manifests(thing, PROFILE)
-                    .await
-                    .iter()
-                    .filter(|(&w, m)| w <= last && s(m, "st") == "done")
-                    .count() as u64;
+                let done = fx.closed_windows(thing, PROFILE, 0..last + 1).await.len() as u64;
                 let applied = fx
                     .state(thing, PROFILE)
                     .await

@@ -5,7 +5,7 @@
 //!
 //! | item            | pk                              | sk                     | attributes |
 //! |-----------------|---------------------------------|------------------------|------------|
-//! | window marker   | `W#<device>#<profile>`          | window id, 20 digits   | `st` (claimed/done), `lease_until`, `label`, `finished_ms`, `c_<tag>` (chunks stored with the claim), `expires_at` |
+//! | window marker   | `W#<device>#<profile>`          | window id, 20 digits   | `st` (`claimed`; `done` from older versions), `lease_until`, `c_<tag>` (chunks stored with the claim), `expires_at` |
 //! | chunk           | `C#<device>#<profile>#<window>` | chunk id               | `d` (binary samples, see `codec`), `expires_at` |
 //! | device state    | `S#<device>#<profile>`          | `STATE`                | `state` (JSON), `version` |
 //! | registry        | `DEVICE#<thing>`                | `PROFILE`              | `profile` (written by Terraform) |
@@ -20,9 +20,18 @@
 //!   chunk as an attribute of the marker, so the message that completes a window pays one write
 //!   for its samples and the claim. `load` reads those chunks back (a `GetItem` beside the Query),
 //!   so a holder that dies leaves them to whoever takes the lease over.
-//! - `finish` sets `done`; chunk items expire by TTL (free), not by deletes (billed). Appends
-//!   after it are stored and never read (the pipeline finds the window done when it checks it).
-//! - the device state is a versioned item saved with `version = :expected`.
+//! - the claim is taken while the window is read (`claims_before_load`) when the caller holds
+//!   its last chunk; `release` gives it up (a conditional update of our own lease) when the
+//!   window turned out not to be ready.
+//! - the device state is a versioned item saved with `version = :expected`; that save is the
+//!   commit of a close: it applies the window to the alert state and records it closed
+//!   (`closed_through` / `closed_after`), so `finish` writes nothing. Chunk items and markers
+//!   expire by TTL (free), not by deletes (billed); appends to a closed window are stored and
+//!   never read (the pipeline finds the window closed in the state when it checks it).
+//!
+//! Per 60-sample window of one-sample messages: 59 chunk puts, the claim (with the last chunk)
+//! and the state save: 61 writes, ~1.02 per sample; reads only when a window's last seq comes
+//! or a deadline is crossed.
 //!
 //! Every call asks for `ReturnConsumedCapacity` and adds it to [`Usage`].
 
@@ -178,18 +187,19 @@ impl Table {
         }
     }
 
-    /// A conditional `UpdateItem` on a window manifest: the new item when written; when its
+    /// A conditional `UpdateItem` on a window manifest: the item as `returned` asks when written; when its
     /// condition failed, the item as it was (from the error, or read again: older emulators do
     /// not return it), `None` when there is none.
     async fn update_manifest_if(
         &self,
         update: UpdateItemFluentBuilder,
+        returned: ReturnValue,
         stream: &StreamKey,
         window: WindowId,
         what: impl FnOnce() -> String,
     ) -> Result<Result<Item, Option<Item>>, PortError> {
         let res = update
-            .return_values(ReturnValue::AllNew)
+            .return_values(returned)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()
@@ -401,8 +411,9 @@ impl DynamoWindowStore {
         now_ms: u64,
         lease_ms: u64,
         pending: Option<&Chunk>,
-    ) -> Result<Claim, PortError> {
+    ) -> Result<(Claim, Option<bool>), PortError> {
         let mut set = "SET st = :claimed, lease_until = :until, expires_at = :exp".to_string();
+        let attr = pending.map(|c| format!("c_{}", chunk_tag(&c.id)));
         let mut update = self
             .table
             .client
@@ -420,7 +431,7 @@ impl DynamoWindowStore {
         if let Some(chunk) = pending {
             set.push_str(", #c = :d");
             update = update
-                .expression_attribute_names("#c", format!("c_{}", chunk_tag(&chunk.id)))
+                .expression_attribute_names("#c", attr.clone().unwrap_or_default())
                 .expression_attribute_values(
                     ":d",
                     AttributeValue::B(Blob::new(encode(stream, chunk)?)),
@@ -428,18 +439,23 @@ impl DynamoWindowStore {
         }
         let claimed = self
             .table
-            .update_manifest_if(update.update_expression(set), stream, window, || {
-                format!("claim window {window} of {}", stream.device)
-            })
+            .update_manifest_if(
+                update.update_expression(set),
+                ReturnValue::AllOld,
+                stream,
+                window,
+                || format!("claim window {window} of {}", stream.device),
+            )
             .await?;
         Ok(match claimed {
-            Ok(_) => Claim::Granted,
-            Err(None) => Claim::Busy,
+            // The item before the claim tells whether our chunk was there already.
+            Ok(old) => (Claim::Granted, attr.map(|a| !old.contains_key(&a))),
+            Err(None) => (Claim::Busy, None),
             Err(Some(item)) => match info_of(window, &item).state {
-                WindowState::Done => Claim::Done,
+                WindowState::Done => (Claim::Done, None),
                 // Open can only be seen here if the item changed in between: someone
                 // else is at it.
-                WindowState::Claimed { .. } | WindowState::Open => Claim::Busy,
+                WindowState::Claimed { .. } | WindowState::Open => (Claim::Busy, None),
             },
         })
     }
@@ -605,8 +621,10 @@ impl WindowStore for DynamoWindowStore {
         now_ms: u64,
         lease_ms: u64,
     ) -> Result<Claim, PortError> {
-        self.claim_marker(stream, window, now_ms, lease_ms, None)
-            .await
+        Ok(self
+            .claim_marker(stream, window, now_ms, lease_ms, None)
+            .await?
+            .0)
     }
 
     async fn claim_with(
@@ -616,40 +634,53 @@ impl WindowStore for DynamoWindowStore {
         now_ms: u64,
         lease_ms: u64,
         pending: Option<&Chunk>,
-    ) -> Result<Claim, PortError> {
+    ) -> Result<(Claim, Option<bool>), PortError> {
         self.claim_marker(stream, window, now_ms, lease_ms, pending)
             .await
     }
 
-    async fn finish(
+    fn claims_before_load(&self) -> bool {
+        true
+    }
+
+    async fn release(
         &self,
         stream: &StreamKey,
         window: WindowId,
-        outcome: &WindowOutcome,
+        until_ms: u64,
     ) -> Result<(), PortError> {
-        // The chunks stored with claims are no longer needed: dropped to keep the item small.
-        let out = self
+        // Only our own lease is given up (the chunk stored with it stays).
+        let update = self
             .table
             .client
-            .put_item()
+            .update_item()
             .table_name(&self.table.name)
-            .item("pk", s(manifest_pk(stream)))
-            .item("sk", s(window_sk(window)))
-            .item("st", s("done"))
-            .item("label", s(&outcome.label))
-            .item("finished_ms", n(outcome.finished_ms))
-            .item("expires_at", self.table.expires_at(outcome.finished_ms))
-            .return_consumed_capacity(ReturnConsumedCapacity::Total)
-            .send()
-            .await
-            .map_err(|e| {
-                port_error(
-                    PORT_WINDOWS,
-                    &format!("finish window {window} of {}", stream.device),
-                    e,
-                )
-            })?;
-        self.table.usage.add(out.consumed_capacity(), true);
+            .key("pk", s(manifest_pk(stream)))
+            .key("sk", s(window_sk(window)))
+            .update_expression("SET lease_until = :zero")
+            .condition_expression("st = :claimed AND lease_until = :until")
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":claimed", s("claimed"))
+            .expression_attribute_values(":until", n(until_ms));
+        // A failed condition: the lease is not ours any more, nothing to give up.
+        let _ours = self
+            .table
+            .update_manifest_if(update, ReturnValue::None, stream, window, || {
+                format!("release window {window} of {}", stream.device)
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Nothing to write: a window is closed when the device state saved with its result says
+    /// so (`DeviceState::is_closed`), in the same conditional write that applied it. A second
+    /// write here would cost a write unit per window and a round trip.
+    async fn finish(
+        &self,
+        _stream: &StreamKey,
+        _window: WindowId,
+        _outcome: &WindowOutcome,
+    ) -> Result<(), PortError> {
         Ok(())
     }
 }

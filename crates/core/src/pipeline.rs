@@ -10,17 +10,17 @@
 //! - a notification is re-sent when a retry finds its transition recorded but the window not
 //!   finished (at-least-once, like SNS itself).
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::{Arc, Mutex};
 
 use futures_util::stream::{self, StreamExt};
 
 use crate::alert;
 use crate::ports::{
     AlertEvent, AlertSink, AppendOutcome, BaselineSource, Chunk, Claim, ClosedWindow,
-    DeviceRegistry, DeviceStateStore, Pause, PortError, RejectSink, Rejected, ResultSink,
-    ResultStatus, StreamKey, WindowArchive, WindowInfo, WindowOutcome, WindowResult, WindowState,
-    WindowStore,
+    DeviceRegistry, DeviceState, DeviceStateStore, Pause, PortError, RejectSink, Rejected,
+    ResultSink, ResultStatus, StreamKey, Versioned, WindowArchive, WindowInfo, WindowOutcome,
+    WindowResult, WindowState, WindowStore,
 };
 use crate::profile::Profile;
 use crate::scorer::Scorer;
@@ -86,6 +86,64 @@ pub struct PipelineConfig {
     /// milliseconds, so a short wait usually finds it done; only after the last one does the
     /// batch fail retryably (the holder may have died, and only a retry after its lease helps).
     pub busy_waits_ms: Vec<u64>,
+    /// Windows this process found incomplete at their last seq (shared by the invocations of
+    /// one process).
+    pub close_hints: CloseHints,
+}
+
+/// What this process learned about windows, shared by its invocations. Only hints: a window
+/// another process handles is found through the store and the device state, one round trip
+/// later.
+/// - *armed*: windows whose last seq came before they were complete, so that the message that
+///   completes one checks it at once (a store that does not count samples per window,
+///   DynamoDB with one write per message, gives no other sign; when another process gets the
+///   completing message, the window closes when its deadline is crossed);
+/// - *closed*: windows this process saw closed (closing is permanent), so that re-checking
+///   them at a crossed deadline costs nothing.
+#[derive(Clone, Debug, Default)]
+pub struct CloseHints(Arc<Mutex<Hints>>);
+
+#[derive(Debug, Default)]
+struct Hints {
+    armed: HashSet<(StreamKey, WindowId)>,
+    closed: HashSet<(StreamKey, WindowId)>,
+}
+
+impl CloseHints {
+    /// Bound on the windows remembered (forgotten all at once beyond it: hints only).
+    const MAX: usize = 100_000;
+
+    fn with<T>(&self, f: impl FnOnce(&mut Hints) -> T) -> T {
+        f(&mut self.0.lock().expect("lock"))
+    }
+
+    fn arm(&self, stream: &StreamKey, window: WindowId) {
+        self.with(|h| {
+            if h.armed.len() >= Self::MAX {
+                h.armed.clear();
+            }
+            h.armed.insert((stream.clone(), window));
+        });
+    }
+
+    fn armed(&self, stream: &StreamKey, window: WindowId) -> bool {
+        self.with(|h| h.armed.contains(&(stream.clone(), window)))
+    }
+
+    fn closed(&self, stream: &StreamKey, window: WindowId) {
+        self.with(|h| {
+            let key = (stream.clone(), window);
+            h.armed.remove(&key);
+            if h.closed.len() >= Self::MAX {
+                h.closed.clear();
+            }
+            h.closed.insert(key);
+        });
+    }
+
+    fn known_closed(&self, stream: &StreamKey, window: WindowId) -> bool {
+        self.with(|h| h.closed.contains(&(stream.clone(), window)))
+    }
 }
 
 impl Default for PipelineConfig {
@@ -96,6 +154,7 @@ impl Default for PipelineConfig {
             device_concurrency: 16,
             close_lookback: 4,
             busy_waits_ms: vec![25, 50, 100, 200, 400],
+            close_hints: CloseHints::default(),
         }
     }
 }
@@ -416,9 +475,13 @@ impl<'a> Pipeline<'a> {
         // enough samples), and, when this batch crosses a close deadline, the windows around it
         // (re-checked at every crossing, so a lost trigger cannot strand one). Nothing is read
         // for a message that can close nothing.
+        let hints = &self.config.close_hints;
         let mut candidates: BTreeSet<WindowId> = touched
             .iter()
-            .filter(|(_, i)| i.state != WindowState::Done && i.received >= spec.size)
+            .filter(|(w, i)| {
+                i.state != WindowState::Done
+                    && (i.received >= spec.size || hints.armed(stream_key, **w))
+            })
             .map(|(w, _)| *w)
             .chain(deferred.keys().copied())
             .collect();
@@ -428,22 +491,54 @@ impl<'a> Pipeline<'a> {
             let first = last.saturating_sub(
                 self.config.close_lookback + u64::from(spec.size.div_ceil(spec.hop)),
             );
-            for info in self.ports.windows.windows(stream_key, first..=last).await? {
-                if info.state != WindowState::Done {
-                    candidates.insert(info.window);
+            // Usually all closed already, as this process saw: then nothing is read.
+            if (first..=last).any(|w| !hints.known_closed(stream_key, w)) {
+                for info in self.ports.windows.windows(stream_key, first..=last).await? {
+                    if info.state != WindowState::Done {
+                        candidates.insert(info.window);
+                    }
                 }
+            }
+        }
+        candidates.retain(|&w| !hints.known_closed(stream_key, w));
+        // A held-back chunk must not wait behind the re-check of an earlier window (others
+        // would find its window incomplete meanwhile): it keeps only behind windows of this
+        // batch about to be closed.
+        let first_recheck = candidates
+            .iter()
+            .find(|w| !deferred.contains_key(w))
+            .copied();
+        for (w, chunk) in std::mem::take(&mut deferred) {
+            if hints.known_closed(stream_key, w) {
+                seqs.late(w, &chunk);
+            } else if first_recheck.is_some_and(|f| f < w) {
+                let outcome = self
+                    .ports
+                    .windows
+                    .append(stream_key, w, &chunk, now_ms)
+                    .await?;
+                seqs.classify(w, &outcome, &chunk);
+                touched.insert(w, outcome.info);
+            } else {
+                deferred.insert(w, chunk);
             }
         }
 
         let mut busy = None;
+        // The device state, read with the first window looked at and kept up to date after.
+        let mut state = None;
         for window in candidates {
             let pending = deferred.remove(&window);
-            match self
-                .close_window(
-                    stream_key, profile, window, pending, high_water, now_ms, &mut seqs, report,
-                )
-                .await?
-            {
+            let mut ctx = Closing {
+                stream_key,
+                profile,
+                high_water,
+                now_ms,
+                state: &mut state,
+                seqs: &mut seqs,
+                report,
+            };
+            match self.close_window(&mut ctx, window, pending).await? {
                 Closed::Yes | Closed::NotReady => {}
                 Closed::Busy => {
                     // Windows are applied to the device state in order: stop at a held one.
@@ -491,93 +586,194 @@ impl<'a> Pipeline<'a> {
         Ok(per_message)
     }
 
-    /// Closes the window if it is ready. Critical path: (1) its samples and the device state,
-    /// read together; (2) the claim, which also stores `pending`; (3) the state save, the
-    /// result (topic and shadow) and the archive, together; (4) the window marked done (after
-    /// the notifications, when the window raised or cleared an alert).
-    #[allow(clippy::too_many_arguments)]
+    /// Closes the window if it is ready. Critical path, three round trips: (1) its samples,
+    /// the device state and — when this batch holds the window's last chunk and the store
+    /// allows it — the claim, which stores that chunk, all together; (2) the result (topic and
+    /// shadow), the archive and the alert (if any), together; (3) the device state saved with
+    /// the window marked closed: the commit that makes the close happen once.
     async fn close_window(
         &self,
-        stream_key: &StreamKey,
-        profile: &CompiledProfile,
+        ctx: &mut Closing<'_, '_>,
         window: WindowId,
         mut pending: Option<Chunk>,
-        high_water: u64,
-        now_ms: u64,
-        seqs: &mut Seqs,
-        report: &mut DeviceReport,
     ) -> Result<Closed, PortError> {
+        let (stream_key, profile, now_ms) = (ctx.stream_key, ctx.profile, ctx.now_ms);
         let spec = &profile.profile.window;
-        let (stored, loaded_state) = futures_util::future::try_join(
-            self.ports.windows.load(stream_key, window),
-            self.ports.states.load(stream_key),
-        )
-        .await?;
-        let mut samples = stored;
-        if let Some(chunk) = &pending {
-            let known: BTreeSet<u64> = samples.iter().map(|s| s.seq).collect();
-            if chunk.samples.iter().all(|s| known.contains(&s.seq)) {
-                // A redelivery of samples already stored: nothing to store again.
-                seqs.duplicate(window, chunk);
-                pending = None;
-            } else {
-                samples.extend(chunk.samples.iter().cloned());
-                dedup_by_seq(&mut samples);
+        let lease_ms = self.config.lease_ms;
+        let windows = self.ports.windows;
+        let early = pending.is_some() && windows.claims_before_load();
+        let hints = &self.config.close_hints;
+        // Armed before reading, so that a message completing the window after our read sees
+        // the hint (one before it is in what we read).
+        hints.arm(stream_key, window);
+        if pending.is_none() {
+            // A window checked again (deadline, hint): usually closed already, which the state
+            // tells without reading the window.
+            if ctx.state.is_none() {
+                *ctx.state = Some(self.ports.states.load(stream_key).await?);
             }
-        }
-        let channels = profile.profile.channels.len();
-        let assembly = assemble(spec, window, &samples, channels, high_water);
-        if samples.is_empty() || matches!(assembly, Assembly::Pending { .. }) {
-            if let Some(chunk) = pending {
-                let outcome = self
-                    .ports
-                    .windows
-                    .append(stream_key, window, &chunk, now_ms)
-                    .await?;
-                seqs.classify(window, &outcome, &chunk);
-            }
-            return Ok(Closed::NotReady);
-        }
-        let mut waits = self.config.busy_waits_ms.iter();
-        loop {
-            match self
-                .ports
-                .windows
-                .claim_with(
-                    stream_key,
-                    window,
-                    now_ms,
-                    self.config.lease_ms,
-                    pending.as_ref(),
-                )
-                .await?
+            if ctx
+                .state
+                .as_ref()
+                .is_some_and(|s| s.value.is_closed(window))
             {
-                Claim::Granted => {
-                    if let Some(chunk) = &pending {
-                        seqs.stored(window, chunk);
-                    }
-                    break;
-                }
-                Claim::Busy => match waits.next() {
-                    Some(&ms) => self.ports.pause.pause(ms).await,
-                    None => {
-                        if let Some(chunk) = pending {
-                            let outcome = self
-                                .ports
-                                .windows
-                                .append(stream_key, window, &chunk, now_ms)
-                                .await?;
-                            seqs.classify(window, &outcome, &chunk);
-                        }
-                        report.counters.windows_busy += 1;
-                        return Ok(Closed::Busy);
+                hints.closed(stream_key, window);
+                return Ok(Closed::NotReady);
+            }
+        }
+        let mut early_claim = None;
+        let mut reloaded = false;
+        let (samples, assembly) = loop {
+            let need_state = ctx.state.is_none();
+            let claim_now = early && !reloaded;
+            let (stored, loaded, claimed) = futures_util::future::try_join3(
+                windows.load(stream_key, window),
+                async {
+                    if need_state {
+                        self.ports.states.load(stream_key).await.map(Some)
+                    } else {
+                        Ok(None)
                     }
                 },
-                Claim::Done | Claim::Missing => {
-                    if let Some(chunk) = &pending {
-                        seqs.late(window, chunk);
+                async {
+                    if claim_now {
+                        windows
+                            .claim_with(stream_key, window, now_ms, lease_ms, pending.as_ref())
+                            .await
+                            .map(Some)
+                    } else {
+                        Ok(None)
                     }
-                    return Ok(Closed::NotReady);
+                },
+            )
+            .await?;
+            if let Some(l) = loaded {
+                *ctx.state = Some(l);
+            }
+            let mut stored_by_claim = None;
+            if let Some((claim, stored)) = claimed {
+                early_claim = Some(claim);
+                stored_by_claim = stored;
+            }
+            let closed_already = ctx
+                .state
+                .as_ref()
+                .is_some_and(|s| s.value.is_closed(window))
+                || early_claim == Some(Claim::Done);
+            if closed_already {
+                hints.closed(stream_key, window);
+                if let Some(chunk) = &pending {
+                    ctx.seqs.late(window, chunk);
+                }
+                return Ok(Closed::NotReady);
+            }
+            let mut samples = stored;
+            if let Some(new) = stored_by_claim {
+                // Ours is stored with the claim (and may be in what was read).
+                if let Some(chunk) = pending.take() {
+                    if new {
+                        ctx.seqs.stored(window, &chunk);
+                    } else {
+                        ctx.seqs.duplicate(window, &chunk);
+                    }
+                    samples.extend(chunk.samples);
+                    dedup_by_seq(&mut samples);
+                }
+            } else if let Some(chunk) = &pending {
+                let known: BTreeSet<u64> = samples.iter().map(|s| s.seq).collect();
+                if chunk.samples.iter().all(|s| known.contains(&s.seq)) {
+                    // A redelivery of samples already stored.
+                    ctx.seqs.duplicate(window, chunk);
+                    pending = None;
+                } else {
+                    samples.extend(chunk.samples.iter().cloned());
+                    dedup_by_seq(&mut samples);
+                }
+            }
+            if early_claim == Some(Claim::Busy) {
+                // Someone else holds the window: our samples must not wait for it to be ours.
+                self.store_pending(ctx, window, pending.take()).await?;
+            }
+            let channels = profile.profile.channels.len();
+            let assembly = assemble(spec, window, &samples, channels, ctx.high_water);
+            if !samples.is_empty() && !matches!(assembly, Assembly::Pending { .. }) {
+                break (samples, assembly);
+            }
+            // Not ready. Our chunk was stored only now (with the claim, or appended below),
+            // after we read: a message completing the window meanwhile may have read before it
+            // was there, so read once more before giving up.
+            let stored_now = claimed.is_some() || pending.is_some();
+            self.store_pending(ctx, window, pending.take()).await?;
+            if stored_now && !reloaded {
+                reloaded = true;
+                continue;
+            }
+            if early_claim == Some(Claim::Granted) {
+                windows
+                    .release(stream_key, window, now_ms + lease_ms)
+                    .await?;
+            }
+            return Ok(Closed::NotReady);
+        };
+        let (mut samples, mut assembly) = (samples, assembly);
+        if early_claim != Some(Claim::Granted) {
+            let mut waits = self.config.busy_waits_ms.iter();
+            let mut answer = early_claim.map(|c| (c, None));
+            let mut waited = false;
+            loop {
+                let (claim, stored) = match answer.take() {
+                    Some(c) => c,
+                    None => {
+                        windows
+                            .claim_with(stream_key, window, now_ms, lease_ms, pending.as_ref())
+                            .await?
+                    }
+                };
+                if let (Some(new), Some(chunk)) = (stored, pending.take()) {
+                    if new {
+                        ctx.seqs.stored(window, &chunk);
+                    } else {
+                        ctx.seqs.duplicate(window, &chunk);
+                    }
+                }
+                match claim {
+                    Claim::Granted => {
+                        if waited {
+                            // What we read is older than the wait: samples may have come.
+                            samples = windows.load(stream_key, window).await?;
+                            if let Some(chunk) = &pending {
+                                samples.extend(chunk.samples.iter().cloned());
+                                dedup_by_seq(&mut samples);
+                            }
+                            let channels = profile.profile.channels.len();
+                            assembly = assemble(spec, window, &samples, channels, ctx.high_water);
+                            if matches!(assembly, Assembly::Pending { .. }) {
+                                windows
+                                    .release(stream_key, window, now_ms + lease_ms)
+                                    .await?;
+                                return Ok(Closed::NotReady);
+                            }
+                        }
+                        break;
+                    }
+                    Claim::Busy => match waits.next() {
+                        Some(&ms) => {
+                            waited = true;
+                            self.ports.pause.pause(ms).await
+                        }
+                        None => {
+                            self.store_pending(ctx, window, pending).await?;
+                            ctx.report.counters.windows_busy += 1;
+                            return Ok(Closed::Busy);
+                        }
+                    },
+                    Claim::Done | Claim::Missing => {
+                        hints.closed(stream_key, window);
+                        if let Some(chunk) = &pending {
+                            ctx.seqs.late(window, chunk);
+                        }
+                        return Ok(Closed::NotReady);
+                    }
                 }
             }
         }
@@ -602,7 +798,7 @@ impl<'a> Pipeline<'a> {
             completeness: present as f32 / spec.size as f32,
             filled: 0,
             source: "none".into(),
-            model_version: profile.scorer.version(),
+            model_version: String::new(),
             scored_at_ms: now_ms,
             alert: None,
         };
@@ -611,19 +807,37 @@ impl<'a> Pipeline<'a> {
             channels: profile.profile.channels.clone(),
             samples,
         };
+        let (features, published) = match assembly {
+            Assembly::Ready { matrix, filled } => {
+                result.filled = filled;
+                result.status = ResultStatus::Scored;
+                let features = profile.chain.apply(matrix);
+                (
+                    Some(features),
+                    self.ports.baselines.latest(stream_key).await?,
+                )
+            }
+            _ => {
+                result.model_version = profile.scorer.version();
+                (None, None)
+            }
+        };
 
-        let mut outbox = Vec::new();
-        if let Assembly::Ready { matrix, filled } = assembly {
-            result.filled = filled;
-            result.status = ResultStatus::Scored;
-            let features = profile.chain.apply(matrix);
-            let published = self.ports.baselines.latest(stream_key).await?;
-            // What went out already: redone after a conflict only if the result changed.
-            let mut sent: Option<WindowResult> = None;
-            let mut stored = loaded_state;
-            // Optimistic concurrency on the device state: reload and redo on a conflict.
-            loop {
-                let mut state = stored.value.clone();
+        // Whether the result went out (a conflict on the save redoes the state, not the send).
+        let mut sent = false;
+        let mut notified: Vec<AlertEvent> = Vec::new();
+        let mut stored = ctx.state.take().unwrap_or_default();
+        loop {
+            if stored.value.is_closed(window) {
+                // Closed by someone else meanwhile (their lease ran out under us).
+                hints.closed(stream_key, window);
+                *ctx.state = Some(stored);
+                return Ok(Closed::NotReady);
+            }
+            let mut state = stored.value.clone();
+            // Notifications an older version left in the outbox go out with this window.
+            let mut alerts: Vec<AlertEvent> = std::mem::take(&mut state.outbox);
+            if let Some(features) = &features {
                 if let Some(b) = &published {
                     if state
                         .baseline
@@ -637,77 +851,104 @@ impl<'a> Pipeline<'a> {
                 // A window out of order is scored against a copy: it must not move the baseline.
                 let mut baseline = state.baseline.clone();
                 let score = self
-                    .score(profile, &features, &mut baseline, stream_key, window)
+                    .score(profile, features, &mut baseline, stream_key, window)
                     .await?;
                 result.label = score.label.clone();
                 result.probabilities = score.probabilities.clone();
                 result.anomaly_score = score.anomaly_score;
                 result.source = score.source.clone();
                 result.model_version = score.model_version.clone();
-                if !fresh {
-                    // Already applied (a retry after a crash) or out of order: report only. Any
-                    // notification the earlier attempt left unsent is still in the outbox.
-                    result.alert = state.alert.active.clone();
-                    outbox = state.outbox.clone();
-                    if sent.as_ref() != Some(&result) {
-                        closed.result = result.clone();
-                        self.effects(&closed).await?;
+                if fresh {
+                    state.baseline = baseline;
+                    let transition = alert::apply(
+                        &profile.profile.alert,
+                        &mut state.alert,
+                        &score.label,
+                        result.ts_end,
+                    );
+                    state.applied_window = Some(window);
+                    state.last_label = Some(score.label.clone());
+                    if let Some(t) = transition {
+                        alerts.push(self.alert_event(stream_key, window, t, &result));
                     }
-                    break;
                 }
-                state.baseline = baseline;
-                let transition = alert::apply(
-                    &profile.profile.alert,
-                    &mut state.alert,
-                    &score.label,
-                    result.ts_end,
-                );
-                state.applied_window = Some(window);
-                state.last_label = Some(score.label.clone());
-                if let Some(t) = transition {
-                    state
-                        .outbox
-                        .push(self.alert_event(stream_key, window, t, &result));
-                }
+                // Out of order: reported, not applied.
                 result.alert = state.alert.active.clone();
-                closed.result = result.clone();
-                // The result does not wait for the save: a crash between the two leaves the
-                // window claimed but not done, and the retry reports it again from the state.
-                let save = self.ports.states.save(stream_key, &state, stored.version);
-                let saved = if sent.as_ref() == Some(&result) {
-                    save.await?
-                } else {
-                    let (saved, ()) =
-                        futures_util::future::try_join(save, self.effects(&closed)).await?;
-                    sent = Some(result.clone());
-                    saved
-                };
-                if saved {
-                    outbox = state.outbox.clone();
-                    break;
-                }
-                stored = self.ports.states.load(stream_key).await?;
             }
-            report.counters.windows_scored += 1;
-        } else {
-            report.counters.windows_incomplete += 1;
+            state.mark_closed(window);
             closed.result = result.clone();
-            self.effects(&closed).await?;
+            alerts.retain(|a| !notified.contains(a));
+            // Everything the close sends, before the commit: a crash or a failure before the
+            // save leaves the window claimed and not closed, and the retry after the lease
+            // sends again (at-least-once, like SNS itself); after the save, nothing is sent
+            // again.
+            let publish = async {
+                if sent {
+                    // Redone after a conflict: the result went out once (its `alert` may lag
+                    // a window closed concurrently); only new alerts are sent.
+                    Ok(())
+                } else {
+                    self.effects(&closed).await
+                }
+            };
+            futures_util::future::try_join(publish, self.notify(&alerts)).await?;
+            sent = true;
+            notified.extend(alerts.iter().cloned());
+            if self
+                .ports
+                .states
+                .save(stream_key, &state, stored.version)
+                .await?
+            {
+                *ctx.state = Some(Versioned {
+                    value: state,
+                    version: stored.version + 1,
+                });
+                break;
+            }
+            stored = self.ports.states.load(stream_key).await?;
         }
-
+        if result.status == ResultStatus::Scored {
+            ctx.report.counters.windows_scored += 1;
+        } else {
+            ctx.report.counters.windows_incomplete += 1;
+        }
+        ctx.report.counters.alerts += notified.len() as u64;
+        ctx.report.alerts.extend(notified);
+        // Stores that keep their own done mark (memory, the edge) set it; DynamoDB relies on
+        // the state saved above.
         let outcome = WindowOutcome {
             label: result.label.clone(),
             finished_ms: now_ms,
         };
-        // Notifications first (usually none): one that fails leaves the window claimed, and the
-        // retry after the lease sends it.
-        self.flush_outbox(stream_key, outbox, report).await?;
-        self.ports
-            .windows
-            .finish(stream_key, window, &outcome)
-            .await?;
-        report.results.push(result);
+        windows.finish(stream_key, window, &outcome).await?;
+        hints.closed(stream_key, window);
+        ctx.report.results.push(result);
         Ok(Closed::Yes)
+    }
+
+    /// Appends a chunk that was held back for a claim that did not happen.
+    async fn store_pending(
+        &self,
+        ctx: &mut Closing<'_, '_>,
+        window: WindowId,
+        pending: Option<Chunk>,
+    ) -> Result<(), PortError> {
+        if let Some(chunk) = pending {
+            let outcome = self
+                .ports
+                .windows
+                .append(ctx.stream_key, window, &chunk, ctx.now_ms)
+                .await?;
+            ctx.seqs.classify(window, &outcome, &chunk);
+        }
+        Ok(())
+    }
+
+    async fn notify(&self, alerts: &[AlertEvent]) -> Result<(), PortError> {
+        futures_util::future::try_join_all(alerts.iter().map(|a| self.ports.alerts.notify(a)))
+            .await?;
+        Ok(())
     }
 
     /// The result to the device and the window to the archive: independent, so together.
@@ -739,40 +980,6 @@ impl<'a> Pipeline<'a> {
             })
     }
 
-    /// Sends the notifications recorded in the device state, then removes them from it. A crash
-    /// in between sends one again on the next window (at-least-once, like SNS itself); a
-    /// failure leaves them for the retry.
-    async fn flush_outbox(
-        &self,
-        stream_key: &StreamKey,
-        outbox: Vec<AlertEvent>,
-        report: &mut DeviceReport,
-    ) -> Result<(), PortError> {
-        if outbox.is_empty() {
-            return Ok(());
-        }
-        for event in &outbox {
-            self.ports.alerts.notify(event).await?;
-            report.counters.alerts += 1;
-            report.alerts.push(event.clone());
-        }
-        loop {
-            let stored = self.ports.states.load(stream_key).await?;
-            let mut state = stored.value;
-            let before = state.outbox.len();
-            state.outbox.retain(|e| !outbox.contains(e));
-            if state.outbox.len() == before
-                || self
-                    .ports
-                    .states
-                    .save(stream_key, &state, stored.version)
-                    .await?
-            {
-                return Ok(());
-            }
-        }
-    }
-
     fn alert_event(
         &self,
         stream_key: &StreamKey,
@@ -789,6 +996,17 @@ impl<'a> Pipeline<'a> {
             model_version: result.model_version.clone(),
         }
     }
+}
+
+/// One device's batch while its windows are being closed.
+struct Closing<'c, 'r> {
+    stream_key: &'c StreamKey,
+    profile: &'c CompiledProfile,
+    high_water: u64,
+    now_ms: u64,
+    state: &'c mut Option<Versioned<DeviceState>>,
+    seqs: &'c mut Seqs,
+    report: &'r mut DeviceReport,
 }
 
 /// Which seqs of a batch were duplicates and which were late, as the windows answered.

@@ -153,8 +153,10 @@ pub trait WindowStore: Send + Sync {
     ) -> Result<Claim, PortError>;
     /// Takes the window like `claim` and stores `pending` (a chunk of it not yet appended) in
     /// the same step when granted: the message that completes a window pays one write for
-    /// both. When not granted, `pending` is not stored: the caller appends it if it still
-    /// needs it. Stores without a cheaper way append first.
+    /// both. Also says what became of `pending`: `Some(true)` stored by this call,
+    /// `Some(false)` it was stored already (a redelivery), `None` not stored (the claim was not
+    /// granted: the caller appends it if it still needs it). Stores without a cheaper way
+    /// append first.
     async fn claim_with(
         &self,
         stream: &StreamKey,
@@ -162,13 +164,31 @@ pub trait WindowStore: Send + Sync {
         now_ms: u64,
         lease_ms: u64,
         pending: Option<&Chunk>,
-    ) -> Result<Claim, PortError> {
-        if let Some(chunk) = pending {
-            self.append(stream, window, chunk, now_ms).await?;
-        }
-        self.claim(stream, window, now_ms, lease_ms).await
+    ) -> Result<(Claim, Option<bool>), PortError> {
+        let stored = match pending {
+            Some(chunk) => Some(self.append(stream, window, chunk, now_ms).await?.stored),
+            None => None,
+        };
+        Ok((self.claim(stream, window, now_ms, lease_ms).await?, stored))
     }
-    /// Marks the window done. Later appends to it are late.
+    /// Whether the pipeline may claim a window it holds the last chunk of *while* loading it
+    /// (one round trip less on the critical path), releasing the claim when the window turns
+    /// out not to be ready. Stores that do not implement `release` keep the default (false).
+    fn claims_before_load(&self) -> bool {
+        false
+    }
+    /// Gives up a claim granted with this lease end before its window was ready (only called
+    /// when `claims_before_load`); a chunk stored with the claim stays.
+    async fn release(
+        &self,
+        _stream: &StreamKey,
+        _window: WindowId,
+        _until_ms: u64,
+    ) -> Result<(), PortError> {
+        Ok(())
+    }
+    /// Marks the window done. Later appends to it are late. A store may leave this to the
+    /// device state (DynamoDB does: [`DeviceState::is_closed`] is what the pipeline checks).
     async fn finish(
         &self,
         stream: &StreamKey,
@@ -194,6 +214,50 @@ pub struct DeviceState {
     /// The latest result, as shown to the device.
     #[serde(default)]
     pub last_label: Option<String>,
+    /// Every window up to this one is closed (or given up: see [`DeviceState::mark_closed`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closed_through: Option<WindowId>,
+    /// Closed windows above `closed_through`, ascending (windows closing out of order).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub closed_after: Vec<WindowId>,
+}
+
+/// Closed windows kept above `closed_through` before the oldest gap is given up.
+pub const CLOSED_AFTER_MAX: usize = 16;
+
+impl DeviceState {
+    /// Whether the window was closed: its result published and its state change saved with
+    /// this state. This, not the window store, is what makes a close happen once: it is saved
+    /// in the same conditional write as the alert state it moved.
+    pub fn is_closed(&self, window: WindowId) -> bool {
+        self.closed_through.is_some_and(|t| window <= t) || self.closed_after.contains(&window)
+    }
+
+    /// Records the window as closed. Windows close mostly in order, so this stays small: a
+    /// prefix and a few above it. When more than [`CLOSED_AFTER_MAX`] windows closed above a
+    /// gap, the gap is given up (that many later windows are past their deadlines: its samples
+    /// are late).
+    pub fn mark_closed(&mut self, window: WindowId) {
+        if self.is_closed(window) {
+            return;
+        }
+        let at = self.closed_after.partition_point(|&w| w < window);
+        self.closed_after.insert(at, window);
+        loop {
+            let next = match self.closed_through {
+                Some(t) => t + 1,
+                None => 0,
+            };
+            if self.closed_after.first() == Some(&next) {
+                self.closed_through = Some(next);
+                self.closed_after.remove(0);
+            } else if self.closed_after.len() > CLOSED_AFTER_MAX {
+                self.closed_through = Some(self.closed_after.remove(0));
+            } else {
+                return;
+            }
+        }
+    }
 }
 
 /// A value and the version it was read at (0: absent).

@@ -13,12 +13,14 @@ pub struct InvocationMetrics {
     pub latency_ms: f64,
     pub dynamo_write_units: f64,
     pub dynamo_read_units: f64,
+    /// DynamoDB requests (reads and writes).
+    pub dynamo_requests: u64,
 }
 
 /// The EMF document. Dimensions: function and trigger (three values at most).
 pub fn emf(function: &str, trigger: &str, m: &InvocationMetrics, timestamp_ms: u64) -> Value {
     let c = &m.counters;
-    let metrics: [(&str, f64, &str); 13] = [
+    let metrics: [(&str, f64, &str); 14] = [
         ("Messages", c.messages as f64, "Count"),
         ("Accepted", c.accepted as f64, "Count"),
         ("Rejected", c.rejected as f64, "Count"),
@@ -32,6 +34,7 @@ pub fn emf(function: &str, trigger: &str, m: &InvocationMetrics, timestamp_ms: u
         ("Latency", m.latency_ms, "Milliseconds"),
         ("DynamoWriteUnits", m.dynamo_write_units, "Count"),
         ("DynamoReadUnits", m.dynamo_read_units, "Count"),
+        ("DynamoRequests", m.dynamo_requests as f64, "Count"),
     ];
     let mut doc = Map::new();
     doc.insert(
