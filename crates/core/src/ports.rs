@@ -455,3 +455,33 @@ impl BaselineSource for NoBaselines {
         Ok(None)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn closed_windows_stay_a_prefix_and_a_few() {
+        let mut s = DeviceState::default();
+        for w in [1, 0, 3, 2] {
+            s.mark_closed(w);
+        }
+        assert_eq!(
+            (s.closed_through, s.closed_after.clone()),
+            (Some(3), vec![])
+        );
+        s.mark_closed(5);
+        assert!(s.is_closed(5) && !s.is_closed(4) && s.is_closed(0));
+        // A gap with more than CLOSED_AFTER_MAX windows closed above it is given up.
+        for w in 6..6 + CLOSED_AFTER_MAX as u64 {
+            s.mark_closed(w);
+        }
+        assert!(s.is_closed(4), "{s:?}");
+        assert!(s.closed_after.is_empty());
+        assert_eq!(s.closed_through, Some(5 + CLOSED_AFTER_MAX as u64));
+        // A device whose seqs start high: its windows are kept above the empty prefix.
+        let mut d = DeviceState::default();
+        d.mark_closed(1_000);
+        assert!(d.is_closed(1_000) && !d.is_closed(999));
+    }
+}
