@@ -137,7 +137,12 @@ pub fn figures(runs: &[(Invocation, Measured)]) -> Figures {
     let samples: usize = runs.iter().map(|(i, _)| i.samples).sum();
     let messages: usize = runs.iter().map(|(i, _)| i.messages).sum();
     let sum = |f: fn(&Measured) -> f64| runs.iter().map(|(_, m)| f(m)).sum::<f64>();
-    let mut lat: Vec<f64> = runs.iter().map(|(_, m)| m.latency_ms).collect();
+    // NaN: not a latency sample (the cold invocation).
+    let mut lat: Vec<f64> = runs
+        .iter()
+        .map(|(_, m)| m.latency_ms)
+        .filter(|l| !l.is_nan())
+        .collect();
     lat.sort_by(f64::total_cmp);
     let pct = |p: f64| {
         lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
