@@ -422,8 +422,10 @@ impl DynamoWindowStore {
             .key("pk", s(manifest_pk(stream)))
             .key("sk", s(window_sk(window)))
             .condition_expression(
-                "attribute_not_exists(st) OR (st = :claimed AND lease_until <= :now)",
+                // `open`: a manifest of the previous layout, still counting when it was deployed.
+                "attribute_not_exists(st) OR st = :open OR (st = :claimed AND lease_until <= :now)",
             )
+            .expression_attribute_values(":open", s("open"))
             .expression_attribute_values(":claimed", s("claimed"))
             .expression_attribute_values(":until", n(now_ms + lease_ms))
             .expression_attribute_values(":now", n(now_ms))
