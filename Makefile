@@ -9,7 +9,7 @@ export CARGO_TERM_COLOR ?= never
 DATA         ?= ../shared/datasets
 CARGO_TEST   := cargo test --workspace --locked
 
-.PHONY: help setup setup-build demo test test-rust test-infra lint fmt bench eval build deploy destroy test-localstack fuzz clean
+.PHONY: help setup setup-build demo test test-rust test-infra lint fmt bench bench-aws eval build deploy destroy test-localstack fuzz clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -52,6 +52,9 @@ fuzz: ## Each fuzz target for FUZZ_SECONDS s (nightly + cargo-fuzz; see fuzz/REA
 
 bench: setup ## Criterion benchmarks (parse+window, ONNX per window, full pipeline)
 	cargo bench --locked -p vigil-edge --bench pipeline
+
+bench-aws: setup ## Release bootstrap under cargo-lambda's Runtime API: DynamoDB units, CPU, latency, cold start (JSON)
+	bash scripts/bench-aws.sh
 
 eval: setup ## Every evaluation on ../shared/datasets (last line of each: JSON figures)
 	cargo build --locked -q -p vigil-cli --bin vigil

@@ -282,6 +282,47 @@ impl Fixture {
             .collect()
     }
 
+    /// The windows of `range` the device state records as closed (its commit of each close).
+    pub async fn closed_windows(
+        &self,
+        device: &str,
+        profile: &str,
+        range: std::ops::Range<u64>,
+    ) -> Vec<u64> {
+        let state: vigil_core::ports::DeviceState = match self.state(device, profile).await {
+            Some((v, _)) => serde_json::from_value(v).expect("device state"),
+            None => return vec![],
+        };
+        range.filter(|&w| state.is_closed(w)).collect()
+    }
+
+    /// The seqs stored for one window: its chunk items and the chunks stored with its claim.
+    pub async fn stored_seqs(&self, device: &str, profile: &str, window: u64) -> Vec<u64> {
+        let mut blobs: Vec<Vec<u8>> = self
+            .partition(&format!("C#{device}#{profile}#{window:020}"))
+            .await
+            .iter()
+            .filter_map(|c| match c.get("d") {
+                Some(AttributeValue::B(b)) => Some(b.as_ref().to_vec()),
+                _ => None,
+            })
+            .collect();
+        if let Some(marker) = self.manifests(device, profile).await.get(&window) {
+            blobs.extend(marker.iter().filter_map(|(k, v)| match v {
+                AttributeValue::B(b) if k.starts_with("c_") => Some(b.as_ref().to_vec()),
+                _ => None,
+            }));
+        }
+        let mut seqs: Vec<u64> = blobs
+            .iter()
+            .flat_map(|b| vigil_aws::codec::decode(b).expect("stored chunk"))
+            .map(|smp| smp.seq)
+            .collect();
+        seqs.sort_unstable();
+        seqs.dedup();
+        seqs
+    }
+
     /// The device state as stored.
     pub async fn state(&self, device: &str, profile: &str) -> Option<(Value, u64)> {
         let item = self
@@ -505,7 +546,27 @@ pub fn config_for(
     models_bucket: &str,
     options: &Options,
 ) -> Config {
-    let env: HashMap<&str, String> = HashMap::from([
+    let env = env_for(
+        table,
+        topic_arn,
+        archive_bucket,
+        rejects_queue_url,
+        models_bucket,
+        options,
+    );
+    Config::from_lookup(|k| env.get(k).cloned()).expect("valid test configuration")
+}
+
+/// The function's environment variables for these resources (what Terraform sets).
+pub fn env_for(
+    table: &str,
+    topic_arn: &str,
+    archive_bucket: &str,
+    rejects_queue_url: &str,
+    models_bucket: &str,
+    options: &Options,
+) -> HashMap<&'static str, String> {
+    HashMap::from([
         ("VIGIL_TABLE_NAME", table.to_string()),
         ("VIGIL_ALERT_TOPIC_ARN", topic_arn.to_string()),
         ("VIGIL_ARCHIVE_BUCKET", archive_bucket.to_string()),
@@ -546,8 +607,7 @@ pub fn config_for(
         ),
         ("VIGIL_WINDOW_TTL_HOURS", "48".into()),
         ("ORT_DYLIB_PATH", crate::ort_dylib().display().to_string()),
-    ]);
-    Config::from_lookup(|k| env.get(k).cloned()).expect("valid test configuration")
+    ])
 }
 
 // ---- events, shaped as the IoT rule, SQS and Kinesis deliver them ----------------------------

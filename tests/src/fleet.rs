@@ -51,7 +51,7 @@ use vigil_core::ports::{PortError, ResultSink, WindowResult};
 use vigil_core::telemetry::{encode_batch, encode_sample, Sample};
 use vigil_ingest::{Invocation, RecordOutcome};
 
-use crate::fixture::{channels, create_thing, direct_b64, s, sqs_batch, Fixture, Options};
+use crate::fixture::{channels, create_thing, direct_b64, sqs_batch, Fixture, Options};
 use crate::{publishes, recorded, Hydraulic, Rng};
 
 mod report;
@@ -684,12 +684,7 @@ pub async fn run(opts: FleetOptions) -> Result<FleetReport, String> {
         let last = opts.cycles as u64 - 1;
         let per_device: Vec<(u64, bool)> = stream::iter(things.iter())
             .map(|thing| async move {
-                let done = fx
-                    .manifests(thing, PROFILE)
-                    .await
-                    .iter()
-                    .filter(|(&w, m)| w <= last && s(m, "st") == "done")
-                    .count() as u64;
+                let done = fx.closed_windows(thing, PROFILE, 0..last + 1).await.len() as u64;
                 let applied = fx
                     .state(thing, PROFILE)
                     .await

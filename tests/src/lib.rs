@@ -19,6 +19,7 @@ use base64::Engine as _;
 use serde_json::Value;
 use vigil_core::telemetry::Sample;
 
+pub mod bench;
 pub mod fixture;
 pub mod fleet;
 

@@ -5,26 +5,35 @@
 //!
 //! | item            | pk                              | sk                     | attributes |
 //! |-----------------|---------------------------------|------------------------|------------|
-//! | window manifest | `W#<device>#<profile>`          | window id, 20 digits   | `st` (open/claimed/done), `lease_until`, `received`, `chunks` (SS of 8-char tags), `label`, `finished_ms`, `expires_at` |
+//! | window marker   | `W#<device>#<profile>`          | window id, 20 digits   | `st` (`claimed`; `done` from older versions), `lease_until`, `c_<tag>` (chunks stored with the claim), `expires_at` |
 //! | chunk           | `C#<device>#<profile>#<window>` | chunk id               | `d` (binary samples, see `codec`), `expires_at` |
 //! | device state    | `S#<device>#<profile>`          | `STATE`                | `state` (JSON), `version` |
 //! | registry        | `DEVICE#<thing>`                | `PROFILE`              | `profile` (written by Terraform) |
 //!
-//! Idempotency per (device, seq), without transactions (IAM grants none):
-//! - `append` puts the chunk item with `attribute_not_exists(pk)`, *then* updates the manifest:
-//!   `ADD chunks :tag, received :n` only if the window is not done and the tag is not in the set.
-//!   So a chunk is counted at most once, and whatever is counted is already stored (a reader
-//!   that sees `received >= size` finds every counted sample). A crash between the two writes
-//!   is repaired by the retry: the put finds the chunk, the update counts it. A chunk that turns
-//!   out to be late (window done) is deleted again.
-//! - `claim` is a conditional update from `open` (or an expired `claimed`) to `claimed`.
-//! - `finish` sets `done`, drops the tag set and refreshes the TTL; chunk items expire by TTL
-//!   (free), not by deletes (billed).
-//! - the device state is a versioned item saved with `version = :expected`.
+//! One write per message, idempotent per (device, seq), without transactions (IAM grants none):
+//! - `append` is one `PutItem` of the chunk with `attribute_not_exists(pk)`: a redelivery finds
+//!   its chunk and changes nothing. Nothing is counted per message (a counter would be a second
+//!   write): the pipeline checks a window when its last seq is seen or its close deadline is
+//!   crossed, by reading its chunks (`load`, one strongly consistent Query).
+//! - a window has a marker only once someone claims it: `claim` is a conditional update from
+//!   absent (or an expired `claimed`) to `claimed`; `claim_with` also stores the claimer's own
+//!   chunk as an attribute of the marker, so the message that completes a window pays one write
+//!   for its samples and the claim. `load` reads those chunks back (a `GetItem` beside the Query),
+//!   so a holder that dies leaves them to whoever takes the lease over.
+//! - the claim is taken while the window is read (`claims_before_load`) when the caller holds
+//!   its last chunk; `release` gives it up (a conditional update of our own lease) when the
+//!   window turned out not to be ready.
+//! - the device state is a versioned item saved with `version = :expected`; that save is the
+//!   commit of a close: it applies the window to the alert state and records it closed
+//!   (`closed_through` / `closed_after`), so `finish` writes nothing. Chunk items and markers
+//!   expire by TTL (free), not by deletes (billed); appends to a closed window are stored and
+//!   never read (the pipeline finds the window closed in the state when it checks it).
 //!
-//! Write cost: the manifest grows by one 8-byte tag per chunk, so a 60-sample window of
-//! 1-sample messages stays below 1 KB (1 WCU per update); chunk items hold 32 bytes per
-//! 4-channel sample. Every call asks for `ReturnConsumedCapacity` and adds it to [`Usage`].
+//! Per 60-sample window of one-sample messages: 59 chunk puts, the claim (with the last chunk)
+//! and the state save: 61 writes, ~1.02 per sample; reads only when a window's last seq comes
+//! or a deadline is crossed.
+//!
+//! Every call asks for `ReturnConsumedCapacity` and adds it to [`Usage`].
 
 use std::collections::HashMap;
 use std::ops::RangeInclusive;
@@ -178,18 +187,19 @@ impl Table {
         }
     }
 
-    /// A conditional `UpdateItem` on a window manifest: the new item when written; when its
+    /// A conditional `UpdateItem` on a window manifest: the item as `returned` asks when written; when its
     /// condition failed, the item as it was (from the error, or read again: older emulators do
     /// not return it), `None` when there is none.
     async fn update_manifest_if(
         &self,
         update: UpdateItemFluentBuilder,
+        returned: ReturnValue,
         stream: &StreamKey,
         window: WindowId,
         what: impl FnOnce() -> String,
     ) -> Result<Result<Item, Option<Item>>, PortError> {
         let res = update
-            .return_values(ReturnValue::AllNew)
+            .return_values(returned)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()
@@ -371,12 +381,7 @@ impl DynamoWindowStore {
         chunk: &Chunk,
         now_ms: u64,
     ) -> Result<bool, PortError> {
-        let data = codec::encode(&chunk.samples).map_err(|e| {
-            PortError::permanent(
-                PORT_WINDOWS,
-                format!("chunk {} of {}: {e}", chunk.id, stream.device),
-            )
-        })?;
+        let data = encode(stream, chunk)?;
         let put = self
             .table
             .client
@@ -397,32 +402,118 @@ impl DynamoWindowStore {
             .await
     }
 
-    async fn delete_chunk(
+    /// The claim update: from absent (or an expired lease) to `claimed`, with `pending` stored
+    /// as a `c_<tag>` attribute of the marker.
+    async fn claim_marker(
         &self,
         stream: &StreamKey,
         window: WindowId,
-        chunk: &Chunk,
-    ) -> Result<(), PortError> {
+        now_ms: u64,
+        lease_ms: u64,
+        pending: Option<&Chunk>,
+    ) -> Result<(Claim, Option<bool>), PortError> {
+        let mut set = "SET st = :claimed, lease_until = :until, expires_at = :exp".to_string();
+        let attr = pending.map(|c| format!("c_{}", chunk_tag(&c.id)));
+        let mut update = self
+            .table
+            .client
+            .update_item()
+            .table_name(&self.table.name)
+            .key("pk", s(manifest_pk(stream)))
+            .key("sk", s(window_sk(window)))
+            .condition_expression(
+                // `open`: a manifest of the previous layout, still counting when it was deployed.
+                "attribute_not_exists(st) OR st = :open OR (st = :claimed AND lease_until <= :now)",
+            )
+            .expression_attribute_values(":open", s("open"))
+            .expression_attribute_values(":claimed", s("claimed"))
+            .expression_attribute_values(":until", n(now_ms + lease_ms))
+            .expression_attribute_values(":now", n(now_ms))
+            .expression_attribute_values(":exp", self.table.expires_at(now_ms));
+        if let Some(chunk) = pending {
+            set.push_str(", #c = :d");
+            update = update
+                .expression_attribute_names("#c", attr.clone().unwrap_or_default())
+                .expression_attribute_values(
+                    ":d",
+                    AttributeValue::B(Blob::new(encode(stream, chunk)?)),
+                );
+        }
+        let claimed = self
+            .table
+            .update_manifest_if(
+                update.update_expression(set),
+                ReturnValue::AllOld,
+                stream,
+                window,
+                || format!("claim window {window} of {}", stream.device),
+            )
+            .await?;
+        Ok(match claimed {
+            // The item before the claim tells whether our chunk was there already.
+            Ok(old) => (Claim::Granted, attr.map(|a| !old.contains_key(&a))),
+            Err(None) => (Claim::Busy, None),
+            Err(Some(item)) => match info_of(window, &item).state {
+                WindowState::Done => (Claim::Done, None),
+                // Open can only be seen here if the item changed in between: someone
+                // else is at it.
+                WindowState::Claimed { .. } | WindowState::Open => (Claim::Busy, None),
+            },
+        })
+    }
+
+    /// The window's marker, read consistently (its state and the chunks stored with claims).
+    async fn marker(
+        &self,
+        stream: &StreamKey,
+        window: WindowId,
+    ) -> Result<Option<Item>, PortError> {
         let out = self
             .table
             .client
-            .delete_item()
+            .get_item()
             .table_name(&self.table.name)
-            .key("pk", s(chunk_pk(stream, window)))
-            .key("sk", s(&chunk.id))
+            .key("pk", s(manifest_pk(stream)))
+            .key("sk", s(window_sk(window)))
+            .consistent_read(true)
             .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()
             .await
             .map_err(|e| {
                 port_error(
                     PORT_WINDOWS,
-                    &format!("delete late chunk {} of {}", chunk.id, stream.device),
+                    &format!("get window {window} of {}", stream.device),
                     e,
                 )
             })?;
-        self.table.usage.add(out.consumed_capacity(), true);
-        Ok(())
+        self.table.usage.add(out.consumed_capacity(), false);
+        Ok(out.item)
     }
+}
+
+fn encode(stream: &StreamKey, chunk: &Chunk) -> Result<Vec<u8>, PortError> {
+    codec::encode(&chunk.samples).map_err(|e| {
+        PortError::permanent(
+            PORT_WINDOWS,
+            format!("chunk {} of {}: {e}", chunk.id, stream.device),
+        )
+    })
+}
+
+fn decode_into(
+    out: &mut Vec<Sample>,
+    data: &Blob,
+    stream: &StreamKey,
+    what: &str,
+) -> Result<(), PortError> {
+    let decoded = codec::decode(data.as_ref()).map_err(|e| {
+        PortError::permanent(
+            PORT_WINDOWS,
+            format!("chunk {what} of {}: {e}", stream.device),
+        )
+    })?;
+    out.extend(decoded);
+    Ok(())
 }
 
 #[async_trait]
@@ -434,53 +525,15 @@ impl WindowStore for DynamoWindowStore {
         chunk: &Chunk,
         now_ms: u64,
     ) -> Result<AppendOutcome, PortError> {
-        let created = self.put_chunk(stream, window, chunk, now_ms).await?;
-        let tag = chunk_tag(&chunk.id);
-        let update = self
-            .table
-            .client
-            .update_item()
-            .table_name(&self.table.name)
-            .key("pk", s(manifest_pk(stream)))
-            .key("sk", s(window_sk(window)))
-            .update_expression(
-                "ADD chunks :tags, received :n SET st = if_not_exists(st, :open), expires_at = :exp",
-            )
-            .condition_expression(
-                "(attribute_not_exists(st) OR st <> :done) AND NOT contains(chunks, :tag)",
-            )
-            .expression_attribute_values(":tags", AttributeValue::Ss(vec![tag.clone()]))
-            .expression_attribute_values(":tag", s(tag))
-            .expression_attribute_values(":n", n(chunk.samples.len() as u64))
-            .expression_attribute_values(":open", s("open"))
-            .expression_attribute_values(":done", s("done"))
-            .expression_attribute_values(":exp", self.table.expires_at(now_ms));
-        let counted = self
-            .table
-            .update_manifest_if(update, stream, window, || {
-                format!(
-                    "count chunk {} in window {window} of {}",
-                    chunk.id, stream.device
-                )
-            })
-            .await?;
-        match counted {
-            Ok(item) => Ok(AppendOutcome {
-                stored: true,
-                info: info_of(window, &item),
-            }),
-            Err(old) => {
-                let info = info_of(window, &old.unwrap_or_default());
-                if info.state == WindowState::Done && created {
-                    // Late: the window closed before this chunk came. Keep nothing of it.
-                    self.delete_chunk(stream, window, chunk).await?;
-                }
-                Ok(AppendOutcome {
-                    stored: false,
-                    info,
-                })
-            }
-        }
+        let stored = self.put_chunk(stream, window, chunk, now_ms).await?;
+        Ok(AppendOutcome {
+            stored,
+            info: WindowInfo {
+                window,
+                state: WindowState::Open,
+                received: 0,
+            },
+        })
     }
 
     async fn load(&self, stream: &StreamKey, window: WindowId) -> Result<Vec<Sample>, PortError> {
@@ -490,25 +543,32 @@ impl WindowStore for DynamoWindowStore {
             .query()
             .key_condition_expression("pk = :pk")
             .expression_attribute_values(":pk", s(chunk_pk(stream, window)));
-        let items = self
-            .table
-            .query_all(query, || {
+        let (items, marker) = futures_util::future::try_join(
+            self.table.query_all(query, || {
                 format!("load window {window} of {}", stream.device)
-            })
-            .await?;
+            }),
+            self.marker(stream, window),
+        )
+        .await?;
         // Items come sorted by chunk id: the first stored copy (by id) wins, as in memory.
         let mut samples = Vec::new();
         for item in &items {
-            let Some(AttributeValue::B(data)) = item.get("d") else {
-                continue;
-            };
-            let decoded = codec::decode(data.as_ref()).map_err(|e| {
-                PortError::permanent(
-                    PORT_WINDOWS,
-                    format!("chunk {:?} of {}: {e}", get_s(item, "sk"), stream.device),
-                )
-            })?;
-            samples.extend(decoded);
+            if let Some(AttributeValue::B(data)) = item.get("d") {
+                decode_into(&mut samples, data, stream, get_s(item, "sk").unwrap_or("?"))?;
+            }
+        }
+        if let Some(marker) = &marker {
+            let mut claimed: Vec<(&String, &Blob)> = marker
+                .iter()
+                .filter_map(|(k, v)| match v {
+                    AttributeValue::B(b) if k.starts_with("c_") => Some((k, b)),
+                    _ => None,
+                })
+                .collect();
+            claimed.sort_by_key(|(k, _)| *k);
+            for (k, data) in claimed {
+                decode_into(&mut samples, data, stream, k)?;
+            }
         }
         dedup_by_seq(&mut samples);
         Ok(samples)
@@ -530,18 +590,28 @@ impl WindowStore for DynamoWindowStore {
             .expression_attribute_values(":pk", s(manifest_pk(stream)))
             .expression_attribute_values(":a", s(window_sk(*range.start())))
             .expression_attribute_values(":b", s(window_sk(*range.end())))
-            .projection_expression("sk, st, lease_until, received");
+            .projection_expression("sk, st, lease_until");
         let items = self
             .table
             .query_all(query, || {
                 format!("list windows {range:?} of {}", stream.device)
             })
             .await?;
-        Ok(items
+        let mut known: HashMap<WindowId, WindowInfo> = items
             .iter()
             .filter_map(|item| {
                 let w = get_s(item, "sk").and_then(|v| v.parse().ok())?;
-                Some(info_of(w, item))
+                Some((w, info_of(w, item)))
+            })
+            .collect();
+        // Windows nobody claimed have no marker: listed as open (their chunks tell the rest).
+        Ok(range
+            .map(|w| {
+                known.remove(&w).unwrap_or(WindowInfo {
+                    window: w,
+                    state: WindowState::Open,
+                    received: 0,
+                })
             })
             .collect())
     }
@@ -553,6 +623,35 @@ impl WindowStore for DynamoWindowStore {
         now_ms: u64,
         lease_ms: u64,
     ) -> Result<Claim, PortError> {
+        Ok(self
+            .claim_marker(stream, window, now_ms, lease_ms, None)
+            .await?
+            .0)
+    }
+
+    async fn claim_with(
+        &self,
+        stream: &StreamKey,
+        window: WindowId,
+        now_ms: u64,
+        lease_ms: u64,
+        pending: Option<&Chunk>,
+    ) -> Result<(Claim, Option<bool>), PortError> {
+        self.claim_marker(stream, window, now_ms, lease_ms, pending)
+            .await
+    }
+
+    fn claims_before_load(&self) -> bool {
+        true
+    }
+
+    async fn release(
+        &self,
+        stream: &StreamKey,
+        window: WindowId,
+        until_ms: u64,
+    ) -> Result<(), PortError> {
+        // Only our own lease is given up (the chunk stored with it stays).
         let update = self
             .table
             .client
@@ -560,66 +659,30 @@ impl WindowStore for DynamoWindowStore {
             .table_name(&self.table.name)
             .key("pk", s(manifest_pk(stream)))
             .key("sk", s(window_sk(window)))
-            .update_expression("SET st = :claimed, lease_until = :until")
-            .condition_expression(
-                "attribute_exists(pk) AND (st = :open OR (st = :claimed AND lease_until <= :now))",
-            )
+            .update_expression("SET lease_until = :zero")
+            .condition_expression("st = :claimed AND lease_until = :until")
+            .expression_attribute_values(":zero", n(0))
             .expression_attribute_values(":claimed", s("claimed"))
-            .expression_attribute_values(":open", s("open"))
-            .expression_attribute_values(":until", n(now_ms + lease_ms))
-            .expression_attribute_values(":now", n(now_ms));
-        let claimed = self
+            .expression_attribute_values(":until", n(until_ms));
+        // A failed condition: the lease is not ours any more, nothing to give up.
+        let _ours = self
             .table
-            .update_manifest_if(update, stream, window, || {
-                format!("claim window {window} of {}", stream.device)
+            .update_manifest_if(update, ReturnValue::None, stream, window, || {
+                format!("release window {window} of {}", stream.device)
             })
             .await?;
-        Ok(match claimed {
-            Ok(_) => Claim::Granted,
-            Err(None) => Claim::Missing,
-            Err(Some(item)) if item.is_empty() => Claim::Missing,
-            Err(Some(item)) => match info_of(window, &item).state {
-                WindowState::Done => Claim::Done,
-                // Open can only be seen here if the item changed in between: someone
-                // else is at it.
-                WindowState::Claimed { .. } | WindowState::Open => Claim::Busy,
-            },
-        })
+        Ok(())
     }
 
+    /// Nothing to write: a window is closed when the device state saved with its result says
+    /// so (`DeviceState::is_closed`), in the same conditional write that applied it. A second
+    /// write here would cost a write unit per window and a round trip.
     async fn finish(
         &self,
-        stream: &StreamKey,
-        window: WindowId,
-        outcome: &WindowOutcome,
+        _stream: &StreamKey,
+        _window: WindowId,
+        _outcome: &WindowOutcome,
     ) -> Result<(), PortError> {
-        let out = self
-            .table
-            .client
-            .update_item()
-            .table_name(&self.table.name)
-            .key("pk", s(manifest_pk(stream)))
-            .key("sk", s(window_sk(window)))
-            .update_expression(
-                "SET st = :done, #label = :label, finished_ms = :fin, expires_at = :exp \
-                 REMOVE lease_until, chunks",
-            )
-            .expression_attribute_names("#label", "label")
-            .expression_attribute_values(":done", s("done"))
-            .expression_attribute_values(":label", s(&outcome.label))
-            .expression_attribute_values(":fin", n(outcome.finished_ms))
-            .expression_attribute_values(":exp", self.table.expires_at(outcome.finished_ms))
-            .return_consumed_capacity(ReturnConsumedCapacity::Total)
-            .send()
-            .await
-            .map_err(|e| {
-                port_error(
-                    PORT_WINDOWS,
-                    &format!("finish window {window} of {}", stream.device),
-                    e,
-                )
-            })?;
-        self.table.usage.add(out.consumed_capacity(), true);
         Ok(())
     }
 }

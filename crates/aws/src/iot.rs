@@ -30,37 +30,43 @@ impl ResultSink for IotResultSink {
         let payload = serde_json::to_vec(result)
             .map_err(|e| PortError::permanent(PORT, format!("result of {}: {e}", result.device)))?;
         let topic = condition_topic(&result.device);
-        self.client
-            .publish()
-            .topic(&topic)
-            .qos(1)
-            .content_type("application/json")
-            .payload(Blob::new(payload))
-            .send()
-            .await
-            .map_err(|e| {
-                port_error(
-                    PORT,
-                    &format!("publish window {} to {topic}", result.window),
-                    e,
-                )
-            })?;
         let shadow = serde_json::to_vec(&shadow_document(result))
             .map_err(|e| PortError::permanent(PORT, format!("shadow of {}: {e}", result.device)))?;
-        self.client
-            .update_thing_shadow()
-            .thing_name(result.device.as_str())
-            .shadow_name(CONDITION_SHADOW)
-            .payload(Blob::new(shadow))
-            .send()
-            .await
-            .map_err(|e| {
-                port_error(
-                    PORT,
-                    &format!("update shadow {CONDITION_SHADOW} of {}", result.device),
-                    e,
-                )
-            })?;
+        // The topic and the shadow do not depend on each other: one round trip for both.
+        let publish = async {
+            self.client
+                .publish()
+                .topic(&topic)
+                .qos(1)
+                .content_type("application/json")
+                .payload(Blob::new(payload))
+                .send()
+                .await
+                .map_err(|e| {
+                    port_error(
+                        PORT,
+                        &format!("publish window {} to {topic}", result.window),
+                        e,
+                    )
+                })
+        };
+        let update_shadow = async {
+            self.client
+                .update_thing_shadow()
+                .thing_name(result.device.as_str())
+                .shadow_name(CONDITION_SHADOW)
+                .payload(Blob::new(shadow))
+                .send()
+                .await
+                .map_err(|e| {
+                    port_error(
+                        PORT,
+                        &format!("update shadow {CONDITION_SHADOW} of {}", result.device),
+                        e,
+                    )
+                })
+        };
+        futures_util::future::try_join(publish, update_shadow).await?;
         Ok(())
     }
 }

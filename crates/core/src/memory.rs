@@ -151,6 +151,61 @@ impl WindowStore for MemoryWindowStore {
         })
     }
 
+    async fn claim_with(
+        &self,
+        stream: &StreamKey,
+        window: WindowId,
+        now_ms: u64,
+        lease_ms: u64,
+        pending: Option<&Chunk>,
+    ) -> Result<(Claim, Option<bool>), PortError> {
+        let Some(chunk) = pending else {
+            return Ok((self.claim(stream, window, now_ms, lease_ms).await?, None));
+        };
+        // The claimer's chunk may be the window's first; it is stored only with a granted claim.
+        let mut inner = self.inner.lock().expect("lock");
+        let entry = inner
+            .entry(stream.clone())
+            .or_default()
+            .entry(window)
+            .or_default();
+        match entry.state.unwrap_or(WindowState::Open) {
+            WindowState::Done => return Ok((Claim::Done, None)),
+            WindowState::Claimed { until_ms } if until_ms > now_ms => {
+                return Ok((Claim::Busy, None))
+            }
+            _ => {}
+        }
+        entry.state = Some(WindowState::Claimed {
+            until_ms: now_ms + lease_ms,
+        });
+        let new = !entry.chunks.contains_key(&chunk.id);
+        if new {
+            entry.chunks.insert(chunk.id.clone(), chunk.samples.clone());
+            entry.received += chunk.samples.len() as u32;
+        }
+        Ok((Claim::Granted, Some(new)))
+    }
+
+    fn claims_before_load(&self) -> bool {
+        true
+    }
+
+    async fn release(
+        &self,
+        stream: &StreamKey,
+        window: WindowId,
+        until_ms: u64,
+    ) -> Result<(), PortError> {
+        let mut inner = self.inner.lock().expect("lock");
+        if let Some(entry) = inner.get_mut(stream).and_then(|w| w.get_mut(&window)) {
+            if entry.state == Some(WindowState::Claimed { until_ms }) {
+                entry.state = Some(WindowState::Open);
+            }
+        }
+        Ok(())
+    }
+
     async fn finish(
         &self,
         stream: &StreamKey,

@@ -10,23 +10,27 @@
 //! - a notification is re-sent when a retry finds its transition recorded but the window not
 //!   finished (at-least-once, like SNS itself).
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 
 use futures_util::stream::{self, StreamExt};
 
 use crate::alert;
 use crate::ports::{
-    AlertEvent, AlertSink, BaselineSource, Chunk, Claim, ClosedWindow, DeviceRegistry,
-    DeviceStateStore, Pause, PortError, RejectSink, Rejected, ResultSink, ResultStatus, StreamKey,
-    WindowArchive, WindowInfo, WindowOutcome, WindowResult, WindowState, WindowStore,
+    AlertEvent, AlertSink, AppendOutcome, BaselineSource, Chunk, Claim, ClosedWindow,
+    DeviceRegistry, DeviceState, DeviceStateStore, Pause, PortError, RejectSink, Rejected,
+    ResultSink, ResultStatus, StreamKey, Versioned, WindowArchive, WindowInfo, WindowOutcome,
+    WindowResult, WindowState, WindowStore,
 };
 use crate::profile::Profile;
 use crate::scorer::Scorer;
 use crate::seq_guard;
+
+mod close;
 use crate::telemetry::{parse_message, DeviceId, Sample, TelemetryError};
 use crate::transform::Chain;
 use crate::window::{assemble, dedup_by_seq, Assembly, WindowId};
+use close::{Closed, Closing};
 
 /// A profile ready to run: its transforms compiled and its scorer built.
 #[derive(Clone)]
@@ -86,6 +90,82 @@ pub struct PipelineConfig {
     /// milliseconds, so a short wait usually finds it done; only after the last one does the
     /// batch fail retryably (the holder may have died, and only a retry after its lease helps).
     pub busy_waits_ms: Vec<u64>,
+    /// Windows this process found incomplete at their last seq (shared by the invocations of
+    /// one process).
+    pub close_hints: CloseHints,
+}
+
+/// What this process learned about windows, shared by its invocations. Only hints: a window
+/// another process handles is found through the store and the device state, one round trip
+/// later.
+/// - *armed*: windows whose last seq came before they were complete, so that the message that
+///   completes one checks it at once (a store that does not count samples per window,
+///   DynamoDB with one write per message, gives no other sign; when another process gets the
+///   completing message, the window closes when its deadline is crossed);
+/// - *closed*: windows this process saw closed (closing is permanent), so that re-checking
+///   them at a crossed deadline costs nothing.
+#[derive(Clone, Debug, Default)]
+pub struct CloseHints(Arc<Mutex<Hints>>);
+
+#[derive(Debug, Default)]
+struct Hints {
+    armed: HashSet<(StreamKey, WindowId)>,
+    closed: HashSet<(StreamKey, WindowId)>,
+    /// The last applied window of each device's state as last read here (a lower bound of the
+    /// truth, which only grows): the seq guard needs no read while a sample is within the
+    /// bound of it.
+    marks: HashMap<StreamKey, Option<WindowId>>,
+}
+
+impl CloseHints {
+    /// Bound on the windows remembered (forgotten all at once beyond it: hints only).
+    const MAX: usize = 100_000;
+
+    fn with<T>(&self, f: impl FnOnce(&mut Hints) -> T) -> T {
+        f(&mut self.0.lock().expect("lock"))
+    }
+
+    fn arm(&self, stream: &StreamKey, window: WindowId) {
+        self.with(|h| {
+            if h.armed.len() >= Self::MAX {
+                h.armed.clear();
+            }
+            h.armed.insert((stream.clone(), window));
+        });
+    }
+
+    fn armed(&self, stream: &StreamKey, window: WindowId) -> bool {
+        self.with(|h| h.armed.contains(&(stream.clone(), window)))
+    }
+
+    fn closed(&self, stream: &StreamKey, window: WindowId) {
+        self.with(|h| {
+            let key = (stream.clone(), window);
+            h.armed.remove(&key);
+            if h.closed.len() >= Self::MAX {
+                h.closed.clear();
+            }
+            h.closed.insert(key);
+        });
+    }
+
+    fn known_closed(&self, stream: &StreamKey, window: WindowId) -> bool {
+        self.with(|h| h.closed.contains(&(stream.clone(), window)))
+    }
+
+    fn mark(&self, stream: &StreamKey) -> Option<Option<WindowId>> {
+        self.with(|h| h.marks.get(stream).copied())
+    }
+
+    fn set_mark(&self, stream: &StreamKey, applied: Option<WindowId>) {
+        self.with(|h| {
+            if h.marks.len() >= Self::MAX {
+                h.marks.clear();
+            }
+            let m = h.marks.entry(stream.clone()).or_insert(applied);
+            *m = (*m).max(applied);
+        });
+    }
 }
 
 impl Default for PipelineConfig {
@@ -96,6 +176,7 @@ impl Default for PipelineConfig {
             device_concurrency: 16,
             close_lookback: 4,
             busy_waits_ms: vec![25, 50, 100, 200, 400],
+            close_hints: CloseHints::default(),
         }
     }
 }
@@ -306,17 +387,29 @@ impl<'a> Pipeline<'a> {
             .map(|m| parse_message(&m.payload, &profile.profile.channels))
             .collect();
         // Seq sanity (crate::seq_guard): the device state is read only when a seq is high
-        // enough to be a jump at all.
+        // enough to be a jump at all, and not even then while every sample is within the bound
+        // of the mark this process last read (the mark only grows, so a stale one is stricter;
+        // a sample past it is checked against a fresh read before it is rejected).
         let spec = &profile.profile.window;
+        let hints = &self.config.close_hints;
+        let within = |applied: Option<WindowId>, parsed: &[Result<Vec<Sample>, TelemetryError>]| {
+            parsed.iter().all(|p| {
+                p.as_ref().map_or(true, |s| {
+                    seq_guard::check_seq_jump(s, spec, applied).is_ok()
+                })
+            })
+        };
         if parsed
             .iter()
             .any(|p| p.as_ref().is_ok_and(|s| seq_guard::needs_mark(s, spec)))
+            && !hints.mark(&stream_key).is_some_and(|m| within(m, &parsed))
         {
             match self.ports.states.load(&stream_key).await {
                 Ok(state) => {
+                    let applied = state.value.applied_window;
+                    hints.set_mark(&stream_key, applied);
                     for p in &mut parsed {
                         if let Ok(samples) = p {
-                            let applied = state.value.applied_window;
                             if let Err(e) = seq_guard::check_seq_jump(samples, spec, applied) {
                                 *p = Err(e);
                             }
@@ -421,54 +514,94 @@ impl<'a> Pipeline<'a> {
         let high_water = all.last().map_or(0, |s| s.seq);
 
         let mut touched: BTreeMap<WindowId, WindowInfo> = BTreeMap::new();
-        let mut late_seqs: BTreeSet<u64> = BTreeSet::new();
-        let mut duplicate_seqs: BTreeSet<u64> = BTreeSet::new();
+        let mut seqs = Seqs::default();
+        // A chunk that holds its window's last seq may complete the window: it is not appended
+        // here but stored with the claim (one write for both), or appended if the window turns
+        // out not to be ready.
+        let mut deferred: BTreeMap<WindowId, Chunk> = BTreeMap::new();
         for (window, samples) in spec.split(&all) {
             let chunk = Chunk::new(samples);
+            if chunk.samples.last().map(|s| s.seq) == Some(spec.end(window) - 1) {
+                deferred.insert(window, chunk);
+                continue;
+            }
             let outcome = self
                 .ports
                 .windows
                 .append(stream_key, window, &chunk, now_ms)
                 .await?;
-            if outcome.info.state == WindowState::Done {
-                late_seqs.extend(chunk.samples.iter().map(|s| s.seq));
-            } else if !outcome.stored {
-                duplicate_seqs.extend(chunk.samples.iter().map(|s| s.seq));
-            }
+            seqs.classify(window, &outcome, &chunk);
             touched.insert(window, outcome.info);
         }
-        // A sample is late only if every window it belongs to was closed already.
-        late_seqs.retain(|&seq| {
-            spec.windows_of(seq)
-                .all(|w| touched.get(&w).is_none_or(|i| i.state == WindowState::Done))
-        });
-        duplicate_seqs.retain(|seq| !late_seqs.contains(seq));
 
-        // Candidates: touched windows that may be complete, and older windows now past their
-        // close deadline (found again on every message, so a lost trigger cannot strand them).
-        let mut candidates: BTreeMap<WindowId, WindowInfo> = touched
+        // Candidates: windows that may be complete (their last seq is here, or the store counted
+        // enough samples), and, when this batch crosses a close deadline, the windows around it
+        // (re-checked at every crossing, so a lost trigger cannot strand one). Nothing is read
+        // for a message that can close nothing.
+        let hints = &self.config.close_hints;
+        let mut candidates: BTreeSet<WindowId> = touched
             .iter()
-            .filter(|(_, i)| i.state != WindowState::Done && i.received >= spec.size)
-            .map(|(w, i)| (*w, *i))
+            .filter(|(w, i)| {
+                i.state != WindowState::Done
+                    && (i.received >= spec.size || hints.armed(stream_key, **w))
+            })
+            .map(|(w, _)| *w)
+            .chain(deferred.keys().copied())
             .collect();
-        if let Some(closable) = spec.closable_between(None, high_water) {
-            let last = *closable.end();
+        let low = all.first().map_or(0, |s| s.seq);
+        if let Some(crossed) = spec.closable_between(low.checked_sub(1), high_water) {
+            let last = *crossed.end();
             let first = last.saturating_sub(
                 self.config.close_lookback + u64::from(spec.size.div_ceil(spec.hop)),
             );
-            for info in self.ports.windows.windows(stream_key, first..=last).await? {
-                if info.state != WindowState::Done {
-                    candidates.insert(info.window, info);
+            // Usually all closed already, as this process saw: then nothing is read.
+            if (first..=last).any(|w| !hints.known_closed(stream_key, w)) {
+                for info in self.ports.windows.windows(stream_key, first..=last).await? {
+                    if info.state != WindowState::Done {
+                        candidates.insert(info.window);
+                    }
                 }
+            }
+        }
+        candidates.retain(|&w| !hints.known_closed(stream_key, w));
+        // A held-back chunk must not wait behind the re-check of an earlier window (others
+        // would find its window incomplete meanwhile): it keeps only behind windows of this
+        // batch about to be closed.
+        let first_recheck = candidates
+            .iter()
+            .find(|w| !deferred.contains_key(w))
+            .copied();
+        for (w, chunk) in std::mem::take(&mut deferred) {
+            if hints.known_closed(stream_key, w) {
+                seqs.late(w, &chunk);
+            } else if first_recheck.is_some_and(|f| f < w) {
+                let outcome = self
+                    .ports
+                    .windows
+                    .append(stream_key, w, &chunk, now_ms)
+                    .await?;
+                seqs.classify(w, &outcome, &chunk);
+                touched.insert(w, outcome.info);
+            } else {
+                deferred.insert(w, chunk);
             }
         }
 
         let mut busy = None;
-        for window in candidates.into_keys() {
-            match self
-                .close_window(stream_key, profile, window, high_water, now_ms, report)
-                .await?
-            {
+        // The device state, read with the first window looked at and kept up to date after.
+        let mut state = None;
+        for window in candidates {
+            let pending = deferred.remove(&window);
+            let mut ctx = Closing {
+                stream_key,
+                profile,
+                high_water,
+                now_ms,
+                state: &mut state,
+                seqs: &mut seqs,
+                report,
+            };
+            match self.close_window(&mut ctx, window, pending).await? {
                 Closed::Yes | Closed::NotReady => {}
                 Closed::Busy => {
                     // Windows are applied to the device state in order: stop at a held one.
@@ -478,6 +611,15 @@ impl<'a> Pipeline<'a> {
             }
         }
         if let Some(window) = busy {
+            // The chunks not looked at yet are stored before failing, like any other.
+            for (w, chunk) in std::mem::take(&mut deferred) {
+                let outcome = self
+                    .ports
+                    .windows
+                    .append(stream_key, w, &chunk, now_ms)
+                    .await?;
+                seqs.classify(w, &outcome, &chunk);
+            }
             // Another invocation holds a ready window. If it is alive it will finish; if it died
             // only a retry of this batch (after its lease) can close the window, so ask for one.
             return Err(PortError::retryable(
@@ -489,6 +631,7 @@ impl<'a> Pipeline<'a> {
             ));
         }
 
+        let (late_seqs, duplicate_seqs) = seqs.resolve(spec);
         // Attribute duplicates and late samples back to the messages that carried them.
         let mut seen_in_batch: BTreeSet<u64> = BTreeSet::new();
         let mut per_message = Vec::with_capacity(accepted.len());
@@ -505,224 +648,52 @@ impl<'a> Pipeline<'a> {
         }
         Ok(per_message)
     }
-
-    async fn close_window(
-        &self,
-        stream_key: &StreamKey,
-        profile: &CompiledProfile,
-        window: WindowId,
-        high_water: u64,
-        now_ms: u64,
-        report: &mut DeviceReport,
-    ) -> Result<Closed, PortError> {
-        let spec = &profile.profile.window;
-        let samples = self.ports.windows.load(stream_key, window).await?;
-        let channels = profile.profile.channels.len();
-        let assembly = assemble(spec, window, &samples, channels, high_water);
-        if let Assembly::Pending { .. } = assembly {
-            return Ok(Closed::NotReady);
-        }
-        let mut waits = self.config.busy_waits_ms.iter();
-        loop {
-            match self
-                .ports
-                .windows
-                .claim(stream_key, window, now_ms, self.config.lease_ms)
-                .await?
-            {
-                Claim::Granted => break,
-                Claim::Busy => match waits.next() {
-                    Some(&ms) => self.ports.pause.pause(ms).await,
-                    None => {
-                        report.counters.windows_busy += 1;
-                        return Ok(Closed::Busy);
-                    }
-                },
-                Claim::Done | Claim::Missing => return Ok(Closed::NotReady),
-            }
-        }
-
-        let present = samples
-            .iter()
-            .filter(|s| s.seq >= spec.start(window) && s.seq < spec.end(window))
-            .count();
-        let mut result = WindowResult {
-            device: stream_key.device.clone(),
-            profile: profile.profile.name.clone(),
-            window,
-            seq_start: spec.start(window),
-            seq_end: spec.end(window),
-            ts_start: samples.first().map_or(0, |s| s.ts),
-            ts_end: samples.last().map_or(0, |s| s.ts),
-            status: ResultStatus::Incomplete,
-            label: "incomplete".into(),
-            labels: profile.scorer.labels().to_vec(),
-            probabilities: vec![],
-            anomaly_score: None,
-            completeness: present as f32 / spec.size as f32,
-            filled: 0,
-            source: "none".into(),
-            model_version: profile.scorer.version(),
-            scored_at_ms: now_ms,
-            alert: None,
-            contributions: Vec::new(),
-            candidate: None,
-        };
-
-        let mut outbox = Vec::new();
-        if let Assembly::Ready { matrix, filled } = assembly {
-            result.filled = filled;
-            result.status = ResultStatus::Scored;
-            let features = profile.chain.apply(matrix);
-            let published = self.ports.baselines.latest(stream_key).await?;
-            // Optimistic concurrency on the device state: reload and redo on a conflict.
-            loop {
-                let stored = self.ports.states.load(stream_key).await?;
-                let mut state = stored.value.clone();
-                if let Some(b) = &published {
-                    if state
-                        .baseline
-                        .as_ref()
-                        .is_none_or(|cur| cur.version != b.version)
-                    {
-                        state.baseline = Some(b.clone());
-                    }
-                }
-                let fresh = state.applied_window.is_none_or(|w| window > w);
-                // A window out of order is scored against a copy: it must not move the baseline.
-                let mut baseline = state.baseline.clone();
-                let score = profile
-                    .scorer
-                    .score_at(&features, &mut baseline, result.ts_end)
-                    .await
-                    .map_err(|e| PortError {
-                        port: "scorer",
-                        message: format!("window {window} of {}: {e}", stream_key.device),
-                        retryable: e.is_retryable(),
-                    })?;
-                result.label = score.label.clone();
-                result.probabilities = score.probabilities.clone();
-                result.anomaly_score = score.anomaly_score;
-                result.source = score.source.clone();
-                result.model_version = score.model_version.clone();
-                result.contributions = score.contributions.clone();
-                result.candidate = score.candidate.clone();
-                if !fresh {
-                    // Already applied (a retry after a crash) or out of order: report only. Any
-                    // notification the earlier attempt left unsent is still in the outbox.
-                    result.alert = state.alert.active.clone();
-                    outbox = state.outbox.clone();
-                    break;
-                }
-                state.baseline = baseline;
-                let transition = alert::apply(
-                    &profile.profile.alert,
-                    &mut state.alert,
-                    &score.label,
-                    result.ts_end,
-                );
-                state.applied_window = Some(window);
-                state.last_label = Some(score.label.clone());
-                if let Some(t) = transition {
-                    state
-                        .outbox
-                        .push(self.alert_event(stream_key, window, t, &result));
-                }
-                if self
-                    .ports
-                    .states
-                    .save(stream_key, &state, stored.version)
-                    .await?
-                {
-                    result.alert = state.alert.active.clone();
-                    outbox = state.outbox.clone();
-                    break;
-                }
-            }
-            report.counters.windows_scored += 1;
-        } else {
-            report.counters.windows_incomplete += 1;
-        }
-
-        self.ports.results.publish(&result).await?;
-        self.flush_outbox(stream_key, outbox, report).await?;
-        let closed = ClosedWindow {
-            result: result.clone(),
-            channels: profile.profile.channels.clone(),
-            samples,
-        };
-        self.ports.archive.archive(&closed).await?;
-        self.ports
-            .windows
-            .finish(
-                stream_key,
-                window,
-                &WindowOutcome {
-                    label: result.label.clone(),
-                    finished_ms: now_ms,
-                },
-            )
-            .await?;
-        report.results.push(result);
-        Ok(Closed::Yes)
-    }
-
-    /// Sends the notifications recorded in the device state, then removes them from it. A crash
-    /// in between sends one again on the next window (at-least-once, like SNS itself); a
-    /// failure leaves them for the retry.
-    async fn flush_outbox(
-        &self,
-        stream_key: &StreamKey,
-        outbox: Vec<AlertEvent>,
-        report: &mut DeviceReport,
-    ) -> Result<(), PortError> {
-        if outbox.is_empty() {
-            return Ok(());
-        }
-        for event in &outbox {
-            self.ports.alerts.notify(event).await?;
-            report.counters.alerts += 1;
-            report.alerts.push(event.clone());
-        }
-        loop {
-            let stored = self.ports.states.load(stream_key).await?;
-            let mut state = stored.value;
-            let before = state.outbox.len();
-            state.outbox.retain(|e| !outbox.contains(e));
-            if state.outbox.len() == before
-                || self
-                    .ports
-                    .states
-                    .save(stream_key, &state, stored.version)
-                    .await?
-            {
-                return Ok(());
-            }
-        }
-    }
-
-    fn alert_event(
-        &self,
-        stream_key: &StreamKey,
-        window: WindowId,
-        transition: alert::Transition,
-        result: &WindowResult,
-    ) -> AlertEvent {
-        AlertEvent {
-            device: stream_key.device.clone(),
-            profile: stream_key.profile.clone(),
-            window,
-            transition,
-            ts: result.ts_end,
-            model_version: result.model_version.clone(),
-        }
-    }
 }
 
-enum Closed {
-    Yes,
-    NotReady,
-    Busy,
+/// Which seqs of a batch were duplicates and which were late, as the windows answered.
+#[derive(Default)]
+struct Seqs {
+    /// Windows that took (or already had) samples of this batch.
+    open: BTreeSet<WindowId>,
+    late: BTreeSet<u64>,
+    duplicate: BTreeSet<u64>,
+}
+
+impl Seqs {
+    fn classify(&mut self, window: WindowId, outcome: &AppendOutcome, chunk: &Chunk) {
+        if outcome.info.state == WindowState::Done {
+            self.late(window, chunk);
+        } else if outcome.stored {
+            self.stored(window, chunk);
+        } else {
+            self.duplicate(window, chunk);
+        }
+    }
+
+    fn stored(&mut self, window: WindowId, _: &Chunk) {
+        self.open.insert(window);
+    }
+
+    fn duplicate(&mut self, window: WindowId, chunk: &Chunk) {
+        self.open.insert(window);
+        self.duplicate.extend(chunk.samples.iter().map(|s| s.seq));
+    }
+
+    fn late(&mut self, _: WindowId, chunk: &Chunk) {
+        self.late.extend(chunk.samples.iter().map(|s| s.seq));
+    }
+
+    /// (late, duplicate) seqs. A sample is late only if every window it belongs to was closed.
+    fn resolve(self, spec: &crate::window::WindowSpec) -> (BTreeSet<u64>, BTreeSet<u64>) {
+        let Self {
+            open,
+            mut late,
+            mut duplicate,
+        } = self;
+        late.retain(|&seq| spec.windows_of(seq).all(|w| !open.contains(&w)));
+        duplicate.retain(|seq| !late.contains(seq));
+        (late, duplicate)
+    }
 }
 
 /// Counts the accepted, rejected and failed outcomes (for callers that need only totals).

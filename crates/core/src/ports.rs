@@ -91,7 +91,9 @@ pub struct WindowInfo {
     pub window: WindowId,
     pub state: WindowState,
     /// Samples received, counted per stored chunk: an upper bound on distinct seqs
-    /// (overlapping chunks are possible when batching differs between deliveries).
+    /// (overlapping chunks are possible when batching differs between deliveries). A store
+    /// that does not count on append (DynamoDB: one write per chunk, no counter) reports 0; the
+    /// pipeline then checks a window when its last seq is seen or its deadline is crossed.
     pub received: u32,
 }
 
@@ -132,7 +134,9 @@ pub trait WindowStore: Send + Sync {
     ) -> Result<AppendOutcome, PortError>;
     /// The window's samples, sorted by seq, one per seq (the first stored copy wins).
     async fn load(&self, stream: &StreamKey, window: WindowId) -> Result<Vec<Sample>, PortError>;
-    /// Windows that exist in the range (absent ones are left out), in ascending order.
+    /// Windows that exist in the range (absent ones are left out), in ascending order. A store
+    /// that cannot tell an open window from an absent one without reading its samples may list
+    /// it as open with `received` 0: loading it then finds no samples.
     async fn windows(
         &self,
         stream: &StreamKey,
@@ -147,7 +151,44 @@ pub trait WindowStore: Send + Sync {
         now_ms: u64,
         lease_ms: u64,
     ) -> Result<Claim, PortError>;
-    /// Marks the window done. Later appends to it are late.
+    /// Takes the window like `claim` and stores `pending` (a chunk of it not yet appended) in
+    /// the same step when granted: the message that completes a window pays one write for
+    /// both. Also says what became of `pending`: `Some(true)` stored by this call,
+    /// `Some(false)` it was stored already (a redelivery), `None` not stored (the claim was not
+    /// granted: the caller appends it if it still needs it). Stores without a cheaper way
+    /// append first.
+    async fn claim_with(
+        &self,
+        stream: &StreamKey,
+        window: WindowId,
+        now_ms: u64,
+        lease_ms: u64,
+        pending: Option<&Chunk>,
+    ) -> Result<(Claim, Option<bool>), PortError> {
+        let stored = match pending {
+            Some(chunk) => Some(self.append(stream, window, chunk, now_ms).await?.stored),
+            None => None,
+        };
+        Ok((self.claim(stream, window, now_ms, lease_ms).await?, stored))
+    }
+    /// Whether the pipeline may claim a window it holds the last chunk of *while* loading it
+    /// (one round trip less on the critical path), releasing the claim when the window turns
+    /// out not to be ready. Stores that do not implement `release` keep the default (false).
+    fn claims_before_load(&self) -> bool {
+        false
+    }
+    /// Gives up a claim granted with this lease end before its window was ready (only called
+    /// when `claims_before_load`); a chunk stored with the claim stays.
+    async fn release(
+        &self,
+        _stream: &StreamKey,
+        _window: WindowId,
+        _until_ms: u64,
+    ) -> Result<(), PortError> {
+        Ok(())
+    }
+    /// Marks the window done. Later appends to it are late. A store may leave this to the
+    /// device state (DynamoDB does: [`DeviceState::is_closed`] is what the pipeline checks).
     async fn finish(
         &self,
         stream: &StreamKey,
@@ -173,6 +214,50 @@ pub struct DeviceState {
     /// The latest result, as shown to the device.
     #[serde(default)]
     pub last_label: Option<String>,
+    /// Every window up to this one is closed (or given up: see [`DeviceState::mark_closed`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closed_through: Option<WindowId>,
+    /// Closed windows above `closed_through`, ascending (windows closing out of order).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub closed_after: Vec<WindowId>,
+}
+
+/// Closed windows kept above `closed_through` before the oldest gap is given up.
+pub const CLOSED_AFTER_MAX: usize = 16;
+
+impl DeviceState {
+    /// Whether the window was closed: its result published and its state change saved with
+    /// this state. This, not the window store, is what makes a close happen once: it is saved
+    /// in the same conditional write as the alert state it moved.
+    pub fn is_closed(&self, window: WindowId) -> bool {
+        self.closed_through.is_some_and(|t| window <= t) || self.closed_after.contains(&window)
+    }
+
+    /// Records the window as closed. Windows close mostly in order, so this stays small: a
+    /// prefix and a few above it. When more than [`CLOSED_AFTER_MAX`] windows closed above a
+    /// gap, the gap is given up (that many later windows are past their deadlines: its samples
+    /// are late).
+    pub fn mark_closed(&mut self, window: WindowId) {
+        if self.is_closed(window) {
+            return;
+        }
+        let at = self.closed_after.partition_point(|&w| w < window);
+        self.closed_after.insert(at, window);
+        loop {
+            let next = match self.closed_through {
+                Some(t) => t + 1,
+                None => 0,
+            };
+            if self.closed_after.first() == Some(&next) {
+                self.closed_through = Some(next);
+                self.closed_after.remove(0);
+            } else if self.closed_after.len() > CLOSED_AFTER_MAX {
+                self.closed_through = Some(self.closed_after.remove(0));
+            } else {
+                return;
+            }
+        }
+    }
 }
 
 /// A value and the version it was read at (0: absent).
@@ -374,5 +459,35 @@ pub struct NoBaselines;
 impl BaselineSource for NoBaselines {
     async fn latest(&self, _: &StreamKey) -> Result<Option<Baseline>, PortError> {
         Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn closed_windows_stay_a_prefix_and_a_few() {
+        let mut s = DeviceState::default();
+        for w in [1, 0, 3, 2] {
+            s.mark_closed(w);
+        }
+        assert_eq!(
+            (s.closed_through, s.closed_after.clone()),
+            (Some(3), vec![])
+        );
+        s.mark_closed(5);
+        assert!(s.is_closed(5) && !s.is_closed(4) && s.is_closed(0));
+        // A gap with more than CLOSED_AFTER_MAX windows closed above it is given up.
+        for w in 6..6 + CLOSED_AFTER_MAX as u64 {
+            s.mark_closed(w);
+        }
+        assert!(s.is_closed(4), "{s:?}");
+        assert!(s.closed_after.is_empty());
+        assert_eq!(s.closed_through, Some(5 + CLOSED_AFTER_MAX as u64));
+        // A device whose seqs start high: its windows are kept above the empty prefix.
+        let mut d = DeviceState::default();
+        d.mark_closed(1_000);
+        assert!(d.is_closed(1_000) && !d.is_closed(999));
     }
 }

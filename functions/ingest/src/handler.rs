@@ -6,7 +6,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 use vigil_aws::Usage;
-use vigil_core::pipeline::{Counters, MessageOutcome};
+use vigil_core::pipeline::{CloseHints, Counters, MessageOutcome};
 use vigil_core::ports::{AlertEvent, Rejected, WindowResult};
 use vigil_core::{CompiledProfile, Message, Pipeline, PipelineConfig, Ports};
 
@@ -25,6 +25,8 @@ pub struct App<'a> {
     pub function: String,
     /// Whether the EMF line is printed (tests turn it off).
     pub print_metrics: bool,
+    /// Shared by the invocations of this process.
+    pub close_hints: CloseHints,
 }
 
 impl std::fmt::Debug for App<'_> {
@@ -181,6 +183,7 @@ pub async fn handle_detailed(app: &App<'_>, event: &Value, inv: &Invocation) -> 
         let config = PipelineConfig {
             default_profile: app.default_profile.clone(),
             lease_ms: lease_ms(inv, now),
+            close_hints: app.close_hints.clone(),
             ..PipelineConfig::default()
         };
         match Pipeline::new(app.profiles, ports, config) {
@@ -336,6 +339,7 @@ fn finish(app: &App<'_>, mut handled: Handled, started: Instant, trigger: &str) 
         let s = u.take();
         handled.metrics.dynamo_write_units = s.write_units;
         handled.metrics.dynamo_read_units = s.read_units;
+        handled.metrics.dynamo_requests = s.read_requests + s.write_requests;
     }
     handled.emf = emf(&app.function, trigger, &handled.metrics, now_ms());
     if app.print_metrics {

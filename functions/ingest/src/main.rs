@@ -16,7 +16,7 @@ impl From<Failure> for Diagnostic {
     }
 }
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     vigil_ingest::init_logging();
     let config = Config::from_env().inspect_err(|e| tracing::error!(error = %e, "cold start"))?;

@@ -16,12 +16,14 @@ pub struct InvocationMetrics {
     /// Dead letters the reject queue refused (their records are failed, so retried within the
     /// source's own bounds: SQS redrive, Kinesis retry attempts, async retries).
     pub dead_letters_undelivered: u64,
+    /// DynamoDB requests (reads and writes).
+    pub dynamo_requests: u64,
 }
 
 /// The EMF document. Dimensions: function and trigger (three values at most).
 pub fn emf(function: &str, trigger: &str, m: &InvocationMetrics, timestamp_ms: u64) -> Value {
     let c = &m.counters;
-    let metrics: [(&str, f64, &str); 14] = [
+    let metrics: [(&str, f64, &str); 15] = [
         ("Messages", c.messages as f64, "Count"),
         ("Accepted", c.accepted as f64, "Count"),
         ("Rejected", c.rejected as f64, "Count"),
@@ -40,6 +42,7 @@ pub fn emf(function: &str, trigger: &str, m: &InvocationMetrics, timestamp_ms: u
             m.dead_letters_undelivered as f64,
             "Count",
         ),
+        ("DynamoRequests", m.dynamo_requests as f64, "Count"),
     ];
     let mut doc = Map::new();
     doc.insert(

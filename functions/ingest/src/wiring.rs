@@ -2,12 +2,15 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use async_trait::async_trait;
 use aws_config::SdkConfig;
 use vigil_aws::{AwsPorts, AwsSettings, SagemakerScorer};
-use vigil_core::scorer::Scorer;
+use vigil_core::pipeline::CloseHints;
+use vigil_core::scorer::{Baseline, Score, ScoreError, Scorer};
+use vigil_core::transform::Matrix;
 use vigil_core::{CompiledProfile, Profile, ScorerSpec};
 use vigil_onnx::OnnxScorer;
 
@@ -36,6 +39,8 @@ pub struct Runtime {
     /// The directory the profiles were loaded from (bundled, or fetched from S3).
     pub models_dir: PathBuf,
     pub function: String,
+    /// Windows to check again when their missing samples come (see `CloseHints`).
+    pub close_hints: CloseHints,
 }
 
 impl Runtime {
@@ -47,6 +52,7 @@ impl Runtime {
             usage: Some(self.ports.usage()),
             function: self.function.clone(),
             print_metrics: true,
+            close_hints: self.close_hints.clone(),
         }
     }
 }
@@ -114,6 +120,7 @@ pub async fn build(
         ports,
         models_dir,
         function: function.to_string(),
+        close_hints: CloseHints::default(),
     })
 }
 
@@ -126,6 +133,20 @@ pub fn load_profiles(
     sagemaker: &aws_sdk_sagemakerruntime::Client,
 ) -> Result<BTreeMap<String, CompiledProfile>, WiringError> {
     let factory = |profile: &Profile| -> Option<Result<Arc<dyn Scorer>, String>> {
+        if let ScorerSpec::Onnx { model, labels, .. } = &profile.scorer {
+            // Checked now, built on first use: a missing file fails the cold start.
+            if !models_dir.join(model).is_file() {
+                return Some(Err(format!(
+                    "model {} is missing",
+                    models_dir.join(model).display()
+                )));
+            }
+            return Some(Ok(Arc::new(LazyOnnx::new(
+                &profile.scorer,
+                labels,
+                models_dir,
+            ))));
+        }
         let ScorerSpec::Sagemaker {
             endpoint,
             labels,
@@ -137,10 +158,15 @@ pub fn load_profiles(
             return None;
         };
         let fallback: Option<Arc<dyn Scorer>> = match (config.sagemaker_fallback, fallback_model) {
-            (true, Some(_)) => match OnnxScorer::from_spec(&profile.scorer, models_dir) {
-                Ok(s) => Some(Arc::new(s)),
-                Err(e) => return Some(Err(format!("fallback model: {e}"))),
-            },
+            (true, Some(model)) => {
+                if !models_dir.join(model).is_file() {
+                    return Some(Err(format!(
+                        "fallback model {} is missing",
+                        models_dir.join(model).display()
+                    )));
+                }
+                Some(Arc::new(LazyOnnx::new(&profile.scorer, labels, models_dir)))
+            }
             (true, None) => {
                 return Some(Err(
                     "VIGIL_SAGEMAKER_FALLBACK is true but the profile names no fallback_model"
@@ -166,4 +192,71 @@ pub fn load_profiles(
         dir: models_dir.to_path_buf(),
         message: e.to_string(),
     })
+}
+
+/// An ONNX scorer built on first use, so a cold start builds only the models its first devices
+/// need; inference runs on a blocking thread, off the (single-threaded) executor.
+struct LazyOnnx {
+    spec: ScorerSpec,
+    labels: Vec<String>,
+    models_dir: PathBuf,
+    built: OnceLock<Result<Arc<OnnxScorer>, String>>,
+}
+
+impl LazyOnnx {
+    fn new(spec: &ScorerSpec, labels: &[String], models_dir: &Path) -> Self {
+        Self {
+            spec: spec.clone(),
+            labels: labels.to_vec(),
+            models_dir: models_dir.to_path_buf(),
+            built: OnceLock::new(),
+        }
+    }
+
+    fn scorer(&self) -> Result<&Arc<OnnxScorer>, ScoreError> {
+        self.built
+            .get_or_init(|| {
+                let started = std::time::Instant::now();
+                let built = OnnxScorer::from_spec(&self.spec, &self.models_dir)
+                    .map(Arc::new)
+                    .map_err(|e| e.to_string());
+                tracing::info!(
+                    elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+                    ok = built.is_ok(),
+                    "model loaded on first use"
+                );
+                built
+            })
+            .as_ref()
+            .map_err(|e| ScoreError::Failed(e.clone()))
+    }
+}
+
+#[async_trait]
+impl Scorer for LazyOnnx {
+    fn labels(&self) -> &[String] {
+        &self.labels
+    }
+
+    fn version(&self) -> String {
+        match self.scorer() {
+            Ok(s) => s.version(),
+            Err(e) => format!("unavailable ({e})"),
+        }
+    }
+
+    async fn score(
+        &self,
+        input: &Matrix,
+        _baseline: &mut Option<Baseline>,
+    ) -> Result<Score, ScoreError> {
+        let scorer = self.scorer()?.clone();
+        let input = input.clone();
+        let run = scorer.clone();
+        let out = tokio::task::spawn_blocking(move || run.predict(&[&input]))
+            .await
+            .map_err(|e| ScoreError::Failed(format!("inference thread: {e}")))?
+            .map_err(|e| ScoreError::Failed(e.to_string()))?;
+        scorer.interpret(out.into_iter().next().unwrap_or_default())
+    }
 }

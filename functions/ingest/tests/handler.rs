@@ -43,6 +43,7 @@ fn app<'a>(profiles: &'a BTreeMap<String, CompiledProfile>, mem: &'a MemoryPorts
         usage: None,
         function: "test".into(),
         print_metrics: false,
+        close_hints: Default::default(),
     }
 }
 

@@ -240,6 +240,7 @@ async fn lambda(profiles: &BTreeMap<String, CompiledProfile>, event: &Value) -> 
         usage: None,
         function: "test".into(),
         print_metrics: false,
+        close_hints: Default::default(),
     };
     let inv = Invocation {
         request_id: "req".into(),

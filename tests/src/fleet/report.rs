@@ -200,7 +200,7 @@ pub fn pid_status_mb(pid: &str, field: &str) -> Option<f64> {
 }
 
 /// User + system CPU seconds of a process (`/proc/<pid>/stat`, 100 ticks per second).
-pub(super) fn cpu_seconds(pid: &str) -> Option<f64> {
+pub fn cpu_seconds(pid: &str) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the command (which may hold spaces) start at the state, field 3.
     let rest = &stat[stat.rfind(')')? + 2..];

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use futures_util::future::join_all;
 use serde_json::Value;
 use vigil_ingest::RecordOutcome;
-use vigil_tests::fixture::{direct_b64, one, s, sqs_batch, Fixture, Options};
+use vigil_tests::fixture::{direct_b64, one, sqs_batch, Fixture, Options};
 use vigil_tests::publishes;
 
 use crate::cycles;
@@ -88,24 +88,13 @@ async fn concurrent_invocations_on_one_device_score_each_window_once() {
         manifests.keys().copied().collect::<Vec<_>>(),
         (10..16).collect::<Vec<_>>()
     );
-    assert!(manifests.values().all(|m| s(m, "st") == "done"));
-    // Chunks: together they hold each window's 60 seqs (duplicates included, none missing).
+    assert_eq!(
+        fx.closed_windows(&thing, "hydraulic-cooler", 0..20).await,
+        (10..16).collect::<Vec<_>>()
+    );
+    // Chunks (and the one stored with the claim): together they hold each window's 60 seqs (duplicates included, none missing).
     for w in 10u64..16 {
-        let chunks = fx
-            .partition(&format!("C#{thing}#hydraulic-cooler#{w:020}"))
-            .await;
-        let mut seqs: Vec<u64> = chunks
-            .iter()
-            .flat_map(|c| match c.get("d") {
-                Some(aws_sdk_dynamodb::types::AttributeValue::B(b)) => {
-                    vigil_aws::codec::decode(b.as_ref()).unwrap()
-                }
-                _ => vec![],
-            })
-            .map(|smp| smp.seq)
-            .collect();
-        seqs.sort_unstable();
-        seqs.dedup();
+        let seqs = fx.stored_seqs(&thing, "hydraulic-cooler", w).await;
         assert_eq!(seqs, (w * 60..(w + 1) * 60).collect::<Vec<_>>());
     }
     assert_eq!(fx.archived().await.len(), 6);

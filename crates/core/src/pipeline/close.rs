@@ -1,0 +1,447 @@
+//! Closing a window: reading it, scoring it, sending what it produced and committing the close
+//! in the device state (see [`Pipeline::close_window`] for the round trips).
+
+use super::*;
+
+impl<'a> Pipeline<'a> {
+    /// Closes the window if it is ready. Critical path, three round trips: (1) its samples,
+    /// the device state and — when this batch holds the window's last chunk and the store
+    /// allows it — the claim, which stores that chunk, all together; (2) the result (topic and
+    /// shadow), the archive and the alert (if any), together; (3) the device state saved with
+    /// the window marked closed: the commit that makes the close happen once.
+    pub(super) async fn close_window(
+        &self,
+        ctx: &mut Closing<'_, '_>,
+        window: WindowId,
+        mut pending: Option<Chunk>,
+    ) -> Result<Closed, PortError> {
+        let (stream_key, profile, now_ms) = (ctx.stream_key, ctx.profile, ctx.now_ms);
+        let spec = &profile.profile.window;
+        let lease_ms = self.config.lease_ms;
+        let windows = self.ports.windows;
+        let early = pending.is_some() && windows.claims_before_load();
+        let hints = &self.config.close_hints;
+        // Armed before reading, so that a message completing the window after our read sees
+        // the hint (one before it is in what we read).
+        hints.arm(stream_key, window);
+        if pending.is_none() {
+            // A window checked again (deadline, hint): usually closed already, which the state
+            // tells without reading the window.
+            if ctx.state.is_none() {
+                *ctx.state = Some(self.ports.states.load(stream_key).await?);
+            }
+            if ctx
+                .state
+                .as_ref()
+                .is_some_and(|s| s.value.is_closed(window))
+            {
+                hints.closed(stream_key, window);
+                return Ok(Closed::NotReady);
+            }
+        }
+        let mut early_claim = None;
+        let mut reloaded = false;
+        let (samples, assembly) = loop {
+            let need_state = ctx.state.is_none();
+            let claim_now = early && !reloaded;
+            let (stored, loaded, claimed) = futures_util::future::try_join3(
+                windows.load(stream_key, window),
+                async {
+                    if need_state {
+                        self.ports.states.load(stream_key).await.map(Some)
+                    } else {
+                        Ok(None)
+                    }
+                },
+                async {
+                    if claim_now {
+                        windows
+                            .claim_with(stream_key, window, now_ms, lease_ms, pending.as_ref())
+                            .await
+                            .map(Some)
+                    } else {
+                        Ok(None)
+                    }
+                },
+            )
+            .await?;
+            if let Some(l) = loaded {
+                *ctx.state = Some(l);
+            }
+            let mut stored_by_claim = None;
+            if let Some((claim, stored)) = claimed {
+                early_claim = Some(claim);
+                stored_by_claim = stored;
+            }
+            let closed_already = ctx
+                .state
+                .as_ref()
+                .is_some_and(|s| s.value.is_closed(window))
+                || early_claim == Some(Claim::Done);
+            if closed_already {
+                hints.closed(stream_key, window);
+                if let Some(chunk) = &pending {
+                    ctx.seqs.late(window, chunk);
+                }
+                return Ok(Closed::NotReady);
+            }
+            let mut samples = stored;
+            if let Some(new) = stored_by_claim {
+                // Ours is stored with the claim (and may be in what was read).
+                if let Some(chunk) = pending.take() {
+                    if new {
+                        ctx.seqs.stored(window, &chunk);
+                    } else {
+                        ctx.seqs.duplicate(window, &chunk);
+                    }
+                    samples.extend(chunk.samples);
+                    dedup_by_seq(&mut samples);
+                }
+            } else if let Some(chunk) = &pending {
+                let known: BTreeSet<u64> = samples.iter().map(|s| s.seq).collect();
+                if chunk.samples.iter().all(|s| known.contains(&s.seq)) {
+                    // A redelivery of samples already stored.
+                    ctx.seqs.duplicate(window, chunk);
+                    pending = None;
+                } else {
+                    samples.extend(chunk.samples.iter().cloned());
+                    dedup_by_seq(&mut samples);
+                }
+            }
+            if early_claim == Some(Claim::Busy) {
+                // Someone else holds the window: our samples must not wait for it to be ours.
+                self.store_pending(ctx, window, pending.take()).await?;
+            }
+            let channels = profile.profile.channels.len();
+            let assembly = assemble(spec, window, &samples, channels, ctx.high_water);
+            if !samples.is_empty() && !matches!(assembly, Assembly::Pending { .. }) {
+                break (samples, assembly);
+            }
+            // Not ready. Our chunk was stored only now (with the claim, or appended below),
+            // after we read: a message completing the window meanwhile may have read before it
+            // was there, so read once more before giving up.
+            let stored_now = claimed.is_some() || pending.is_some();
+            self.store_pending(ctx, window, pending.take()).await?;
+            if stored_now && !reloaded {
+                reloaded = true;
+                continue;
+            }
+            if early_claim == Some(Claim::Granted) {
+                windows
+                    .release(stream_key, window, now_ms + lease_ms)
+                    .await?;
+            }
+            return Ok(Closed::NotReady);
+        };
+        let (mut samples, mut assembly) = (samples, assembly);
+        if early_claim != Some(Claim::Granted) {
+            let mut waits = self.config.busy_waits_ms.iter();
+            let mut answer = early_claim.map(|c| (c, None));
+            let mut waited = false;
+            loop {
+                let (claim, stored) = match answer.take() {
+                    Some(c) => c,
+                    None => {
+                        windows
+                            .claim_with(stream_key, window, now_ms, lease_ms, pending.as_ref())
+                            .await?
+                    }
+                };
+                if let (Some(new), Some(chunk)) = (stored, pending.take()) {
+                    if new {
+                        ctx.seqs.stored(window, &chunk);
+                    } else {
+                        ctx.seqs.duplicate(window, &chunk);
+                    }
+                }
+                match claim {
+                    Claim::Granted => {
+                        if waited {
+                            // What we read is older than the wait: samples may have come.
+                            samples = windows.load(stream_key, window).await?;
+                            if let Some(chunk) = &pending {
+                                samples.extend(chunk.samples.iter().cloned());
+                                dedup_by_seq(&mut samples);
+                            }
+                            let channels = profile.profile.channels.len();
+                            assembly = assemble(spec, window, &samples, channels, ctx.high_water);
+                            if matches!(assembly, Assembly::Pending { .. }) {
+                                windows
+                                    .release(stream_key, window, now_ms + lease_ms)
+                                    .await?;
+                                return Ok(Closed::NotReady);
+                            }
+                        }
+                        break;
+                    }
+                    Claim::Busy => match waits.next() {
+                        Some(&ms) => {
+                            waited = true;
+                            self.ports.pause.pause(ms).await
+                        }
+                        None => {
+                            self.store_pending(ctx, window, pending).await?;
+                            ctx.report.counters.windows_busy += 1;
+                            return Ok(Closed::Busy);
+                        }
+                    },
+                    Claim::Done | Claim::Missing => {
+                        hints.closed(stream_key, window);
+                        if let Some(chunk) = &pending {
+                            ctx.seqs.late(window, chunk);
+                        }
+                        return Ok(Closed::NotReady);
+                    }
+                }
+            }
+        }
+
+        let present = samples
+            .iter()
+            .filter(|s| s.seq >= spec.start(window) && s.seq < spec.end(window))
+            .count();
+        let mut result = WindowResult {
+            device: stream_key.device.clone(),
+            profile: profile.profile.name.clone(),
+            window,
+            seq_start: spec.start(window),
+            seq_end: spec.end(window),
+            ts_start: samples.first().map_or(0, |s| s.ts),
+            ts_end: samples.last().map_or(0, |s| s.ts),
+            status: ResultStatus::Incomplete,
+            label: "incomplete".into(),
+            labels: profile.scorer.labels().to_vec(),
+            probabilities: vec![],
+            anomaly_score: None,
+            completeness: present as f32 / spec.size as f32,
+            filled: 0,
+            source: "none".into(),
+            model_version: String::new(),
+            scored_at_ms: now_ms,
+            alert: None,
+            contributions: Vec::new(),
+            candidate: None,
+        };
+        let mut closed = ClosedWindow {
+            result: result.clone(),
+            channels: profile.profile.channels.clone(),
+            samples,
+        };
+        let (features, published) = match assembly {
+            Assembly::Ready { matrix, filled } => {
+                result.filled = filled;
+                result.status = ResultStatus::Scored;
+                let features = profile.chain.apply(matrix);
+                (
+                    Some(features),
+                    self.ports.baselines.latest(stream_key).await?,
+                )
+            }
+            _ => {
+                result.model_version = profile.scorer.version();
+                (None, None)
+            }
+        };
+
+        // Whether the result went out (a conflict on the save redoes the state, not the send).
+        let mut sent = false;
+        let mut notified: Vec<AlertEvent> = Vec::new();
+        let mut stored = ctx.state.take().unwrap_or_default();
+        loop {
+            if stored.value.is_closed(window) {
+                // Closed by someone else meanwhile (their lease ran out under us).
+                hints.closed(stream_key, window);
+                *ctx.state = Some(stored);
+                return Ok(Closed::NotReady);
+            }
+            let mut state = stored.value.clone();
+            // Notifications an older version left in the outbox go out with this window.
+            let mut alerts: Vec<AlertEvent> = std::mem::take(&mut state.outbox);
+            if let Some(features) = &features {
+                if let Some(b) = &published {
+                    if state
+                        .baseline
+                        .as_ref()
+                        .is_none_or(|cur| cur.version != b.version)
+                    {
+                        state.baseline = Some(b.clone());
+                    }
+                }
+                let fresh = state.applied_window.is_none_or(|w| window > w);
+                // A window out of order is scored against a copy: it must not move the baseline.
+                let mut baseline = state.baseline.clone();
+                let score = self
+                    .score(
+                        profile,
+                        features,
+                        &mut baseline,
+                        stream_key,
+                        window,
+                        result.ts_end,
+                    )
+                    .await?;
+                result.label = score.label.clone();
+                result.probabilities = score.probabilities.clone();
+                result.anomaly_score = score.anomaly_score;
+                result.source = score.source.clone();
+                result.model_version = score.model_version.clone();
+                result.contributions = score.contributions.clone();
+                result.candidate = score.candidate.clone();
+                if fresh {
+                    state.baseline = baseline;
+                    let transition = alert::apply(
+                        &profile.profile.alert,
+                        &mut state.alert,
+                        &score.label,
+                        result.ts_end,
+                    );
+                    state.applied_window = Some(window);
+                    state.last_label = Some(score.label.clone());
+                    if let Some(t) = transition {
+                        alerts.push(self.alert_event(stream_key, window, t, &result));
+                    }
+                }
+                // Out of order: reported, not applied.
+                result.alert = state.alert.active.clone();
+            }
+            state.mark_closed(window);
+            closed.result = result.clone();
+            alerts.retain(|a| !notified.contains(a));
+            // Everything the close sends, before the commit: a crash or a failure before the
+            // save leaves the window claimed and not closed, and the retry after the lease
+            // sends again (at-least-once, like SNS itself); after the save, nothing is sent
+            // again.
+            let publish = async {
+                if sent {
+                    // Redone after a conflict: the result went out once (its `alert` may lag
+                    // a window closed concurrently); only new alerts are sent.
+                    Ok(())
+                } else {
+                    self.effects(&closed).await
+                }
+            };
+            futures_util::future::try_join(publish, self.notify(&alerts)).await?;
+            sent = true;
+            notified.extend(alerts.iter().cloned());
+            if self
+                .ports
+                .states
+                .save(stream_key, &state, stored.version)
+                .await?
+            {
+                *ctx.state = Some(Versioned {
+                    value: state,
+                    version: stored.version + 1,
+                });
+                break;
+            }
+            stored = self.ports.states.load(stream_key).await?;
+        }
+        if result.status == ResultStatus::Scored {
+            ctx.report.counters.windows_scored += 1;
+        } else {
+            ctx.report.counters.windows_incomplete += 1;
+        }
+        ctx.report.counters.alerts += notified.len() as u64;
+        ctx.report.alerts.extend(notified);
+        // Stores that keep their own done mark (memory, the edge) set it; DynamoDB relies on
+        // the state saved above.
+        let outcome = WindowOutcome {
+            label: result.label.clone(),
+            finished_ms: now_ms,
+        };
+        windows.finish(stream_key, window, &outcome).await?;
+        hints.closed(stream_key, window);
+        ctx.report.results.push(result);
+        Ok(Closed::Yes)
+    }
+
+    /// Appends a chunk that was held back for a claim that did not happen.
+    pub(super) async fn store_pending(
+        &self,
+        ctx: &mut Closing<'_, '_>,
+        window: WindowId,
+        pending: Option<Chunk>,
+    ) -> Result<(), PortError> {
+        if let Some(chunk) = pending {
+            let outcome = self
+                .ports
+                .windows
+                .append(ctx.stream_key, window, &chunk, ctx.now_ms)
+                .await?;
+            ctx.seqs.classify(window, &outcome, &chunk);
+        }
+        Ok(())
+    }
+
+    pub(super) async fn notify(&self, alerts: &[AlertEvent]) -> Result<(), PortError> {
+        futures_util::future::try_join_all(alerts.iter().map(|a| self.ports.alerts.notify(a)))
+            .await?;
+        Ok(())
+    }
+
+    /// The result to the device and the window to the archive: independent, so together.
+    pub(super) async fn effects(&self, closed: &ClosedWindow) -> Result<(), PortError> {
+        futures_util::future::try_join(
+            self.ports.results.publish(&closed.result),
+            self.ports.archive.archive(closed),
+        )
+        .await?;
+        Ok(())
+    }
+
+    pub(super) async fn score(
+        &self,
+        profile: &CompiledProfile,
+        features: &crate::transform::Matrix,
+        baseline: &mut Option<crate::scorer::Baseline>,
+        stream_key: &StreamKey,
+        window: WindowId,
+        ts_end: u64,
+    ) -> Result<crate::scorer::Score, PortError> {
+        profile
+            .scorer
+            .score_at(features, baseline, ts_end)
+            .await
+            .map_err(|e| PortError {
+                port: "scorer",
+                message: format!("window {window} of {}: {e}", stream_key.device),
+                retryable: e.is_retryable(),
+            })
+    }
+
+    pub(super) fn alert_event(
+        &self,
+        stream_key: &StreamKey,
+        window: WindowId,
+        transition: alert::Transition,
+        result: &WindowResult,
+    ) -> AlertEvent {
+        AlertEvent {
+            device: stream_key.device.clone(),
+            profile: stream_key.profile.clone(),
+            window,
+            transition,
+            ts: result.ts_end,
+            model_version: result.model_version.clone(),
+        }
+    }
+}
+
+/// One device's batch while its windows are being closed.
+pub(super) struct Closing<'c, 'r> {
+    pub(super) stream_key: &'c StreamKey,
+    pub(super) profile: &'c CompiledProfile,
+    pub(super) high_water: u64,
+    pub(super) now_ms: u64,
+    pub(super) state: &'c mut Option<Versioned<DeviceState>>,
+    pub(super) seqs: &'c mut Seqs,
+    pub(super) report: &'r mut DeviceReport,
+}
+
+/// What a close attempt found.
+pub(super) enum Closed {
+    Yes,
+    NotReady,
+    Busy,
+}

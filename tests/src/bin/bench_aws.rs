@@ -1,0 +1,236 @@
+//! `bench-aws` (`make bench-aws`): the release `bootstrap` under cargo-lambda's Runtime API
+//! emulator (`cargo lambda watch --only-lambda-apis`), against DynamoDB Local and moto server,
+//! for every scenario of `vigil_tests::bench` (direct, SQS, Kinesis; 1 and 60 samples per
+//! message). Prints one JSON object: per scenario, DynamoDB write/read units and requests per
+//! sample (from the function's own metrics lines), CPU per message (the process's user+system
+//! time), handler latency p50/p99, and for the process its cold start (exec → first response)
+//! and peak RSS.
+//!
+//! ```sh
+//! cargo build --release -p vigil-ingest --bin bootstrap && cargo run --release -p vigil-tests --bin bench-aws -- --cycles 20
+//! ```
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Command, ExitCode, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use vigil_tests::bench::{check_bounds, events, figures, scenarios, Measured};
+use vigil_tests::fixture::{env_for, Fixture, Options};
+use vigil_tests::fleet::{cpu_seconds, pid_status_mb};
+use vigil_tests::{emulators, http, repo_root, Hydraulic};
+
+/// Metrics lines the function printed, and a signal for each new one.
+#[derive(Default)]
+struct Lines {
+    emf: Mutex<Vec<Value>>,
+    more: Condvar,
+}
+
+impl Lines {
+    /// Waits until `n` lines were printed (the function prints one per invocation).
+    fn wait_for(&self, n: usize) -> Value {
+        let mut emf = self.emf.lock().expect("lock");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while emf.len() < n {
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(!left.is_zero(), "no metrics line for invocation {n}");
+            emf = self.more.wait_timeout(emf, left).expect("lock").0;
+        }
+        emf[n - 1].clone()
+    }
+}
+
+fn arg(args: &[String], name: &str) -> Option<String> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let cycles: usize = arg(&args, "--cycles").map_or(20, |v| v.parse().expect("--cycles N"));
+    let root = repo_root();
+    let bootstrap = arg(&args, "--bootstrap")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target/release/bootstrap"));
+    let cargo_lambda = arg(&args, "--cargo-lambda")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join(".tools/venv/bin/cargo-lambda"));
+    assert!(bootstrap.is_file(), "{} not built", bootstrap.display());
+
+    let fx = Fixture::new(Options::default()).await;
+    let e = emulators();
+    let data = Hydraulic::load();
+    let samples = data.samples(0..cycles);
+    // The emulators' own first calls (JVM warm-up, moto's first resources) are not the
+    // function's cold start: warm them with the in-process handler first.
+    let warm = fx.thing("warm").await;
+    for inv in events(&scenarios()[1], &warm, &data.samples(0..3)) {
+        fx.invoke(&inv.event, "warm").await;
+    }
+
+    // The Runtime API emulator, without a function: we start the release binary ourselves.
+    let port = free_port();
+    let mut emulator = Command::new(&cargo_lambda)
+        .args([
+            "lambda",
+            "watch",
+            "--only-lambda-apis",
+            "-A",
+            "127.0.0.1",
+            "-P",
+        ])
+        .arg(port.to_string())
+        .current_dir(&root)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(
+            std::fs::File::create(root.join("target/emulators/bench-aws-emulator.log"))
+                .map(Stdio::from)
+                .unwrap_or_else(|_| Stdio::null()),
+        )
+        .spawn()
+        .unwrap_or_else(|err| panic!("{}: {err}", cargo_lambda.display()));
+    let started = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the Runtime API emulator did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    let env = env_for(
+        &fx.table,
+        &fx.topic_arn,
+        &fx.archive_bucket,
+        &fx.rejects_queue_url,
+        &fx.models_bucket,
+        &fx.options,
+    );
+    let spawned = Instant::now();
+    let mut function = Command::new(&bootstrap)
+        .env_clear()
+        .envs(env)
+        .env(
+            "AWS_LAMBDA_RUNTIME_API",
+            format!("http://127.0.0.1:{port}/.rt"),
+        )
+        .env("AWS_LAMBDA_FUNCTION_NAME", "_")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512")
+        .env("AWS_ENDPOINT_URL", &e.moto)
+        .env("AWS_ENDPOINT_URL_DYNAMODB", &e.dynamodb)
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(
+            std::fs::File::create(root.join("target/emulators/bench-aws-bootstrap.log"))
+                .map(Stdio::from)
+                .unwrap_or_else(|_| Stdio::null()),
+        )
+        .spawn()
+        .expect("bootstrap");
+    let pid = function.id().to_string();
+    let lines = Arc::new(Lines::default());
+    let reader = {
+        let lines = lines.clone();
+        let out = function.stdout.take().expect("stdout");
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                    if v.get("_aws").is_some() {
+                        lines.emf.lock().expect("lock").push(v);
+                        lines.more.notify_all();
+                    }
+                }
+            }
+        })
+    };
+    let invoke_url = format!("http://127.0.0.1:{port}/2015-03-31/functions/_/invocations");
+
+    let mut report = serde_json::Map::new();
+    let mut failures = Vec::new();
+    let mut invoked = 0usize;
+    let mut cold_start_ms = None;
+    for s in scenarios() {
+        let thing = fx.thing(&s.name.replace('_', "-")).await;
+        let cpu_before = cpu_seconds(&pid).unwrap_or(0.0);
+        let mut runs = Vec::new();
+        let mut round_trip_ms = Vec::new();
+        for inv in events(&s, &thing, &samples) {
+            let t = Instant::now();
+            let (status, body) = http("POST", &invoke_url, inv.event.to_string().as_bytes());
+            round_trip_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+            cold_start_ms.get_or_insert_with(|| spawned.elapsed().as_secs_f64() * 1000.0);
+            assert_eq!(
+                status,
+                200,
+                "{}: {}",
+                s.name,
+                String::from_utf8_lossy(&body)
+            );
+            let response: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            if let Some(f) = response.get("batchItemFailures") {
+                assert_eq!(f, &json!([]), "{}", s.name);
+            }
+            invoked += 1;
+            let mut measured = Measured::from_emf(&lines.wait_for(invoked));
+            if invoked == 1 {
+                // The cold invocation is the cold start, not a latency sample (its DynamoDB
+                // units count).
+                measured.latency_ms = f64::NAN;
+            }
+            runs.push((inv, measured));
+        }
+        let cpu = cpu_seconds(&pid).unwrap_or(0.0) - cpu_before;
+        let f = figures(&runs);
+        failures.extend(check_bounds(s.name, &f));
+        round_trip_ms.sort_by(f64::total_cmp);
+        let mut v = serde_json::to_value(&f).expect("figures");
+        v["cpu_ms_per_message"] = json!(cpu * 1000.0 / f.messages.max(1) as f64);
+        v["cpu_ms_per_invocation"] = json!(cpu * 1000.0 / f.invocations.max(1) as f64);
+        v["invoke_round_trip_ms_p50"] = json!(round_trip_ms[round_trip_ms.len() / 2]);
+        v["samples_per_message"] = json!(s.samples_per_message);
+        v["records_per_batch"] = json!(s.records_per_batch);
+        report.insert(s.name.to_string(), v);
+    }
+    report.insert("cold_start_ms".into(), json!(cold_start_ms));
+    report.insert("peak_rss_mb".into(), json!(pid_status_mb(&pid, "VmHWM:")));
+    report.insert(
+        "setup".into(),
+        json!(format!(
+            "release bootstrap under `cargo lambda watch --only-lambda-apis`, DynamoDB Local + moto server on loopback, {cycles} hydraulic cycles per scenario, cooler profile"
+        )),
+    );
+    let _ = function.kill();
+    let _ = function.wait();
+    let _ = emulator.kill();
+    let _ = emulator.wait();
+    let _ = reader.join();
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&Value::Object(report)).expect("json")
+    );
+    if failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("bounds exceeded: {failures:#?}");
+        ExitCode::FAILURE
+    }
+}
