@@ -441,7 +441,7 @@ def write_card(r: dict) -> None:
         "## Load time (ONNX Runtime from Rust)",
         "",
         "Session creation per model, measured by the test `health_models_load_fast` in",
-        "`crates/cli/tests/tasks_hydraulic.rs` (`cargo test [--release] -p vigil-cli --test tasks_hydraulic",
+        "`crates/eval/tests/tasks_hydraulic.rs` (`cargo test [--release] -p vigil-eval --test tasks_hydraulic",
         f"health_models_load_fast -- --nocapture`), onnxruntime 1.31.1, x86_64, 2 shared cores: {LOAD_TIMES}",
         "The graphs are five nodes; there is no tree ensemble for graph optimisation to chew on at cold start.",
         "",

@@ -92,6 +92,12 @@ impl S3Baselines {
         }
     }
 
+    /// Reads under another key prefix than [`BASELINES_PREFIX`].
+    pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
     /// Reads baselines of these profiles only (those whose scorer has one).
     pub fn only_profiles(mut self, profiles: impl IntoIterator<Item = String>) -> Self {
         self.profiles = Some(profiles.into_iter().collect());

@@ -194,6 +194,8 @@ impl Scorer for SagemakerScorer {
                 anomaly_score: None,
                 source: "sagemaker".into(),
                 model_version: self.version(),
+                contributions: Vec::new(),
+                candidate: None,
             }),
             Err(e) => match &self.fallback {
                 Some(fallback) => {

@@ -17,11 +17,12 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use vigil_core::ports::{AlertEvent, WindowResult};
 
-use crate::broker::{self, BrokerUrl, Subscriber};
-use crate::datasets::{label_of, Hydraulic};
-use crate::edge::{self, EdgeConfig};
-use crate::models;
-use crate::replay::{self, PlanOptions, Replayer};
+use vigil_datasets::models;
+use vigil_datasets::{label_of, Hydraulic};
+use vigil_edge::{self as edge, broker, EdgeConfig};
+use vigil_mqtt::{BrokerUrl, Subscriber};
+use vigil_sim::fleet::percentile;
+use vigil_sim::replay::{self, PlanOptions, Replayer};
 
 const PROFILE: &str = "hydraulic-cooler";
 
@@ -77,14 +78,6 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = (p * (sorted.len() - 1) as f64).round() as usize;
-    sorted[rank.min(sorted.len() - 1)]
 }
 
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
@@ -234,7 +227,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             }
             continue;
         };
-        let Some(thing) = broker::thing_of(&msg.topic).map(str::to_string) else {
+        let Some(thing) = vigil_mqtt::thing_of(&msg.topic).map(str::to_string) else {
             continue;
         };
         if msg.topic.ends_with("/condition") {

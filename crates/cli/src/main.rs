@@ -1,5 +1,15 @@
+//! The `vigil` command line: argument parsing and wiring only. The rooms are the crates:
+//! `vigil-edge` (edge runtime, calibration), `vigil-device` (device agent), `vigil-sim` (replay,
+//! fleet), `vigil-eval` (evaluations, feature export).
+
+mod demo;
+mod edge;
+
 use clap::{Parser, Subcommand};
-use vigil_cli::{calibrate, demo, device, edge, eval, features, fleet, replay};
+use vigil_device as device;
+use vigil_edge::calibrate;
+use vigil_eval::{eval, features};
+use vigil_sim::{fleet, replay};
 
 /// Vigil: condition monitoring for machines — the edge runner and the tools around it.
 #[derive(Parser)]
@@ -21,6 +31,8 @@ enum Command {
     Eval(eval::EvalArgs),
     /// Fit a device's baseline from its normal data and publish it, versioned.
     Calibrate(calibrate::CalibrateArgs),
+    /// Fit a machine's learned normal (PCA, T² and SPE) from its normal windows and publish it.
+    TrainNormal(vigil_edge::train_normal::TrainNormalArgs),
     /// Export the features the Rust transforms compute (training uses the same code).
     Features(features::FeaturesArgs),
     /// Device / gateway agent: a sensor source to MQTT, with an on-disk queue that loses nothing.
@@ -47,6 +59,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Demo(args) => demo::run(args).await,
         Command::Eval(args) => eval::run(args).await,
         Command::Calibrate(args) => calibrate::run(args).await,
+        Command::TrainNormal(args) => vigil_edge::train_normal::run(args).await,
         Command::Features(args) => features::run(args).await,
         Command::Device(args) => device::run(args).await,
         Command::Fleet(args) => fleet::run(args).await,

@@ -9,13 +9,13 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use vigil_cli::broker::{self, BrokerUrl, Subscriber};
-use vigil_cli::edge::{self, EdgeConfig};
-use vigil_cli::replay::{PlannedMessage, Replayer};
-use vigil_cli::store::{Durability, EdgeStore};
 use vigil_core::ports::{DeviceStateStore, StreamKey, WindowResult};
 use vigil_core::telemetry::encode_batch;
 use vigil_core::{DeviceId, Sample};
+use vigil_edge::store::{Durability, EdgeStore};
+use vigil_edge::{self as edge, broker, EdgeConfig};
+use vigil_mqtt::{BrokerUrl, Subscriber};
+use vigil_sim::replay::{PlannedMessage, Replayer};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 const PROFILE: &str = "calib-zscore";
@@ -60,15 +60,27 @@ fn channels() -> Vec<String> {
 
 /// Publishes one batch message per window and waits for the broker's acknowledgements.
 async fn publish(url: &BrokerUrl, id: &str, windows: &[(u64, f32)]) {
+    let windows: Vec<Vec<Sample>> = windows.iter().map(|&(k, mean)| window(k, mean)).collect();
+    publish_windows(url, id, THING, &windows, &channels()).await;
+}
+
+/// Publishes each window's samples as one batch message to `thing`'s telemetry topic.
+async fn publish_windows(
+    url: &BrokerUrl,
+    id: &str,
+    thing: &str,
+    windows: &[Vec<Sample>],
+    channels: &[String],
+) {
     let messages: Vec<PlannedMessage> = windows
         .iter()
-        .map(|&(k, mean)| PlannedMessage {
+        .map(|samples| PlannedMessage {
             thing: 0,
-            topic: format!("dt/vigil/{THING}/telemetry"),
-            payload: encode_batch(&window(k, mean), &channels()),
-            first_seq: k * SIZE,
-            last_seq: k * SIZE + SIZE - 1,
-            samples: SIZE as usize,
+            topic: format!("dt/vigil/{thing}/telemetry"),
+            payload: encode_batch(samples, channels),
+            first_seq: samples.first().map_or(0, |s| s.seq),
+            last_seq: samples.last().map_or(0, |s| s.seq),
+            samples: samples.len(),
             duplicate: false,
             due: Duration::ZERO,
         })
@@ -109,21 +121,33 @@ impl Results {
 
 /// Runs the `vigil calibrate` binary; returns its report (the last line, JSON).
 async fn calibrate(models: &Path, from: &Path, state: &Path) -> serde_json::Value {
+    run_vigil("calibrate", models, PROFILE, THING, from, state).await
+}
+
+/// Runs `vigil <command> --models M --profile P --device D --from F --to S`; returns its report.
+async fn run_vigil(
+    command: &str,
+    models: &Path,
+    profile: &str,
+    thing: &str,
+    from: &Path,
+    state: &Path,
+) -> serde_json::Value {
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_vigil"))
-        .arg("calibrate")
+        .arg(command)
         .arg("--models")
         .arg(models)
-        .args(["--profile", PROFILE, "--device", THING, "--from"])
+        .args(["--profile", profile, "--device", thing, "--from"])
         .arg(from)
         .arg("--to")
         .arg(state)
         .output()
         .await
-        .expect("vigil calibrate runs");
+        .expect("vigil runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
-        "vigil calibrate failed: {}\n{stdout}",
+        "vigil {command} failed: {}\n{stdout}",
         String::from_utf8_lossy(&out.stderr)
     );
     eprint!("{stdout}");
@@ -132,10 +156,17 @@ async fn calibrate(models: &Path, from: &Path, state: &Path) -> serde_json::Valu
 
 /// A telemetry file as the device publishes it: one JSON batch per line, window means given.
 fn telemetry_file(path: &Path, means: &[f32]) {
-    let lines: Vec<String> = means
+    let windows: Vec<Vec<Sample>> = (0..means.len())
+        .map(|k| window(k as u64, means[k]))
+        .collect();
+    windows_file(path, &windows, &channels());
+}
+
+/// One JSON batch per line, a window each.
+fn windows_file(path: &Path, windows: &[Vec<Sample>], channels: &[String]) {
+    let lines: Vec<String> = windows
         .iter()
-        .enumerate()
-        .map(|(k, &m)| String::from_utf8(encode_batch(&window(k as u64, m), &channels())).unwrap())
+        .map(|w| String::from_utf8(encode_batch(w, channels)).unwrap())
         .collect();
     std::fs::write(path, lines.join("\n") + "\n").unwrap();
 }
@@ -239,4 +270,144 @@ async fn the_edge_adopts_each_calibration_without_a_restart() {
         (v2_version.as_str(), true, 6)
     );
     eprintln!("calibration e2e at the edge: {:?}", started.elapsed());
+}
+
+/// The hydraulic rig's cycle `cycle` as window `k` of a device (seqs `k*60 ..`).
+fn rig_window(rig: &vigil_datasets::Hydraulic, cycle: usize, k: u64) -> Vec<Sample> {
+    rig.cycle_samples(cycle, 0)
+        .into_iter()
+        .enumerate()
+        .map(|(t, mut s)| {
+            s.seq = k * 60 + t as u64;
+            s.ts = 1_700_000_000_000 + s.seq * 1000;
+            s
+        })
+        .collect()
+}
+
+/// The learned normal at the edge: a rig's device is not judged until `vigil train-normal`
+/// publishes its model into the edge's state directory; the running edge adopts it at the next
+/// window and flags degraded cycles with each channel's share; a candidate published beside the
+/// live model is scored and reported without changing the verdict.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_edge_adopts_a_learned_normal_and_reports_why_and_the_candidate() {
+    const NORMAL: &str = "hydraulic-normal";
+    const RIG: &str = "rig-007";
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let models = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(models.path().join("profiles")).unwrap();
+    let profile_file = format!("profiles/{NORMAL}.toml");
+    std::fs::copy(
+        repo.join("models").join(&profile_file),
+        models.path().join(&profile_file),
+    )
+    .unwrap();
+    let profile = vigil_core::Profile::load(&models.path().join(&profile_file)).unwrap();
+    let rig = vigil_datasets::Hydraulic::load(
+        &repo.join("../shared/datasets/hydraulic"),
+        &profile
+            .channels
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+
+    let broker = broker::start_embedded("127.0.0.1:0".parse().unwrap()).unwrap();
+    let url = BrokerUrl::parse(&broker.url()).unwrap();
+    let mut config = EdgeConfig::new(url.clone(), state.path());
+    config.models_dir = models.path().to_path_buf();
+    config.default_profile = NORMAL.into();
+    config.client_id = "normal-edge".into();
+    let mut edge = edge::start(config).await.expect("edge starts");
+    edge.ready(DEADLINE).await.expect("edge subscribes");
+    let mut results = Results {
+        sub: Subscriber::connect(&url, "normal-watch", &["dt/vigil/+/condition"])
+            .await
+            .unwrap(),
+        by_window: BTreeMap::new(),
+    };
+    let channels = profile.channels.clone();
+
+    // 1. Untrained: not judged.
+    let w: Vec<Vec<Sample>> = (0..2).map(|k| rig_window(&rig, k, k as u64)).collect();
+    publish_windows(&url, "normal-pub-1", RIG, &w, &channels).await;
+    let r = results.until(1).await;
+    assert!(r
+        .values()
+        .all(|r| r.model_version == "untrained" && r.label == "normal"));
+
+    // 2. Trained on the rig's first 150 healthy cycles.
+    let history = work.path().join("healthy.jsonl");
+    let healthy: Vec<Vec<Sample>> = (0..150).map(|c| rig_window(&rig, c, c as u64)).collect();
+    windows_file(&history, &healthy, &channels);
+    let v1 = run_vigil(
+        "train-normal",
+        models.path(),
+        NORMAL,
+        RIG,
+        &history,
+        state.path(),
+    )
+    .await;
+    assert_eq!(v1["promoted"], true, "{v1}");
+    let live = v1["live_version"].as_str().unwrap().to_string();
+    assert!(live.starts_with("normal-"), "{v1}");
+
+    // 3. Later cycles: healthy (160, never trained on) and degraded valve+pump (175), valve (231),
+    //    accumulator (261).
+    let later = [(160, false), (175, true), (231, true), (261, true)];
+    let w: Vec<Vec<Sample>> = later
+        .iter()
+        .enumerate()
+        .map(|(i, &(c, _))| rig_window(&rig, c, 2 + i as u64))
+        .collect();
+    publish_windows(&url, "normal-pub-2", RIG, &w, &channels).await;
+    let r = results.until(5).await;
+    for (i, &(cycle, degraded)) in later.iter().enumerate() {
+        let res = &r[&(2 + i as u64)];
+        assert_eq!(res.model_version, live, "{res:?}");
+        assert_eq!(res.label == "anomaly", degraded, "cycle {cycle}: {res:?}");
+        if degraded {
+            let shares: f64 = res.contributions.iter().map(|c| c.share).sum();
+            assert!((shares - 1.0).abs() < 1e-6, "{res:?}");
+            assert!(res
+                .contributions
+                .iter()
+                .all(|c| channels.contains(&c.channel)));
+        }
+        assert!(res.candidate.is_none());
+    }
+
+    // 4. A candidate beside the live model (as a fit that alarmed more would be published):
+    //    the verdict stays the live model's, the candidate's is reported with it.
+    let path = state.path().join(format!("baselines/{NORMAL}/{RIG}.json"));
+    let mut doc: vigil_core::scorer::Baseline =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let models_doc = doc.normal.as_mut().unwrap();
+    let mut candidate = models_doc.live.clone();
+    candidate.version = "normal-candidate-test".into();
+    candidate.spe_limit *= 1e6;
+    candidate.t2_limit *= 1e6;
+    models_doc.candidate = Some(candidate);
+    doc.version = format!("{live}+candidate-normal-candidate-test");
+    let stream = StreamKey {
+        device: DeviceId::new(RIG).unwrap(),
+        profile: NORMAL.into(),
+    };
+    vigil_edge::calibrate::publish_to_dir(state.path(), &stream, &doc).unwrap();
+    let w = vec![rig_window(&rig, 175, 6)];
+    publish_windows(&url, "normal-pub-3", RIG, &w, &channels).await;
+    let r = results.until(6).await;
+    let res = &r[&6];
+    assert_eq!(
+        (res.label.as_str(), res.model_version.as_str()),
+        ("anomaly", live.as_str())
+    );
+    let cand = res.candidate.as_ref().expect("the candidate's verdict");
+    assert_eq!(cand.model_version, "normal-candidate-test");
+    assert_eq!(cand.label, "normal");
+    edge.shutdown().await.unwrap();
 }

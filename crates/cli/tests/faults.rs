@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use vigil_cli::proxy::{FaultProxy, LinkMode};
+use vigil_sim::proxy::{FaultProxy, LinkMode};
 
 mod common;
 use common::*;
@@ -70,8 +70,9 @@ fn assert_everything_delivered(
 
 fn device_summary(state: &Path) -> (u64, u64) {
     // The queue's own counters: (next_seq, queued) after the device exited.
-    let q = vigil_cli::queue::Queue::open(state, 1_000_000, vigil_cli::queue::FullPolicy::Block)
-        .expect("open the device queue");
+    let q =
+        vigil_device::queue::Queue::open(state, 1_000_000, vigil_device::queue::FullPolicy::Block)
+            .expect("open the device queue");
     let s = q.stats().expect("stats");
     (s.next_seq, s.queued)
 }

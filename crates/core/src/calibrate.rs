@@ -59,6 +59,8 @@ pub enum CalibrationError {
         feature: usize,
         value: f64,
     },
+    #[error("profile {profile:?}: the learned normal cannot be fitted: {reason}")]
+    Normal { profile: String, reason: String },
     #[error("window {window}: {features} features where the others have {expected}")]
     Shape {
         window: WindowId,
@@ -74,12 +76,16 @@ pub fn scorer_kind(spec: &ScorerSpec) -> &'static str {
         ScorerSpec::Sagemaker { .. } => "a SageMaker endpoint",
         ScorerSpec::Zscore(_) => "zscore",
         ScorerSpec::Ewma(_) => "ewma",
+        ScorerSpec::LearnedNormal(_) => "learned_normal",
     }
 }
 
 /// Whether a profile's scorer judges against a per-device baseline that can be calibrated.
 pub fn has_baseline(spec: &ScorerSpec) -> bool {
-    matches!(spec, ScorerSpec::Zscore(_) | ScorerSpec::Ewma(_))
+    matches!(
+        spec,
+        ScorerSpec::Zscore(_) | ScorerSpec::Ewma(_) | ScorerSpec::LearnedNormal(_)
+    )
 }
 
 /// Fewest windows a calibration of this profile needs: the scorer's warm-up (the windows its
@@ -88,6 +94,7 @@ pub fn min_windows(profile: &Profile) -> Result<u64, CalibrationError> {
     let warmup = match &profile.scorer {
         ScorerSpec::Zscore(c) => c.warmup,
         ScorerSpec::Ewma(c) => c.warmup,
+        ScorerSpec::LearnedNormal(c) => c.min_windows,
         other => {
             return Err(CalibrationError::NoBaseline {
                 profile: profile.name.clone(),
@@ -233,36 +240,10 @@ pub fn fit(
             why: skipped.1.to_string(),
         });
     }
-    let mut rows: Vec<Vec<f64>> = Vec::with_capacity(windows.len());
-    for (window, matrix) in windows {
-        if let Some(i) = matrix.data.iter().position(|v| !v.is_finite()) {
-            let (row, col) = (i / matrix.cols.max(1), i % matrix.cols.max(1));
-            return Err(CalibrationError::NonFinite {
-                window: *window,
-                seq: profile.window.start(*window) + row as u64,
-                channel: profile.channels.get(col).cloned().unwrap_or_default(),
-                value: matrix.data[i],
-            });
-        }
-        let features = window_features(&chain.apply(matrix.clone()));
-        if let Some((j, v)) = features.iter().enumerate().find(|(_, v)| !v.is_finite()) {
-            return Err(CalibrationError::NonFiniteFeature {
-                window: *window,
-                feature: j,
-                value: *v,
-            });
-        }
-        if let Some(first) = rows.first() {
-            if first.len() != features.len() {
-                return Err(CalibrationError::Shape {
-                    window: *window,
-                    features: features.len(),
-                    expected: first.len(),
-                });
-            }
-        }
-        rows.push(features);
+    if let ScorerSpec::LearnedNormal(_) = profile.scorer {
+        return Ok(fit_normal(profile, chain, windows, None, false, options)?.fitted);
     }
+    let rows = feature_rows(profile, windows, |m| window_features(&chain.apply(m)))?;
     let mut baseline = Baseline::fit(&rows, String::new()).expect("rows checked: same width");
     if let ScorerSpec::Ewma(_) = profile.scorer {
         // The EWMA scorer keeps a variance in `spread` (not Welford's sum of squares); during its
@@ -281,6 +262,136 @@ pub fn fit(
         last_window: windows.last().map_or(0, |w| w.0),
     })
 }
+
+/// Each window's features (`features_of`), checked: finite samples, finite features, one width.
+fn feature_rows(
+    profile: &Profile,
+    windows: &[(WindowId, Matrix)],
+    mut features_of: impl FnMut(Matrix) -> Vec<f64>,
+) -> Result<Vec<Vec<f64>>, CalibrationError> {
+    let mut rows: Vec<Vec<f64>> = Vec::with_capacity(windows.len());
+    for (window, matrix) in windows {
+        if let Some(i) = matrix.data.iter().position(|v| !v.is_finite()) {
+            let (row, col) = (i / matrix.cols.max(1), i % matrix.cols.max(1));
+            return Err(CalibrationError::NonFinite {
+                window: *window,
+                seq: profile.window.start(*window) + row as u64,
+                channel: profile.channels.get(col).cloned().unwrap_or_default(),
+                value: matrix.data[i],
+            });
+        }
+        let features = features_of(matrix.clone());
+        if let Some((j, v)) = features.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+            return Err(CalibrationError::NonFiniteFeature {
+                window: *window,
+                feature: j,
+                value: *v,
+            });
+        }
+        if let Some(first) = rows.first() {
+            if first.len() != features.len() {
+                return Err(CalibrationError::Shape {
+                    window: *window,
+                    features: features.len(),
+                    expected: first.len(),
+                });
+            }
+        }
+        rows.push(features);
+    }
+    Ok(rows)
+}
+
+/// A learned-normal fit and what was decided about it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FittedNormal {
+    /// The baseline to publish: the live model, and the candidate when the new one is not live.
+    pub fitted: Fitted,
+    pub promoted: bool,
+    /// False-alarm rates on the new fit's held-out (newest) windows: new model, live model.
+    pub new_rate: f64,
+    pub live_rate: Option<f64>,
+}
+
+/// Fits a device's learned normal from its normal windows (oldest first) and decides whether it
+/// replaces the live model in `current` (see [`crate::normal::decide`]); `promote` forces it.
+pub fn fit_normal(
+    profile: &Profile,
+    chain: &Chain,
+    windows: &[(WindowId, Matrix)],
+    current: Option<&Baseline>,
+    promote: bool,
+    options: FitOptions,
+) -> Result<FittedNormal, CalibrationError> {
+    let ScorerSpec::LearnedNormal(config) = &profile.scorer else {
+        return Err(CalibrationError::NoBaseline {
+            profile: profile.name.clone(),
+            scorer: scorer_kind(&profile.scorer),
+        });
+    };
+    let min = min_windows(profile)?;
+    if (windows.len() as u64) < min {
+        return Err(CalibrationError::TooFewWindows {
+            profile: profile.name.clone(),
+            got: windows.len(),
+            min,
+            skipped: 0,
+            why: "none".into(),
+        });
+    }
+    let mut names = Vec::new();
+    let rows = feature_rows(profile, windows, |m| {
+        let transformed = chain.apply(m);
+        let channels: Vec<String> = if transformed.cols == profile.channels.len() {
+            profile.channels.clone()
+        } else {
+            (0..transformed.cols)
+                .map(|c| format!("feature{c}"))
+                .collect()
+        };
+        let (x, n) = crate::normal::window_features(&transformed, &channels);
+        names = n;
+        x
+    })?;
+    let mut fitted_version = Baseline::empty(0);
+    fitted_version.mean = rows.iter().flatten().copied().collect();
+    let version = version(options.fitted_at_ms, &profile.name, &fitted_version).replacen(
+        VERSION_PREFIX,
+        NORMAL_VERSION_PREFIX,
+        1,
+    );
+    let model = crate::normal::fit(&rows, names, config, version).map_err(|e| {
+        CalibrationError::Normal {
+            profile: profile.name.clone(),
+            reason: e.to_string(),
+        }
+    })?;
+    let live = current.and_then(|b| b.normal.as_ref());
+    let decision = crate::normal::decide(model, live, &rows, promote);
+    let published = decision.published;
+    let mut baseline = Baseline::empty(0);
+    baseline.frozen = true;
+    baseline.count = windows.len() as u64;
+    baseline.version = match &published.candidate {
+        Some(c) => format!("{}+candidate-{}", published.live.version, c.version),
+        None => published.live.version.clone(),
+    };
+    baseline.normal = Some(published);
+    Ok(FittedNormal {
+        fitted: Fitted {
+            baseline,
+            windows: windows.len(),
+            first_window: windows.first().map_or(0, |w| w.0),
+            last_window: windows.last().map_or(0, |w| w.0),
+        },
+        promoted: decision.promoted,
+        new_rate: decision.new_rate,
+        live_rate: decision.live_rate,
+    })
+}
+
+/// Prefix of every learned-normal model's version.
+pub const NORMAL_VERSION_PREFIX: &str = "normal-";
 
 /// `calib-<yyyymmddThhmmssZ>-<8 hex>`: the UTC time of the fit, then a hash of the profile name
 /// and the fitted numbers (so two calibrations on different data never share a version, and the
@@ -306,6 +417,7 @@ pub fn version(fitted_at_ms: u64, profile: &str, baseline: &Baseline) -> String 
 /// Whether a baseline was published by a calibration (rather than learned online).
 pub fn is_calibrated(baseline: &Baseline) -> bool {
     baseline.version.starts_with(VERSION_PREFIX)
+        || baseline.version.starts_with(NORMAL_VERSION_PREFIX)
 }
 
 /// `yyyymmddThhmmssZ` of epoch milliseconds (H. Hinnant's `civil_from_days`).
@@ -577,6 +689,8 @@ unhealthy = ["anomaly"]
                 model_version: "learned".into(),
                 scored_at_ms: 0,
                 alert: None,
+                contributions: Vec::new(),
+                candidate: None,
             },
             channels: p.channels.clone(),
             samples: s.iter().filter(|x| x.seq / 4 == window).cloned().collect(),

@@ -5,6 +5,7 @@
 //! - [`window`]: windows keyed by `seq`, and their closing policy;
 //! - [`transform`]: composable steps from a window to a scorer's input;
 //! - [`scorer`]: the scorer port and the streaming statistics scorers;
+//! - [`normal`]: a machine's learned normal (PCA, T² and SPE) with per-channel contributions;
 //! - [`alert`]: hysteresis and cooldown, transitions only;
 //! - [`ports`]: the traits adapters implement; [`memory`]: in-memory adapters;
 //! - [`pipeline`]: the whole flow over ports, for batches of messages from many devices.
@@ -13,6 +14,7 @@ pub mod alert;
 pub mod calibrate;
 pub mod documents;
 pub mod memory;
+pub mod normal;
 pub mod pipeline;
 pub mod ports;
 pub mod profile;

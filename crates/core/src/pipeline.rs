@@ -535,6 +535,8 @@ impl<'a> Pipeline<'a> {
             model_version: profile.scorer.version(),
             scored_at_ms: now_ms,
             alert: None,
+            contributions: Vec::new(),
+            candidate: None,
         };
 
         let mut outbox = Vec::new();
@@ -573,6 +575,8 @@ impl<'a> Pipeline<'a> {
                 result.anomaly_score = score.anomaly_score;
                 result.source = score.source.clone();
                 result.model_version = score.model_version.clone();
+                result.contributions = score.contributions.clone();
+                result.candidate = score.candidate.clone();
                 if !fresh {
                     // Already applied (a retry after a crash) or out of order: report only. Any
                     // notification the earlier attempt left unsent is still in the outbox.

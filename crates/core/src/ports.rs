@@ -243,6 +243,12 @@ pub struct WindowResult {
     /// The alert open after this window, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alert: Option<String>,
+    /// Each channel's share of the verdict, where the scorer can say.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub contributions: Vec<crate::scorer::Contribution>,
+    /// A candidate model's verdict, scored beside the live one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub candidate: Option<crate::scorer::CandidateScore>,
 }
 
 /// An alert transition, for operators.

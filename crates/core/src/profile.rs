@@ -64,6 +64,8 @@ pub enum ScorerSpec {
     Zscore(crate::scorer::ZScoreConfig),
     /// Streaming detector combining a robust EWMA baseline with a level-shift test.
     Ewma(crate::scorer::EwmaConfig),
+    /// The machine's own learned normal (PCA, T² and SPE), fitted by `vigil train-normal`.
+    LearnedNormal(crate::normal::NormalConfig),
 }
 
 /// How an ONNX model's output is read.
@@ -269,6 +271,15 @@ impl Profile {
                     .map(|s| s.to_string())
                     .collect()
             }
+            ScorerSpec::LearnedNormal(c) => {
+                c.validate().map_err(|(key, reason)| {
+                    ProfileError::new(file, format!("scorer.{key}"), reason)
+                })?;
+                crate::scorer::ANOMALY_LABELS
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect()
+            }
         };
         if labels.is_empty() {
             return err("scorer.labels", "must list at least one label".into());
@@ -293,10 +304,12 @@ impl Profile {
             ScorerSpec::Onnx { labels, .. } | ScorerSpec::Sagemaker { labels, .. } => {
                 labels.clone()
             }
-            ScorerSpec::Zscore(_) | ScorerSpec::Ewma(_) => crate::scorer::ANOMALY_LABELS
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
+            ScorerSpec::Zscore(_) | ScorerSpec::Ewma(_) | ScorerSpec::LearnedNormal(_) => {
+                crate::scorer::ANOMALY_LABELS
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect()
+            }
         }
     }
 }

@@ -22,8 +22,30 @@ pub struct Score {
     /// Anomaly score for anomaly scorers (e.g. the largest |z|).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub anomaly_score: Option<f64>,
-    /// Which scorer produced it: `onnx`, `sagemaker`, `sagemaker-fallback-onnx`, `zscore`, `ewma`.
+    /// Which scorer produced it: `onnx`, `sagemaker`, `sagemaker-fallback-onnx`, `zscore`, `ewma`,
+    /// `learned-normal`.
     pub source: String,
+    pub model_version: String,
+    /// Why: each channel's share of the verdict, where the scorer can say.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub contributions: Vec<Contribution>,
+    /// A candidate model scored beside the live one (learned normal not yet promoted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub candidate: Option<CandidateScore>,
+}
+
+/// One channel's share of a verdict (shares of a result sum to 1).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Contribution {
+    pub channel: String,
+    pub share: f64,
+}
+
+/// The verdict a candidate model would have given (reported, never alerted on).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CandidateScore {
+    pub label: String,
+    pub anomaly_score: f64,
     pub model_version: String,
 }
 
@@ -69,6 +91,9 @@ pub struct Baseline {
     pub spread: Vec<f64>,
     #[serde(default)]
     pub frozen: bool,
+    /// The learned-normal scorer's models (its `mean`/`spread` stay empty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub normal: Option<crate::normal::LearnedNormal>,
 }
 
 impl Baseline {
@@ -79,6 +104,7 @@ impl Baseline {
             mean: vec![0.0; features],
             spread: vec![0.0; features],
             frozen: false,
+            normal: None,
         }
     }
 
@@ -212,6 +238,8 @@ impl ZScoreScorer {
             anomaly_score: Some(z),
             source: "zscore".into(),
             model_version: b.version.clone(),
+            contributions: Vec::new(),
+            candidate: None,
         }
     }
 }
@@ -343,6 +371,8 @@ impl EwmaScorer {
             anomaly_score: Some(worst),
             source: "ewma".into(),
             model_version: b.version.clone(),
+            contributions: Vec::new(),
+            candidate: None,
         }
     }
 }

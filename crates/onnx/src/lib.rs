@@ -269,6 +269,8 @@ impl OnnxScorer {
                     anomaly_score: None,
                     source: "onnx".into(),
                     model_version: self.version.clone(),
+                    contributions: Vec::new(),
+                    candidate: None,
                 })
             }
             OnnxOutput::AnomalyScore { threshold } => {
@@ -282,6 +284,8 @@ impl OnnxScorer {
                     anomaly_score: Some(f64::from(score)),
                     source: "onnx".into(),
                     model_version: self.version.clone(),
+                    contributions: Vec::new(),
+                    candidate: None,
                 })
             }
         }
@@ -334,6 +338,9 @@ pub fn build_scorer(
         }
         ScorerSpec::Zscore(c) => Some(Ok(Arc::new(ZScoreScorer::new(c.clone())))),
         ScorerSpec::Ewma(c) => Some(Ok(Arc::new(EwmaScorer::new(c.clone())))),
+        ScorerSpec::LearnedNormal(_) => Some(Ok(Arc::new(
+            vigil_core::normal::LearnedNormalScorer::default(),
+        ))),
         ScorerSpec::Sagemaker { .. } => None,
     }
 }

@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use vigil_aws::baselines::{put_baseline, S3Baselines};
-use vigil_cli::calibrate::{self, CalibrateArgs, Report, Request};
 use vigil_core::ports::{BaselineSource, StreamKey};
 use vigil_core::scorer::Baseline;
 use vigil_core::DeviceId;
+use vigil_edge::calibrate::{self, CalibrateArgs, Report, Request};
 use vigil_tests::condition_results;
 use vigil_tests::fixture::{batch, direct_b64, models_dir, Fixture, Options};
 

@@ -7,6 +7,7 @@ mod concurrency;
 mod cost;
 mod fleet;
 mod flow;
+mod normal;
 mod replay;
 mod retry;
 mod sagemaker;

@@ -1,0 +1,715 @@
+//! `vigil device`: the device / gateway agent.
+//!
+//! It reads a sensor source (a dataset replay, a CSV file, JSON lines on stdin), gives each
+//! sample the device's next `seq`, stores it in the on-disk queue (`crate::queue`), and sends
+//! the queue in seq order with QoS 1 — to any MQTT broker (`--broker mqtt://host:port`) or to
+//! AWS IoT Core over mutual TLS (`--endpoint`, `--cert`, `--key`, `--ca`).
+//!
+//! What makes it lose nothing (docs/device.md has the full story):
+//! - a sample leaves the queue only when a result on `dt/vigil/{thing}/condition` covers its
+//!   seq (the end-to-end acknowledgement). A PUBACK only says the broker has the message; a
+//!   broker that dies before delivering it would lose it, so PUBACK does not remove anything;
+//! - after every reconnect, and when no result has come for `--resend-after`, everything still
+//!   queued is sent again from the head, in order. The pipeline is idempotent by seq, so
+//!   duplicates cost bandwidth and nothing else;
+//! - a result can itself be lost (published while the device was offline). Samples older than
+//!   the newest confirmed window that were re-sent in a full round, all PUBACKed on one
+//!   connection, and still got no result, belong to windows the pipeline already closed: they
+//!   are removed and counted as `given_up` (it re-sends nothing for late samples);
+//! - reconnects back off exponentially with full jitter (`--backoff-min` .. `--backoff-max`);
+//! - the queue is bounded by `--queue-max-samples`; when full, `--on-full drop-oldest` (the
+//!   default) removes the oldest samples and counts them in `dropped`, `--on-full block`
+//!   stops reading the source until room is made.
+
+use std::io::BufRead;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::Args;
+use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
+use tokio::sync::{mpsc, Notify};
+use vigil_core::telemetry::{condition_topic, encode_batch, encode_sample, telemetry_topic};
+use vigil_core::DeviceId;
+
+use vigil_datasets::Hydraulic;
+use vigil_mqtt::BrokerUrl;
+
+use crate::queue::{FullPolicy, Queue};
+
+#[derive(Debug, Args)]
+pub struct DeviceArgs {
+    /// Thing name: the MQTT client id and the `{thing}` of the topics.
+    #[arg(long, env = "VIGIL_THING")]
+    pub thing: String,
+    /// Plain MQTT broker, `mqtt://host:port` (local brokers, `vigil edge`).
+    #[arg(
+        long,
+        default_value = "mqtt://127.0.0.1:1883",
+        conflicts_with = "endpoint"
+    )]
+    pub broker: String,
+    /// AWS IoT Core data endpoint (`terraform output -raw iot_endpoint`); port 8883, mutual TLS.
+    #[arg(long, env = "VIGIL_IOT_ENDPOINT", requires_all = ["cert", "key", "ca"])]
+    pub endpoint: Option<String>,
+    /// Device certificate (PEM) for mutual TLS.
+    #[arg(long)]
+    pub cert: Option<PathBuf>,
+    /// Device private key (PEM).
+    #[arg(long)]
+    pub key: Option<PathBuf>,
+    /// CA certificate of the endpoint (Amazon Root CA 1, PEM).
+    #[arg(long)]
+    pub ca: Option<PathBuf>,
+    /// Publish through AWS IoT Basic Ingest to this rule: `$aws/rules/RULE/dt/vigil/{thing}/telemetry`.
+    #[arg(long)]
+    pub basic_ingest: Option<String>,
+    /// Samples per message (1: one sample per message; up to 2048).
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
+    /// `replay-hydraulic:DIR`, `csv:FILE` or `stdin` (JSON lines `{"ts":..,"values":{..}}`).
+    #[arg(long, default_value = "stdin")]
+    pub source: String,
+    /// Channel names in order (the profile's); for csv, the header columns to send.
+    #[arg(long, value_delimiter = ',', default_value = "TS1,TS2,TS3,TS4")]
+    pub channels: Vec<String>,
+    /// Stop a dataset replay after this many cycles (from the start of the dataset).
+    #[arg(long)]
+    pub cycles: Option<usize>,
+    /// Replay speed: 1.0 is the recorded rate (1 Hz for the hydraulic rig), 0 as fast as possible.
+    #[arg(long, default_value_t = 1.0)]
+    pub speed: f64,
+    /// State directory: the queue, the seq cursor and the source position (one per thing).
+    #[arg(long, default_value = ".vigil/device")]
+    pub state: PathBuf,
+    /// Most samples kept unconfirmed on disk.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub queue_max_samples: u64,
+    /// What to do when the queue is full.
+    #[arg(long, value_enum, default_value = "drop-oldest")]
+    pub on_full: FullPolicy,
+    /// Seconds without a new result, with samples sent and unconfirmed, before re-sending.
+    #[arg(long, default_value_t = 60.0)]
+    pub resend_after: f64,
+    /// First reconnect delay, in seconds (doubles per failure, with full jitter).
+    #[arg(long, default_value_t = 0.2)]
+    pub backoff_min: f64,
+    /// Longest reconnect delay, in seconds.
+    #[arg(long, default_value_t = 30.0)]
+    pub backoff_max: f64,
+    /// MQTT keep-alive in seconds (how fast a dead link is noticed).
+    #[arg(long, default_value_t = 30)]
+    pub keep_alive: u64,
+    /// Messages in flight (published, not yet PUBACKed).
+    #[arg(long, default_value_t = 100)]
+    pub inflight: u16,
+    /// Also subscribe to the `condition` named shadow (AWS IoT; on by default with --endpoint).
+    #[arg(long)]
+    pub shadow: bool,
+    /// Do not subscribe to the shadow even with --endpoint (brokers that refuse `$` topics,
+    /// such as the embedded one, drop a client that tries).
+    #[arg(long, conflicts_with = "shadow")]
+    pub no_shadow: bool,
+    /// Exit once the source has ended and every sample is confirmed.
+    #[arg(long)]
+    pub exit_when_drained: bool,
+    /// Print nothing per verdict (the summary line is still printed on exit).
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// Parsed `--source`.
+#[derive(Debug, Clone)]
+pub enum Source {
+    Hydraulic(PathBuf),
+    Csv(PathBuf),
+    Stdin,
+}
+
+impl Source {
+    pub fn parse(text: &str) -> anyhow::Result<Self> {
+        if let Some(dir) = text.strip_prefix("replay-hydraulic:") {
+            Ok(Self::Hydraulic(dir.into()))
+        } else if let Some(file) = text.strip_prefix("csv:") {
+            Ok(Self::Csv(file.into()))
+        } else if text == "stdin" {
+            Ok(Self::Stdin)
+        } else {
+            bail!("--source {text:?}: expected replay-hydraulic:DIR, csv:FILE or stdin")
+        }
+    }
+}
+
+/// Where to connect: host and port of a plain MQTT broker.
+pub fn parse_broker(url: &str) -> anyhow::Result<(String, u16)> {
+    let broker = BrokerUrl::parse(url).with_context(|| format!("--broker {url:?}"))?;
+    Ok((broker.host, broker.port))
+}
+
+/// Small xorshift for backoff jitter (no need for a crypto RNG here).
+struct Jitter(u64);
+
+impl Jitter {
+    fn new() -> Self {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64)
+            ^ u64::from(std::process::id()).rotate_left(32);
+        Self(seed | 1)
+    }
+    fn unit(&mut self) -> f64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// Exponential backoff with full jitter: attempt `n` waits uniformly in `[0, min(max, min*2^n)]`
+/// (at least `min / 2` so a flapping link is not hammered).
+pub fn backoff(attempt: u32, min: f64, max: f64, unit: f64) -> Duration {
+    let cap = (min * 2f64.powi(attempt.min(30) as i32)).min(max).max(min);
+    Duration::from_secs_f64((cap * unit).max(min / 2.0))
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Reads the source on a blocking thread, skipping what was read before a restart, and appends
+/// to the queue in fsynced batches.
+fn read_source(
+    source: Source,
+    args: ReaderArgs,
+    queue: Arc<Queue>,
+    wake: Arc<Notify>,
+    stop: Arc<AtomicBool>,
+) -> anyhow::Result<()> {
+    let start = queue.stats()?.source_pos as usize;
+    let readings: Box<dyn Iterator<Item = anyhow::Result<(u64, Vec<f32>)>>> = match source {
+        Source::Hydraulic(dir) => {
+            let names: Vec<&str> = args.channels.iter().map(String::as_str).collect();
+            let data = Hydraulic::load(&dir, &names)?;
+            let cycles = args.cycles.unwrap_or(usize::MAX).min(data.cycles());
+            let total = cycles * 60;
+            Box::new((start..total).map(move |i| {
+                let (c, t) = (i / 60, i % 60);
+                Ok((now_ms(), data.channels.iter().map(|ch| ch[c][t]).collect()))
+            }))
+        }
+        Source::Csv(path) => {
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+            let header: Vec<String> = lines
+                .next()
+                .context("empty CSV file")?
+                .split(',')
+                .map(|s| s.trim().to_string())
+                .collect();
+            let cols = args
+                .channels
+                .iter()
+                .map(|c| {
+                    header
+                        .iter()
+                        .position(|h| h == c)
+                        .with_context(|| format!("{}: no column {c:?}", path.display()))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let ts_col = header.iter().position(|h| h == "ts");
+            let rows: Vec<String> = lines.map(str::to_string).collect();
+            Box::new(
+                rows.into_iter()
+                    .enumerate()
+                    .skip(start)
+                    .map(move |(i, row)| {
+                        let fields: Vec<&str> = row.split(',').map(str::trim).collect();
+                        let num = |c: usize| -> anyhow::Result<f64> {
+                            fields
+                                .get(c)
+                                .context("short row")?
+                                .parse::<f64>()
+                                .with_context(|| format!("row {}: not a number", i + 2))
+                        };
+                        let ts = match ts_col {
+                            Some(c) => num(c)? as u64,
+                            None => now_ms(),
+                        };
+                        let values = cols
+                            .iter()
+                            .map(|&c| num(c).map(|v| v as f32))
+                            .collect::<anyhow::Result<Vec<_>>>()?;
+                        Ok((ts, values))
+                    }),
+            )
+        }
+        Source::Stdin => {
+            let channels = args.channels.clone();
+            Box::new(
+                std::io::stdin()
+                    .lock()
+                    .lines()
+                    .filter(|l| l.as_ref().map_or(true, |l| !l.trim().is_empty()))
+                    .map(move |line| parse_json_line(&line?, &channels)),
+            )
+        }
+    };
+    let interval = if args.speed > 0.0 {
+        Some(Duration::from_secs_f64(1.0 / args.speed))
+    } else {
+        None
+    };
+    let mut pending: Vec<(u64, Vec<f32>)> = Vec::new();
+    let mut consumed = 0u64;
+    let flush = |pending: &mut Vec<(u64, Vec<f32>)>, consumed: &mut u64| -> anyhow::Result<()> {
+        if pending.is_empty() && *consumed == 0 {
+            return Ok(());
+        }
+        if queue.policy() == FullPolicy::Block {
+            while queue.room()? < pending.len() as u64 {
+                if stop.load(Ordering::Relaxed) {
+                    return Ok(());
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        let (_, dropped) = queue.push(pending, *consumed)?;
+        if dropped > 0 {
+            tracing::warn!(
+                dropped,
+                "queue full: dropped the oldest unconfirmed samples"
+            );
+        }
+        pending.clear();
+        *consumed = 0;
+        wake.notify_one();
+        Ok(())
+    };
+    let mut next_at = Instant::now();
+    for reading in readings {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        match reading {
+            Ok(r) => pending.push(r),
+            Err(e) => tracing::warn!(error = %e, "skipping a bad reading"),
+        }
+        consumed += 1;
+        let batch_limit = if interval.is_some() { 1 } else { 500 };
+        if pending.len() >= batch_limit {
+            flush(&mut pending, &mut consumed)?;
+        }
+        if let Some(iv) = interval {
+            next_at += iv;
+            let now = Instant::now();
+            if next_at > now {
+                std::thread::sleep(next_at - now);
+            }
+        }
+    }
+    flush(&mut pending, &mut consumed)?;
+    Ok(())
+}
+
+#[derive(Clone)]
+struct ReaderArgs {
+    channels: Vec<String>,
+    cycles: Option<usize>,
+    speed: f64,
+}
+
+/// One JSON line `{"ts": 1700000000123, "values": {"TS1": 35.5, ...}}` (ts optional: now).
+pub fn parse_json_line(line: &str, channels: &[String]) -> anyhow::Result<(u64, Vec<f32>)> {
+    let v: serde_json::Value = serde_json::from_str(line).context("not JSON")?;
+    let ts = v
+        .get("ts")
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or_else(now_ms);
+    let values = v.get("values").context("no `values` object")?;
+    let out = channels
+        .iter()
+        .map(|c| {
+            values
+                .get(c)
+                .and_then(serde_json::Value::as_f64)
+                .map(|x| x as f32)
+                .with_context(|| format!("values.{c}: missing or not a number"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok((ts, out))
+}
+
+/// A verdict as published on the condition topic (only the fields the agent needs).
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct Verdict {
+    pub window: u64,
+    pub seq_start: u64,
+    pub seq_end: u64,
+    #[serde(default)]
+    pub label: String,
+    #[serde(default)]
+    pub status: serde_json::Value,
+    #[serde(default)]
+    pub completeness: f64,
+    #[serde(default)]
+    pub alert: Option<String>,
+}
+
+/// Counters printed as the last line (JSON) on exit.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct DeviceSummary {
+    pub thing: String,
+    pub messages_published: u64,
+    pub samples_published: u64,
+    pub pubacks: u64,
+    pub results: u64,
+    pub confirmed: u64,
+    pub reconnects: u64,
+    pub resend_rounds: u64,
+    pub queued: u64,
+    pub next_seq: u64,
+    pub dropped: u64,
+    pub given_up: u64,
+    pub last_label: Option<String>,
+}
+
+enum Net {
+    Event(Event),
+    Error(String),
+}
+
+pub async fn run(args: DeviceArgs) -> anyhow::Result<()> {
+    let thing = DeviceId::new(args.thing.clone()).map_err(|e| anyhow::anyhow!("--thing: {e}"))?;
+    let source = Source::parse(&args.source)?;
+    if args.batch == 0 || args.batch > vigil_core::telemetry::MAX_SAMPLES_PER_MESSAGE {
+        bail!("--batch {} must be within 1..=2048", args.batch);
+    }
+    let queue = Arc::new(Queue::open(
+        &args.state,
+        args.queue_max_samples,
+        args.on_full,
+    )?);
+    let wake = Arc::new(Notify::new());
+    let stop = Arc::new(AtomicBool::new(false));
+
+    // Where rumqttc connects: the broker, or the loopback end of the TLS bridge to IoT Core.
+    let (host, port) = match &args.endpoint {
+        Some(endpoint) => {
+            let bridge = start_tls_bridge(
+                endpoint,
+                args.cert.as_deref().unwrap_or(Path::new("")),
+                args.key.as_deref().unwrap_or(Path::new("")),
+                args.ca.as_deref().unwrap_or(Path::new("")),
+            )
+            .await?;
+            (bridge.ip().to_string(), bridge.port())
+        }
+        None => parse_broker(&args.broker)?,
+    };
+    let mut options = MqttOptions::new(thing.as_str(), host, port);
+    options
+        .set_keep_alive(Duration::from_secs(args.keep_alive.max(1)))
+        .set_clean_session(true)
+        .set_inflight(args.inflight.max(1))
+        .set_max_packet_size(256 * 1024, 256 * 1024)
+        .set_request_channel_capacity(usize::from(args.inflight.max(1)));
+    let (client, eventloop) = AsyncClient::new(options, usize::from(args.inflight.max(1)));
+
+    let (net_tx, mut net_rx) = mpsc::unbounded_channel();
+    let backoff_args = (args.backoff_min, args.backoff_max);
+    let net_task = tokio::spawn(drive(eventloop, net_tx, backoff_args));
+
+    let reader_args = ReaderArgs {
+        channels: args.channels.clone(),
+        cycles: args.cycles,
+        speed: args.speed,
+    };
+    let reader = {
+        let (queue, wake, stop) = (queue.clone(), wake.clone(), stop.clone());
+        tokio::task::spawn_blocking(move || read_source(source, reader_args, queue, wake, stop))
+    };
+    let source_done = Arc::new(AtomicBool::new(false));
+
+    let topic = match &args.basic_ingest {
+        Some(rule) => format!("$aws/rules/{rule}/{}", telemetry_topic(&thing)),
+        None => telemetry_topic(&thing),
+    };
+    let result_topic = condition_topic(&thing);
+    let shadow_topic = format!(
+        "$aws/things/{thing}/shadow/name/{}/update/accepted",
+        vigil_core::telemetry::CONDITION_SHADOW
+    );
+    let want_shadow = !args.no_shadow && (args.shadow || args.endpoint.is_some());
+    let resend_after = Duration::from_secs_f64(args.resend_after.max(0.1));
+
+    let mut summary = DeviceSummary {
+        thing: thing.to_string(),
+        ..DeviceSummary::default()
+    };
+    let mut connected = false;
+    let mut connected_at = Instant::now();
+    let mut next_send: u64 = 0;
+    let mut outstanding: u64 = 0;
+    let mut confirmed_end: u64 = 0;
+    let mut last_progress = Instant::now();
+    // Hole limit of the previous resend round, with the time it started.
+    let mut prev_round: Option<(u64, Instant)> = None;
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    let mut reader = Some(reader);
+    let mut shutdown = Box::pin(tokio::signal::ctrl_c());
+
+    loop {
+        // Send what the queue holds past the cursor, within the in-flight budget.
+        while connected && outstanding < u64::from(args.inflight) {
+            let batch = queue.read_from(next_send, args.batch)?;
+            if batch.is_empty() {
+                break;
+            }
+            let payload = if args.batch == 1 {
+                encode_sample(&batch[0], &args.channels)
+            } else {
+                encode_batch(&batch, &args.channels)
+            };
+            if client
+                .publish(topic.clone(), QoS::AtLeastOnce, false, payload)
+                .await
+                .is_err()
+            {
+                break;
+            }
+            next_send = batch.last().map_or(next_send, |s| s.seq + 1);
+            outstanding += 1;
+            summary.messages_published += 1;
+            summary.samples_published += batch.len() as u64;
+        }
+
+        tokio::select! {
+            net = net_rx.recv() => {
+                let Some(net) = net else { bail!("the MQTT event loop stopped") };
+                match net {
+                    Net::Event(Event::Incoming(Packet::ConnAck(ack))) => {
+                        connected = true;
+                        connected_at = Instant::now();
+                        summary.reconnects += 1;
+                        outstanding = 0;
+                        // Everything unconfirmed goes again, from the head, in order.
+                        next_send = queue.head()?.unwrap_or(next_send);
+                        last_progress = Instant::now();
+                        tracing::info!(session_present = ack.session_present, from = next_send, "connected");
+                        client.subscribe(result_topic.clone(), QoS::AtLeastOnce).await.ok();
+                        if want_shadow {
+                            client.subscribe(shadow_topic.clone(), QoS::AtLeastOnce).await.ok();
+                        }
+                    }
+                    Net::Event(Event::Incoming(Packet::PubAck(_))) => {
+                        summary.pubacks += 1;
+                        outstanding = outstanding.saturating_sub(1);
+                    }
+                    Net::Event(Event::Incoming(Packet::Publish(p))) => {
+                        if p.topic == result_topic {
+                            match serde_json::from_slice::<Verdict>(&p.payload) {
+                                Ok(v) => {
+                                    let removed = queue.remove(v.seq_start..v.seq_end, false)?;
+                                    summary.results += 1;
+                                    summary.confirmed += removed;
+                                    confirmed_end = confirmed_end.max(v.seq_end);
+                                    last_progress = Instant::now();
+                                    summary.last_label = Some(v.label.clone());
+                                    if !args.quiet {
+                                        println!(
+                                            "condition {thing} window {} seq {}..{}: {} ({}, completeness {:.2}){}",
+                                            v.window, v.seq_start, v.seq_end, v.label,
+                                            v.status.as_str().unwrap_or("?"), v.completeness,
+                                            v.alert.as_ref().map(|a| format!(", alert {a}")).unwrap_or_default()
+                                        );
+                                    }
+                                }
+                                Err(e) => tracing::warn!(error = %e, "unreadable result"),
+                            }
+                        } else if p.topic == shadow_topic && !args.quiet {
+                            println!("shadow {thing}: {}", String::from_utf8_lossy(&p.payload));
+                        }
+                    }
+                    Net::Event(_) => {}
+                    Net::Error(e) => {
+                        if connected {
+                            tracing::warn!(error = %e, "disconnected");
+                        }
+                        connected = false;
+                        prev_round = None;
+                    }
+                }
+            }
+            () = wake.notified() => {}
+            _ = tick.tick() => {
+                if let Some(r) = &reader {
+                    if r.is_finished() {
+                        let r = reader.take().context("reader")?;
+                        r.await.context("the source reader panicked")??;
+                        source_done.store(true, Ordering::Relaxed);
+                    }
+                }
+                let stats = queue.stats()?;
+                if connected && stats.queued > 0 && next_send > queue.head()?.unwrap_or(0)
+                    && last_progress.elapsed() >= resend_after
+                {
+                    // Give up holes that a full, acknowledged round on this connection did
+                    // not get a result for: their windows were closed before.
+                    if let Some((limit, started)) = prev_round {
+                        if outstanding == 0 && connected_at <= started {
+                            let n = queue.remove(0..limit, true)?;
+                            if n > 0 {
+                                tracing::warn!(samples = n, below = limit, "no result after re-sending: given up (their windows are closed)");
+                            }
+                        }
+                    }
+                    summary.resend_rounds += 1;
+                    prev_round = Some((confirmed_end, Instant::now()));
+                    next_send = queue.head()?.unwrap_or(next_send);
+                    last_progress = Instant::now();
+                    tracing::info!(from = next_send, "no result lately: re-sending the queue");
+                }
+                if args.exit_when_drained && source_done.load(Ordering::Relaxed) && stats.queued == 0 {
+                    break;
+                }
+            }
+            _ = &mut shutdown => break,
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    queue.flush()?;
+    net_task.abort();
+    let stats = queue.stats()?;
+    summary.queued = stats.queued;
+    summary.next_seq = stats.next_seq;
+    summary.dropped = stats.dropped;
+    summary.given_up = stats.given_up;
+    println!("{}", serde_json::to_string(&summary)?);
+    Ok(())
+}
+
+/// Polls the event loop, forwarding events; on errors backs off (exponential, full jitter).
+async fn drive(mut eventloop: EventLoop, tx: mpsc::UnboundedSender<Net>, (min, max): (f64, f64)) {
+    let mut jitter = Jitter::new();
+    let mut failures: u32 = 0;
+    loop {
+        match eventloop.poll().await {
+            Ok(event) => {
+                tracing::trace!(?event, "mqtt event");
+                if matches!(event, Event::Incoming(Packet::ConnAck(_))) {
+                    failures = 0;
+                }
+                if tx.send(Net::Event(event)).is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                if tx.send(Net::Error(e.to_string())).is_err() {
+                    return;
+                }
+                let wait = backoff(failures, min, max, jitter.unit());
+                failures = failures.saturating_add(1);
+                tracing::debug!(?wait, error = %e, "reconnecting after a pause");
+                tokio::time::sleep(wait).await;
+            }
+        }
+    }
+}
+
+/// Starts a loopback listener whose connections are carried over mutual TLS to `endpoint`
+/// (port 8883 unless given), and returns its address: rumqttc then speaks plain MQTT to it.
+async fn start_tls_bridge(
+    endpoint: &str,
+    cert: &Path,
+    key: &Path,
+    ca: &Path,
+) -> anyhow::Result<SocketAddr> {
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::pki_types::ServerName;
+
+    let certs = vigil_mqtt::tls::certificates("cert", cert)?;
+    let key_der = vigil_mqtt::tls::private_key("key", key)?;
+    let roots = vigil_mqtt::tls::roots("ca", ca)?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(certs, key_der)
+        .context("--cert/--key: not a usable certificate and key")?;
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let (host, port) = match endpoint.rsplit_once(':') {
+        Some((h, p)) if p.chars().all(|c| c.is_ascii_digit()) => (h.to_string(), p.parse()?),
+        _ => (endpoint.to_string(), 8883u16),
+    };
+    let server_name = ServerName::try_from(host.clone())
+        .map_err(|e| anyhow::anyhow!("--endpoint {endpoint:?}: {e}"))?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        while let Ok((mut local, _)) = listener.accept().await {
+            let (connector, name, host) = (connector.clone(), server_name.clone(), host.clone());
+            tokio::spawn(async move {
+                let tcp = match tokio::net::TcpStream::connect((host.as_str(), port)).await {
+                    Ok(t) => t,
+                    Err(e) => {
+                        return tracing::warn!(error = %e, %host, port, "connecting to the endpoint")
+                    }
+                };
+                let _ = tcp.set_nodelay(true);
+                let mut tls = match connector.connect(name, tcp).await {
+                    Ok(t) => t,
+                    Err(e) => {
+                        return tracing::warn!(error = %e, %host, "TLS handshake with the endpoint")
+                    }
+                };
+                let _ = tokio::io::copy_bidirectional(&mut local, &mut tls).await;
+            });
+        }
+    });
+    tracing::info!(%endpoint, %addr, "mutual TLS bridge to the endpoint");
+    Ok(addr)
+}
+
+/// Loopback address a caller can use (tests, fleet).
+pub fn loopback(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        assert!(backoff(0, 0.2, 30.0, 1.0) <= Duration::from_secs_f64(0.2));
+        assert!(backoff(3, 0.2, 30.0, 1.0) <= Duration::from_secs_f64(1.6));
+        assert_eq!(backoff(40, 0.2, 30.0, 1.0), Duration::from_secs_f64(30.0));
+        assert!(backoff(40, 0.2, 30.0, 0.0) >= Duration::from_secs_f64(0.1));
+    }
+
+    #[test]
+    fn broker_urls() {
+        assert_eq!(
+            parse_broker("mqtt://127.0.0.1:1884").unwrap(),
+            ("127.0.0.1".into(), 1884)
+        );
+        assert_eq!(
+            parse_broker("localhost").unwrap(),
+            ("localhost".into(), 1883)
+        );
+    }
+
+    #[test]
+    fn json_lines() {
+        let ch = vec!["A".to_string(), "B".to_string()];
+        let (ts, v) = parse_json_line(r#"{"ts": 5, "values": {"B": 2, "A": 1.5}}"#, &ch).unwrap();
+        assert_eq!((ts, v), (5, vec![1.5, 2.0]));
+        assert!(parse_json_line(r#"{"values": {"A": 1}}"#, &ch).is_err());
+    }
+}

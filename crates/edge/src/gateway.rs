@@ -1,0 +1,671 @@
+//! The edge's device gateway (`vigil edge --tls-listen`): devices connect with mutual TLS, as to
+//! AWS IoT Core, and every packet they send is held to IoT Core's per-device policy before it
+//! reaches the broker. Without it the broker has no authentication, and the pipeline, which takes
+//! the device from the topic, would believe any client on the network that names a thing.
+//!
+//! - TLS 1.2/1.3 (rustls, aws-lc-rs) with a client certificate.
+//! - A certificate belongs to a thing the way IoT Core attaches certificates to things: the
+//!   `--device-certs` directory holds `<thing>.pem` per device, and the handshake fails for any
+//!   other certificate. (By certificate, not by subject name: what IoT Core issues carries no
+//!   thing name, and a CA may sign two certificates with one name.) With `--device-ca` the
+//!   certificate must also chain to it; without, attachment alone admits it, so the certificates
+//!   AWS IoT issued (from a CA it does not publish) work at the edge unchanged.
+//! - The policy, with `thing` from the certificate, is `infra/modules/fleet`'s:
+//!   CONNECT with client id = thing (a will only on a topic the thing may publish to); PUBLISH to
+//!   `dt/vigil/{thing}/telemetry` or `$aws/things/{thing}/shadow/name/condition/get`; SUBSCRIBE to
+//!   `dt/vigil/{thing}/condition` and the replies of its `condition` shadow, exactly (no
+//!   wildcards). Anything else closes the connection, as IoT Core does, and is logged and
+//!   counted. Packets are parsed with rumqttc's MQTT 3.1.1 codec and forwarded byte for byte;
+//!   what the broker sends goes back unchanged.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use bytes::BytesMut;
+use rumqttc::mqttbytes;
+use rumqttc::Packet;
+use serde::Serialize;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::rustls;
+use tokio_rustls::rustls::client::danger::HandshakeSignatureValid;
+use tokio_rustls::rustls::pki_types::{CertificateDer, UnixTime};
+use tokio_rustls::rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use tokio_rustls::TlsAcceptor;
+use vigil_core::telemetry::{condition_topic, telemetry_topic, CONDITION_SHADOW};
+use vigil_core::DeviceId;
+
+use vigil_mqtt::MAX_PACKET_BYTES;
+
+/// A handshake that takes longer than this is dropped (a slow-loris guard).
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where and with what the gateway listens (the library form of the `--tls-*` flags).
+#[derive(Clone, Debug)]
+pub struct GatewayConfig {
+    pub listen: SocketAddr,
+    /// The gateway's own certificate chain and key (PEM).
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// CA certificates that issue device certificates (PEM). Without it a device certificate is
+    /// accepted on attachment alone (pinned): what AWS IoT issues comes from a CA it does not
+    /// publish, and those certificates work at the edge as they are.
+    pub device_ca: Option<PathBuf>,
+    /// `<thing>.pem`: the certificate attached to each thing.
+    pub device_certs: PathBuf,
+}
+
+/// What the gateway turned away, for logs and `/metrics`.
+#[derive(Debug, Default)]
+pub struct GatewayCounters {
+    pub connections: AtomicU64,
+    /// Every refused handshake, unattached certificates included.
+    pub failed_handshakes: AtomicU64,
+    /// Handshakes refused because the certificate is attached to no thing.
+    pub unattached_certificates: AtomicU64,
+    pub policy_violations: AtomicU64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct GatewayStats {
+    pub connections: u64,
+    pub failed_handshakes: u64,
+    pub unattached_certificates: u64,
+    pub policy_violations: u64,
+}
+
+impl GatewayCounters {
+    pub fn snapshot(&self) -> GatewayStats {
+        GatewayStats {
+            connections: self.connections.load(Ordering::Relaxed),
+            failed_handshakes: self.failed_handshakes.load(Ordering::Relaxed),
+            unattached_certificates: self.unattached_certificates.load(Ordering::Relaxed),
+            policy_violations: self.policy_violations.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// A bound gateway, ready to serve.
+pub struct Gateway {
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    attached: Arc<HashMap<Vec<u8>, DeviceId>>,
+    broker: (String, u16),
+    pub counters: Arc<GatewayCounters>,
+    pub addr: SocketAddr,
+}
+
+impl Gateway {
+    /// Reads the certificates and binds: every configuration error shows at start.
+    pub async fn bind(config: &GatewayConfig, broker: (String, u16)) -> anyhow::Result<Self> {
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let chain = match &config.device_ca {
+            Some(ca) => Some(
+                rustls::server::WebPkiClientVerifier::builder_with_provider(
+                    Arc::new(vigil_mqtt::tls::roots("device-ca", ca)?),
+                    provider.clone(),
+                )
+                .build()
+                .with_context(|| format!("--device-ca {}", ca.display()))?,
+            ),
+            None => None,
+        };
+        let attached = Arc::new(attached_certificates(&config.device_certs)?);
+        let counters = Arc::<GatewayCounters>::default();
+        let verifier = Arc::new(AttachedOnly {
+            attached: Arc::clone(&attached),
+            chain,
+            algorithms: provider.signature_verification_algorithms,
+            counters: Arc::clone(&counters),
+        });
+        let server = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(
+                vigil_mqtt::tls::certificates("tls-cert", &config.cert)?,
+                vigil_mqtt::tls::private_key("tls-key", &config.key)?,
+            )
+            .context("--tls-cert/--tls-key: not a usable certificate and key")?;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("--tls-listen {}: cannot listen", config.listen))?;
+        let addr = listener.local_addr()?;
+        tracing::info!(%addr, devices = attached.len(), "gateway: mutual TLS for devices");
+        Ok(Self {
+            listener,
+            acceptor: TlsAcceptor::from(Arc::new(server)),
+            attached,
+            broker,
+            counters,
+            addr,
+        })
+    }
+
+    /// Serves until the task is aborted.
+    pub async fn serve(self) {
+        loop {
+            let (tcp, peer) = match self.listener.accept().await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "gateway: accept");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let acceptor = self.acceptor.clone();
+            let attached = Arc::clone(&self.attached);
+            let counters = Arc::clone(&self.counters);
+            let broker = self.broker.clone();
+            tokio::spawn(async move {
+                let _ = tcp.set_nodelay(true);
+                let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
+                {
+                    Ok(Ok(tls)) => tls,
+                    Ok(Err(e)) => {
+                        counters.failed_handshakes.fetch_add(1, Ordering::Relaxed);
+                        return tracing::warn!(%peer, error = %e, "gateway: TLS handshake refused");
+                    }
+                    Err(_) => {
+                        counters.failed_handshakes.fetch_add(1, Ordering::Relaxed);
+                        return tracing::warn!(%peer, "gateway: TLS handshake timed out");
+                    }
+                };
+                let leaf = tls
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|chain| chain.first())
+                    .map(|c| c.as_ref().to_vec());
+                // The verifier admitted only attached certificates.
+                let Some(thing) = leaf.and_then(|der| attached.get(&der).cloned()) else {
+                    return;
+                };
+                counters.connections.fetch_add(1, Ordering::Relaxed);
+                let policy = DevicePolicy::new(&thing);
+                match admit(tls, &policy, &broker).await {
+                    Ok(()) => {}
+                    Err(Ended::Policy(v)) => {
+                        counters.policy_violations.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(%thing, %peer, violation = %v, "gateway: policy violation; connection closed");
+                    }
+                    Err(Ended::Io(e)) => tracing::debug!(%thing, error = %e, "gateway: connection"),
+                }
+            });
+        }
+    }
+}
+
+/// The client certificate check: the certificate must be attached to a thing and, with
+/// `--device-ca`, also chain to it (validity dates and key usage included). Attachment alone
+/// suffices without a CA: only the holder of an attached certificate's private key can sign the
+/// handshake, which rustls checks with the certificate's public key.
+#[derive(Debug)]
+struct AttachedOnly {
+    attached: Arc<HashMap<Vec<u8>, DeviceId>>,
+    chain: Option<Arc<dyn ClientCertVerifier>>,
+    algorithms: rustls::crypto::WebPkiSupportedAlgorithms,
+    counters: Arc<GatewayCounters>,
+}
+
+impl ClientCertVerifier for AttachedOnly {
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        self.chain.as_ref().map_or(&[], |c| c.root_hint_subjects())
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        if let Some(chain) = &self.chain {
+            chain.verify_client_cert(end_entity, intermediates, now)?;
+        }
+        if self.attached.contains_key(end_entity.as_ref()) {
+            Ok(ClientCertVerified::assertion())
+        } else {
+            self.counters
+                .unattached_certificates
+                .fetch_add(1, Ordering::Relaxed);
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::ApplicationVerificationFailure,
+            ))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+/// `<thing>.pem` files of `dir`: leaf certificate (DER) → thing.
+fn attached_certificates(dir: &Path) -> anyhow::Result<HashMap<Vec<u8>, DeviceId>> {
+    let entries =
+        std::fs::read_dir(dir).with_context(|| format!("--device-certs {}", dir.display()))?;
+    let mut attached = HashMap::new();
+    for entry in entries {
+        let path = entry?.path();
+        if path.extension().and_then(|e| e.to_str()) != Some("pem") {
+            continue;
+        }
+        let stem = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default();
+        let thing = DeviceId::new(stem.to_string()).map_err(|e| {
+            anyhow::anyhow!("--device-certs: {}: not a thing name: {e}", path.display())
+        })?;
+        let leaf = vigil_mqtt::tls::certificates("device-certs", &path)?.remove(0);
+        if let Some(other) = attached.insert(leaf.as_ref().to_vec(), thing.clone()) {
+            bail!("--device-certs: one certificate is attached to both {other} and {thing}");
+        }
+    }
+    if attached.is_empty() {
+        bail!(
+            "--device-certs {}: no <thing>.pem certificate in it",
+            dir.display()
+        );
+    }
+    Ok(attached)
+}
+
+/// Why a connection was closed.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Violation {
+    #[error("the first packet must be CONNECT, got {0}")]
+    NotConnected(&'static str),
+    #[error("client id {got:?} is not the certificate's thing {thing:?}")]
+    ClientId { thing: String, got: String },
+    #[error("a second CONNECT")]
+    Reconnect,
+    #[error("will on {0:?}, a topic this thing may not publish to")]
+    Will(String),
+    #[error("publish to {0:?}, which this thing may not")]
+    Publish(String),
+    #[error("subscribe to {0:?}, which this thing may not")]
+    Subscribe(String),
+    #[error("{0} is the broker's packet, not a client's")]
+    ServerPacket(&'static str),
+    #[error("malformed MQTT: {0}")]
+    Malformed(String),
+}
+
+/// How a device connection ended early.
+#[derive(Debug, thiserror::Error)]
+pub enum Ended {
+    #[error(transparent)]
+    Policy(#[from] Violation),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+/// IoT Core's per-device policy for one thing (`infra/modules/fleet/main.tf`).
+#[derive(Debug)]
+pub struct DevicePolicy {
+    thing: String,
+    publish: [String; 2],
+    subscribe: Vec<String>,
+}
+
+impl DevicePolicy {
+    pub fn new(thing: &DeviceId) -> Self {
+        let shadow = format!("$aws/things/{thing}/shadow/name/{CONDITION_SHADOW}");
+        let mut subscribe = vec![condition_topic(thing)];
+        for reply in [
+            "get/accepted",
+            "get/rejected",
+            "update/accepted",
+            "update/rejected",
+            "update/delta",
+            "update/documents",
+        ] {
+            subscribe.push(format!("{shadow}/{reply}"));
+        }
+        Self {
+            thing: thing.to_string(),
+            publish: [telemetry_topic(thing), format!("{shadow}/get")],
+            subscribe,
+        }
+    }
+
+    /// Whether the packet may pass; `connected` is whether CONNECT went through already.
+    pub fn check(&self, packet: &Packet, connected: bool) -> Result<(), Violation> {
+        match packet {
+            Packet::Connect(_) if connected => Err(Violation::Reconnect),
+            Packet::Connect(c) => {
+                if c.client_id != self.thing {
+                    return Err(Violation::ClientId {
+                        thing: self.thing.clone(),
+                        got: c.client_id.clone(),
+                    });
+                }
+                match &c.last_will {
+                    Some(will) if !self.publish.contains(&will.topic) => {
+                        Err(Violation::Will(will.topic.clone()))
+                    }
+                    _ => Ok(()),
+                }
+            }
+            other if !connected => Err(Violation::NotConnected(name(other))),
+            Packet::Publish(p) if !self.publish.contains(&p.topic) => {
+                Err(Violation::Publish(p.topic.clone()))
+            }
+            Packet::Subscribe(s) => {
+                match s.filters.iter().find(|f| !self.subscribe.contains(&f.path)) {
+                    Some(f) => Err(Violation::Subscribe(f.path.clone())),
+                    None => Ok(()),
+                }
+            }
+            Packet::ConnAck(_) | Packet::SubAck(_) | Packet::UnsubAck(_) | Packet::PingResp => {
+                Err(Violation::ServerPacket(name(packet)))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+fn name(packet: &Packet) -> &'static str {
+    match packet {
+        Packet::Connect(_) => "CONNECT",
+        Packet::ConnAck(_) => "CONNACK",
+        Packet::Publish(_) => "PUBLISH",
+        Packet::PubAck(_) => "PUBACK",
+        Packet::PubRec(_) => "PUBREC",
+        Packet::PubRel(_) => "PUBREL",
+        Packet::PubComp(_) => "PUBCOMP",
+        Packet::Subscribe(_) => "SUBSCRIBE",
+        Packet::SubAck(_) => "SUBACK",
+        Packet::Unsubscribe(_) => "UNSUBSCRIBE",
+        Packet::UnsubAck(_) => "UNSUBACK",
+        Packet::PingReq => "PINGREQ",
+        Packet::PingResp => "PINGRESP",
+        Packet::Disconnect => "DISCONNECT",
+    }
+}
+
+/// The device's first packet must be an allowed CONNECT before the broker hears of the
+/// connection at all; then [`relay`] carries it.
+async fn admit<D>(device: D, policy: &DevicePolicy, broker: &(String, u16)) -> Result<(), Ended>
+where
+    D: AsyncRead + AsyncWrite + Unpin,
+{
+    let (device_rx, device_tx) = tokio::io::split(device);
+    let mut packets = Framer::new(device_rx);
+    let Ok(first) = tokio::time::timeout(HANDSHAKE_TIMEOUT, packets.next()).await else {
+        return Ok(()); // silent client: nothing reached the broker
+    };
+    let Some((raw, packet)) = first? else {
+        return Ok(());
+    };
+    policy.check(&packet, false)?;
+    let mut upstream = TcpStream::connect((broker.0.as_str(), broker.1)).await?;
+    let _ = upstream.set_nodelay(true);
+    upstream.write_all(&raw).await?;
+    relay(packets, device_tx, upstream, policy).await
+}
+
+/// Carries an admitted connection: the device's packets through the policy to the broker, the
+/// broker's bytes back. Ends when either side closes; a violation closes both.
+async fn relay<R, W>(
+    packets: Framer<R>,
+    mut device_tx: W,
+    broker: TcpStream,
+    policy: &DevicePolicy,
+) -> Result<(), Ended>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let (mut broker_rx, mut broker_tx) = broker.into_split();
+    let downstream = async {
+        let _ = tokio::io::copy(&mut broker_rx, &mut device_tx).await;
+        let _ = device_tx.shutdown().await;
+    };
+    let upstream = async {
+        let checked = forward_checked(packets, &mut broker_tx, policy, true).await;
+        let _ = broker_tx.shutdown().await;
+        checked
+    };
+    tokio::select! {
+        checked = upstream => checked,
+        () = downstream => Ok(()),
+    }
+}
+
+/// MQTT packets out of a byte stream: each one raw (to forward verbatim) and parsed (to check).
+struct Framer<R> {
+    from: R,
+    buf: BytesMut,
+}
+
+impl<R: AsyncRead + Unpin> Framer<R> {
+    fn new(from: R) -> Self {
+        Self {
+            from,
+            buf: BytesMut::with_capacity(4096),
+        }
+    }
+
+    /// The next packet; `None` when the stream ends (between packets or inside one).
+    async fn next(&mut self) -> Result<Option<(BytesMut, Packet)>, Ended> {
+        loop {
+            match mqttbytes::check(self.buf.iter(), MAX_PACKET_BYTES) {
+                Ok(header) => {
+                    let raw = self.buf.split_to(header.frame_length());
+                    let packet = Packet::read(&mut raw.clone(), MAX_PACKET_BYTES)
+                        .map_err(|e| Violation::Malformed(format!("{e:?}")))?;
+                    return Ok(Some((raw, packet)));
+                }
+                Err(mqttbytes::Error::InsufficientBytes(_)) => {}
+                Err(e) => return Err(Violation::Malformed(format!("{e:?}")).into()),
+            }
+            if self.from.read_buf(&mut self.buf).await? == 0 {
+                return Ok(None);
+            }
+        }
+    }
+}
+
+/// A device's whole packet stream, from its CONNECT on, through its policy into `to`: what a
+/// connection does after the TLS handshake, as one call (the benchmark measures it).
+pub async fn forward_stream<R, W>(from: R, to: &mut W, policy: &DevicePolicy) -> Result<(), Ended>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    forward_checked(Framer::new(from), to, policy, false).await
+}
+
+/// Checks each packet and forwards the accepted ones, byte for byte, until the stream ends or
+/// a packet is refused (nothing of which is forwarded).
+async fn forward_checked<R, W>(
+    mut packets: Framer<R>,
+    to: &mut W,
+    policy: &DevicePolicy,
+    mut connected: bool,
+) -> Result<(), Ended>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    while let Some((raw, packet)) = packets.next().await? {
+        policy.check(&packet, connected)?;
+        connected |= matches!(packet, Packet::Connect(_));
+        to.write_all(&raw).await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rumqttc::mqttbytes::v4::{Connect, LastWill, Publish, Subscribe, SubscribeFilter};
+    use rumqttc::mqttbytes::QoS;
+
+    fn policy() -> DevicePolicy {
+        DevicePolicy::new(&DeviceId::new("rig-001").unwrap())
+    }
+
+    fn connect(id: &str) -> Packet {
+        Packet::Connect(Connect::new(id))
+    }
+
+    fn publish(topic: &str) -> Packet {
+        let mut publish = Publish::new(topic, QoS::AtLeastOnce, b"{}".to_vec());
+        publish.pkid = 1;
+        Packet::Publish(publish)
+    }
+
+    fn subscribe(filter: &str) -> Packet {
+        Packet::Subscribe(Subscribe::new_many([SubscribeFilter::new(
+            filter.into(),
+            QoS::AtLeastOnce,
+        )]))
+    }
+
+    #[test]
+    fn a_device_connects_as_itself_and_uses_its_own_topics() {
+        let p = policy();
+        assert_eq!(p.check(&connect("rig-001"), false), Ok(()));
+        for topic in [
+            "dt/vigil/rig-001/telemetry",
+            "$aws/things/rig-001/shadow/name/condition/get",
+        ] {
+            assert_eq!(p.check(&publish(topic), true), Ok(()), "{topic}");
+        }
+        for filter in [
+            "dt/vigil/rig-001/condition",
+            "$aws/things/rig-001/shadow/name/condition/update/accepted",
+            "$aws/things/rig-001/shadow/name/condition/get/accepted",
+        ] {
+            assert_eq!(p.check(&subscribe(filter), true), Ok(()), "{filter}");
+        }
+        assert_eq!(p.check(&Packet::PingReq, true), Ok(()));
+        assert_eq!(p.check(&Packet::Disconnect, true), Ok(()));
+    }
+
+    #[test]
+    fn everything_else_is_a_violation_that_names_what_was_tried() {
+        let p = policy();
+        assert_eq!(
+            p.check(&connect("rig-002"), false),
+            Err(Violation::ClientId {
+                thing: "rig-001".into(),
+                got: "rig-002".into()
+            })
+        );
+        assert_eq!(
+            p.check(&publish("dt/vigil/rig-001/telemetry"), false),
+            Err(Violation::NotConnected("PUBLISH"))
+        );
+        assert_eq!(
+            p.check(&connect("rig-001"), true),
+            Err(Violation::Reconnect)
+        );
+        for topic in [
+            "dt/vigil/rig-002/telemetry",
+            "dt/vigil/rig-001/condition",
+            "$aws/things/rig-001/shadow/name/condition/update",
+            "dt/vigil/rig-001/telemetry/extra",
+        ] {
+            assert_eq!(
+                p.check(&publish(topic), true),
+                Err(Violation::Publish(topic.into())),
+                "{topic}"
+            );
+        }
+        for filter in ["dt/vigil/+/condition", "#", "dt/vigil/rig-002/condition"] {
+            assert_eq!(
+                p.check(&subscribe(filter), true),
+                Err(Violation::Subscribe(filter.into())),
+                "{filter}"
+            );
+        }
+        let mut with_will = Connect::new("rig-001");
+        with_will.last_will = Some(LastWill::new(
+            "dt/vigil/rig-002/telemetry",
+            "gone",
+            QoS::AtMostOnce,
+            false,
+        ));
+        assert_eq!(
+            p.check(&Packet::Connect(with_will), false),
+            Err(Violation::Will("dt/vigil/rig-002/telemetry".into()))
+        );
+        assert_eq!(
+            p.check(&Packet::PingResp, true),
+            Err(Violation::ServerPacket("PINGRESP"))
+        );
+    }
+
+    /// The stream side: packets split across reads pass whole and byte for byte; the first
+    /// forbidden one stops the stream before anything of it is forwarded.
+    #[tokio::test]
+    async fn the_stream_is_forwarded_verbatim_until_the_first_violation() {
+        let mut allowed = BytesMut::new();
+        for packet in [
+            connect("rig-001"),
+            publish("dt/vigil/rig-001/telemetry"),
+            Packet::PingReq,
+        ] {
+            packet.write(&mut allowed, MAX_PACKET_BYTES).unwrap();
+        }
+        let mut input = allowed.to_vec();
+        let mut forbidden = BytesMut::new();
+        publish("dt/vigil/rig-002/telemetry")
+            .write(&mut forbidden, MAX_PACKET_BYTES)
+            .unwrap();
+        input.extend_from_slice(&forbidden);
+
+        // A reader that hands out 3 bytes at a time, so that frames straddle reads.
+        let (mut writer, reader) = tokio::io::duplex(3);
+        let feed = tokio::spawn(async move {
+            writer.write_all(&input).await.unwrap();
+        });
+        let mut forwarded = Vec::new();
+        let outcome = forward_stream(reader, &mut forwarded, &policy()).await;
+        feed.abort();
+        assert!(
+            matches!(&outcome, Err(Ended::Policy(Violation::Publish(t))) if t == "dt/vigil/rig-002/telemetry"),
+            "{outcome:?}"
+        );
+        assert_eq!(forwarded, allowed.to_vec());
+    }
+
+    #[tokio::test]
+    async fn garbage_is_malformed_not_forwarded() {
+        let (mut writer, reader) = tokio::io::duplex(64);
+        writer.write_all(&[0xF0, 0x00]).await.unwrap();
+        drop(writer);
+        let mut forwarded = Vec::new();
+        let outcome = forward_stream(reader, &mut forwarded, &policy()).await;
+        assert!(
+            matches!(outcome, Err(Ended::Policy(Violation::Malformed(_)))),
+            "{outcome:?}"
+        );
+        assert!(forwarded.is_empty());
+    }
+}
