@@ -478,23 +478,34 @@ unhealthy = ["bad"]
 
     #[test]
     fn min_confidence_is_a_probability_of_a_classifier() {
-        let with = |v: &str, text: &str| text.replace("[window]", &format!("min_confidence = {v}\n[window]"));
+        let with = |v: &str, text: &str| {
+            text.replace("[window]", &format!("min_confidence = {v}\n[window]"))
+        };
         let p = Profile::from_toml(&with("0.7", GOOD), "rig.toml").unwrap();
         assert_eq!(p.min_confidence, Some(0.7));
-        assert_eq!(Profile::from_toml(GOOD, "rig.toml").unwrap().min_confidence, None);
+        assert_eq!(
+            Profile::from_toml(GOOD, "rig.toml").unwrap().min_confidence,
+            None
+        );
         for bad in ["0.0", "1.5", "-0.2", "nan"] {
             let e = Profile::from_toml(&with(bad, GOOD), "rig.toml").unwrap_err();
             assert_eq!(e.key, "min_confidence", "{bad}: {e}");
         }
         let zscore = GOOD
-            .replace("kind = \"onnx\"\nmodel = \"m.onnx\"\nlabels = [\"bad\", \"ok\"]", "kind = \"zscore\"")
+            .replace(
+                "kind = \"onnx\"\nmodel = \"m.onnx\"\nlabels = [\"bad\", \"ok\"]",
+                "kind = \"zscore\"",
+            )
             .replace("unhealthy = [\"bad\"]", "unhealthy = [\"anomaly\"]");
         Profile::from_toml(&zscore, "rig.toml").unwrap();
         let e = Profile::from_toml(&with("0.7", &zscore), "rig.toml").unwrap_err();
         assert_eq!(e.key, "min_confidence");
         assert!(e.reason.contains("probabilities"), "{e}");
-        let e = Profile::from_toml(&with("0.7", &GOOD.replace("\"ok\"]", "\"uncertain\"]")), "rig.toml")
-            .unwrap_err();
+        let e = Profile::from_toml(
+            &with("0.7", &GOOD.replace("\"ok\"]", "\"uncertain\"]")),
+            "rig.toml",
+        )
+        .unwrap_err();
         assert_eq!(e.key, "scorer.labels", "{e}");
     }
 }

@@ -427,7 +427,9 @@ impl ConfidenceFloor {
 /// `min_confidence` (scores without probabilities pass unchanged).
 pub fn apply_min_confidence(mut score: Score, min_confidence: f32) -> Score {
     let top = score.probabilities.iter().copied().fold(f32::NAN, f32::max);
-    if !score.probabilities.is_empty() && !(top >= min_confidence) {
+    // NaN probabilities are no grounds for a verdict either: `confident` is false for them.
+    let confident = top >= min_confidence;
+    if !score.probabilities.is_empty() && !confident {
         score.label = UNCERTAIN_LABEL.to_string();
     }
     score
@@ -482,8 +484,14 @@ mod tests {
         assert_eq!(s.label, UNCERTAIN_LABEL);
         assert_eq!(s.probabilities, vec![0.55, 0.45]);
         // At the threshold and above: the verdict stands.
-        assert_eq!(apply_min_confidence(classified(vec![0.7, 0.3]), 0.7).label, "100");
-        assert_eq!(apply_min_confidence(classified(vec![0.9, 0.1]), 0.7).label, "100");
+        assert_eq!(
+            apply_min_confidence(classified(vec![0.7, 0.3]), 0.7).label,
+            "100"
+        );
+        assert_eq!(
+            apply_min_confidence(classified(vec![0.9, 0.1]), 0.7).label,
+            "100"
+        );
         // NaN probabilities give no verdict; no probabilities (anomaly scorers) pass unchanged.
         let nan = apply_min_confidence(classified(vec![f32::NAN, f32::NAN]), 0.5);
         assert_eq!(nan.label, UNCERTAIN_LABEL);

@@ -114,7 +114,10 @@ impl FoldFigures {
     }
 
     pub fn covered_accuracy(&self) -> f64 {
-        ratio(self.covered_correct, self.confusion.total() - self.uncertain)
+        ratio(
+            self.covered_correct,
+            self.confusion.total() - self.uncertain,
+        )
     }
 
     pub fn json(&self) -> Value {
