@@ -31,8 +31,12 @@ pub fn class_block_folds(labels: &[String], folds: usize) -> Vec<usize> {
     }
     let mut fold = vec![0; labels.len()];
     for idx in by_class.values() {
-        for (j, &i) in idx.iter().enumerate() {
-            fold[i] = j * folds / idx.len();
+        // Block k = positions floor(k·n/folds) .. floor((k+1)·n/folds), as the training scripts
+        // cut them (numpy slices): the fold models were fitted without exactly these windows.
+        for k in 0..folds {
+            for &i in &idx[k * idx.len() / folds..(k + 1) * idx.len() / folds] {
+                fold[i] = k;
+            }
         }
     }
     fold
@@ -194,6 +198,9 @@ mod tests {
         assert_eq!(&f[15..], &[2, 3, 3, 4, 4]);
         // 10 b's: two per fold.
         assert_eq!(&f[5..15], &[0, 0, 1, 1, 2, 2, 3, 3, 4, 4]);
+        // 7 windows: numpy's cut points 0, 1, 2, 4, 5, 7.
+        let seven: Vec<String> = (0..7).map(|_| "c".to_string()).collect();
+        assert_eq!(class_block_folds(&seven, 5), vec![0, 1, 2, 2, 3, 4, 4]);
     }
 
     #[test]
