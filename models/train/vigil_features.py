@@ -16,7 +16,8 @@ DATASETS = REPO_ROOT.parent / "shared" / "datasets"
 
 def export(task: str, data: Path, out: Path, extra: list[str] | None = None) -> Path:
     """Runs `vigil features` (the binary given by $VIGIL_BIN, else `cargo run`)."""
-    args = ["features", task, "--data", str(data), "--out", str(out)] + (extra or [])
+    # --models: this checkout's profiles, whichever checkout the binary was built from.
+    args = ["features", task, "--data", str(data), "--out", str(out), "--models", str(MODELS_DIR)] + (extra or [])
     binary = os.environ.get("VIGIL_BIN")
     cmd = [binary, *args] if binary else ["cargo", "run", "-q", "-p", "vigil-cli", "--", *args]
     subprocess.run(cmd, check=True, cwd=REPO_ROOT)

@@ -97,6 +97,10 @@ pub struct AlertState {
     pub healthy_streak: u32,
     /// Device time of the last raised alert, ms.
     pub last_raised_ts: Option<u64>,
+    /// Windows judged `uncertain` (below the profile's `min_confidence`): they leave the streaks
+    /// as they were, so they neither raise nor clear; counted here.
+    #[serde(default)]
+    pub uncertain: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -150,6 +154,10 @@ pub fn apply(
     label: &str,
     ts: u64,
 ) -> Option<Transition> {
+    if label == crate::scorer::UNCERTAIN_LABEL {
+        state.uncertain = state.uncertain.saturating_add(1);
+        return None;
+    }
     if policy.is_unhealthy(label) {
         state.healthy_streak = 0;
         state.unhealthy_streak = state.unhealthy_streak.saturating_add(1);
@@ -256,6 +264,24 @@ mod tests {
                 (13, Transition::Cleared { label: "3".into() }),
             ]
         );
+    }
+
+    #[test]
+    fn uncertain_neither_raises_nor_clears_and_is_counted() {
+        let u = crate::scorer::UNCERTAIN_LABEL;
+        // Unhealthy, uncertain, unhealthy: the streak carries over the uncertain window (raise at 2).
+        let t = run(&["20", u, "20", u, u, "100", u, "100", "100"], 60_000);
+        assert_eq!(t.len(), 2, "{t:?}");
+        assert!(matches!(t[0], (2, Transition::Raised { .. })), "{t:?}");
+        // Clearing needs three healthy windows; the uncertain ones between do not count.
+        assert!(matches!(t[1], (8, Transition::Cleared { .. })), "{t:?}");
+        let p = policy();
+        let mut s = AlertState::default();
+        for l in [u, u, "100", u] {
+            assert_eq!(apply(&p, &mut s, l, 0), None);
+        }
+        assert_eq!(s.uncertain, 3);
+        assert_eq!(s.healthy_streak, 1);
     }
 
     #[test]

@@ -50,6 +50,7 @@ impl std::fmt::Debug for CompiledProfile {
 
 impl CompiledProfile {
     pub fn new(profile: Profile, scorer: Arc<dyn Scorer>) -> Result<Self, String> {
+        let scorer = crate::scorer::ConfidenceFloor::wrap(scorer, profile.min_confidence);
         let chain = Chain::new(
             &profile.transforms,
             (profile.window.size as usize, profile.channels.len()),

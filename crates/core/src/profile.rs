@@ -28,6 +28,11 @@ pub struct Profile {
     #[serde(default)]
     pub transforms: Vec<TransformSpec>,
     pub scorer: ScorerSpec,
+    /// Least top probability for a verdict: below it the window's label is
+    /// [`UNCERTAIN_LABEL`](crate::scorer::UNCERTAIN_LABEL), which raises and clears nothing and is
+    /// counted. For scorers with probabilities (ONNX classifiers, SageMaker); unset = always a verdict.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_confidence: Option<f32>,
     pub alert: AlertPolicy,
 }
 
@@ -297,6 +302,33 @@ impl Profile {
                 );
             }
         }
+        if let Some(m) = self.min_confidence {
+            let probabilistic = matches!(
+                self.scorer,
+                ScorerSpec::Onnx {
+                    output_kind: OnnxOutput::Probabilities,
+                    ..
+                } | ScorerSpec::Sagemaker { .. }
+            );
+            if !probabilistic {
+                return err(
+                    "min_confidence",
+                    "needs a scorer that gives class probabilities (onnx or sagemaker)".into(),
+                );
+            }
+            if !(m > 0.0 && m <= 1.0) {
+                return err("min_confidence", format!("{m} must be within (0, 1]"));
+            }
+            if labels.iter().any(|l| l == crate::scorer::UNCERTAIN_LABEL) {
+                return err(
+                    "scorer.labels",
+                    format!(
+                        "{:?} is the verdict below min_confidence, not a class",
+                        crate::scorer::UNCERTAIN_LABEL
+                    ),
+                );
+            }
+        }
         self.alert
             .validate(&labels)
             .map_err(|(key, reason)| ProfileError::new(file, format!("alert.{key}"), reason))?;
@@ -466,5 +498,38 @@ unhealthy = ["bad"]
         );
         let e = Profile::from_toml(&bad_transform, "rig.toml").unwrap_err();
         assert_eq!(e.key, "transforms[0]");
+    }
+
+    #[test]
+    fn min_confidence_is_a_probability_of_a_classifier() {
+        let with = |v: &str, text: &str| {
+            text.replace("[window]", &format!("min_confidence = {v}\n[window]"))
+        };
+        let p = Profile::from_toml(&with("0.7", GOOD), "rig.toml").unwrap();
+        assert_eq!(p.min_confidence, Some(0.7));
+        assert_eq!(
+            Profile::from_toml(GOOD, "rig.toml").unwrap().min_confidence,
+            None
+        );
+        for bad in ["0.0", "1.5", "-0.2", "nan"] {
+            let e = Profile::from_toml(&with(bad, GOOD), "rig.toml").unwrap_err();
+            assert_eq!(e.key, "min_confidence", "{bad}: {e}");
+        }
+        let zscore = GOOD
+            .replace(
+                "kind = \"onnx\"\nmodel = \"m.onnx\"\nlabels = [\"bad\", \"ok\"]",
+                "kind = \"zscore\"",
+            )
+            .replace("unhealthy = [\"bad\"]", "unhealthy = [\"anomaly\"]");
+        Profile::from_toml(&zscore, "rig.toml").unwrap();
+        let e = Profile::from_toml(&with("0.7", &zscore), "rig.toml").unwrap_err();
+        assert_eq!(e.key, "min_confidence");
+        assert!(e.reason.contains("probabilities"), "{e}");
+        let e = Profile::from_toml(
+            &with("0.7", &GOOD.replace("\"ok\"]", "\"uncertain\"]")),
+            "rig.toml",
+        )
+        .unwrap_err();
+        assert_eq!(e.key, "scorer.labels", "{e}");
     }
 }

@@ -4,10 +4,16 @@
 //! adapter crates; the streaming statistics scorers live here because they are plain maths over
 //! a per-device baseline that the pipeline loads from and saves to the device state.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::transform::Matrix;
+
+/// The verdict of a window whose top probability is below its profile's `min_confidence`: the
+/// data cannot tell the classes apart there. The alert policy neither raises nor clears on it.
+pub const UNCERTAIN_LABEL: &str = "uncertain";
 
 /// Labels of the streaming anomaly scorers, healthy first.
 pub const ANOMALY_LABELS: [&str; 2] = ["normal", "anomaly"];
@@ -412,6 +418,56 @@ impl Scorer for EwmaScorer {
     }
 }
 
+/// A scorer whose verdicts below a least top probability become [`UNCERTAIN_LABEL`]; the
+/// probabilities (and so the arg-max class) stay in the score for whoever wants to look.
+pub struct ConfidenceFloor {
+    inner: Arc<dyn Scorer>,
+    min_confidence: f32,
+}
+
+impl ConfidenceFloor {
+    /// Wraps `inner` when the profile sets `min_confidence`; otherwise returns it as is.
+    pub fn wrap(inner: Arc<dyn Scorer>, min_confidence: Option<f32>) -> Arc<dyn Scorer> {
+        match min_confidence {
+            Some(min_confidence) => Arc::new(Self {
+                inner,
+                min_confidence,
+            }),
+            None => inner,
+        }
+    }
+}
+
+/// The score with its label replaced by [`UNCERTAIN_LABEL`] if its top probability is below
+/// `min_confidence` (scores without probabilities pass unchanged).
+pub fn apply_min_confidence(mut score: Score, min_confidence: f32) -> Score {
+    let top = score.probabilities.iter().copied().fold(f32::NAN, f32::max);
+    // NaN probabilities are no grounds for a verdict either: `confident` is false for them.
+    let confident = top >= min_confidence;
+    if !score.probabilities.is_empty() && !confident {
+        score.label = UNCERTAIN_LABEL.to_string();
+    }
+    score
+}
+
+#[async_trait]
+impl Scorer for ConfidenceFloor {
+    fn labels(&self) -> &[String] {
+        self.inner.labels()
+    }
+    fn version(&self) -> String {
+        self.inner.version()
+    }
+    async fn score(
+        &self,
+        input: &Matrix,
+        baseline: &mut Option<Baseline>,
+    ) -> Result<Score, ScoreError> {
+        let score = self.inner.score(input, baseline).await?;
+        Ok(apply_min_confidence(score, self.min_confidence))
+    }
+}
+
 /// Arg-max label of a probability vector.
 pub fn argmax_label(labels: &[String], probabilities: &[f32]) -> Option<String> {
     probabilities
@@ -424,6 +480,38 @@ pub fn argmax_label(labels: &[String], probabilities: &[f32]) -> Option<String> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn classified(probabilities: Vec<f32>) -> Score {
+        Score {
+            label: "100".into(),
+            probabilities,
+            anomaly_score: None,
+            source: "onnx".into(),
+            model_version: "m@1".into(),
+            contributions: Vec::new(),
+            candidate: None,
+        }
+    }
+
+    #[test]
+    fn below_min_confidence_is_uncertain_and_keeps_the_probabilities() {
+        let s = apply_min_confidence(classified(vec![0.55, 0.45]), 0.7);
+        assert_eq!(s.label, UNCERTAIN_LABEL);
+        assert_eq!(s.probabilities, vec![0.55, 0.45]);
+        // At the threshold and above: the verdict stands.
+        assert_eq!(
+            apply_min_confidence(classified(vec![0.7, 0.3]), 0.7).label,
+            "100"
+        );
+        assert_eq!(
+            apply_min_confidence(classified(vec![0.9, 0.1]), 0.7).label,
+            "100"
+        );
+        // NaN probabilities give no verdict; no probabilities (anomaly scorers) pass unchanged.
+        let nan = apply_min_confidence(classified(vec![f32::NAN, f32::NAN]), 0.5);
+        assert_eq!(nan.label, UNCERTAIN_LABEL);
+        assert_eq!(apply_min_confidence(classified(vec![]), 0.99).label, "100");
+    }
 
     fn one(v: f32) -> Matrix {
         Matrix::new(1, 1, vec![v])

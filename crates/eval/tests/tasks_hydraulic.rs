@@ -1,34 +1,17 @@
-//! `vigil eval hydraulic --target valve|pump|accumulator` on the real rig, through the pipeline and
-//! ONNX Runtime, on the models' contiguous validation block only: the last 20 % of the cycles
-//! (rows 1415-1768 of 1769), copied into a temporary directory in the dataset's own format.
-//! The bars sit slightly under the figures in models/hydraulic-health.md.
+//! `vigil eval hydraulic --target valve|pump|accumulator` on the real rig, through the pipeline
+//! and ONNX Runtime, under contiguous 5-fold by blocks of each class (fold models,
+//! models/hydraulic-health.md). The bars sit at or slightly under the card's figures: pump and the
+//! valve's recognisable classes hold; the accumulator does NOT meet issue 13's bar (≥ 90 %, every
+//! class ≥ 80 % in the worst fold), which the card says; its test pins what it does reach so a
+//! regression shows. The `uncertain` verdict (min_confidence) must buy accuracy for coverage.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use vigil_eval::options::{EvalArgs, Task};
 
-const FILES: [&str; 9] = [
-    "TS1", "TS2", "TS3", "TS4", "CE", "CP", "SE", "VS1", "profile",
-];
-
 fn data() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/datasets/hydraulic")
-}
-
-/// Writes the validation rows (the last 20 %) of every file into `dir`; returns their count.
-fn validation_copy(dir: &Path, files: &[&str]) -> usize {
-    let mut count = 0;
-    for name in files {
-        let text = std::fs::read_to_string(data().join(format!("{name}.txt"))).unwrap();
-        let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-        let start = lines.len() * 4 / 5;
-        let mut out = lines[start..].join("\n");
-        out.push('\n');
-        std::fs::write(dir.join(format!("{name}.txt")), out).unwrap();
-        count = lines.len() - start;
-    }
-    count
 }
 
 fn args(dir: &Path, target: &str) -> EvalArgs {
@@ -40,48 +23,76 @@ fn args(dir: &Path, target: &str) -> EvalArgs {
     }
 }
 
-/// Runs the eval on the validation block and checks n, the accuracy and each class's bar.
-async fn meets_the_bar(target: &str, accuracy: f64, per_class: &[(&str, f64)]) {
-    let dir = tempfile::tempdir().unwrap();
-    let rows = validation_copy(dir.path(), &FILES);
-    assert_eq!(rows, 354);
-    let j = vigil_eval::tasks::hydraulic::eval(&args(dir.path(), target))
+async fn folds(target: &str) -> serde_json::Value {
+    let j = vigil_eval::tasks::hydraulic::eval(&args(&data(), target))
         .await
         .unwrap();
-    assert_eq!(j["n"].as_u64(), Some(rows as u64), "{j}");
-    assert!(j["accuracy"].as_f64().unwrap() >= accuracy, "{target}: {j}");
-    for (label, bar) in per_class {
-        let got = j["per_class"][label].as_f64();
-        assert!(got.is_some_and(|a| a >= *bar), "{target} {label}: {j}");
+    assert_eq!(j["n"].as_u64(), Some(1769), "{j}");
+    assert_eq!(j["folds"].as_array().unwrap().len(), 5, "{j}");
+    j
+}
+
+fn f(j: &serde_json::Value, path: &[&str]) -> f64 {
+    path.iter()
+        .fold(j, |v, k| &v[*k])
+        .as_f64()
+        .unwrap_or_else(|| panic!("{path:?} in {j}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn valve_folds_and_uncertain() {
+    // Card: worst fold 70.1 %, mean 79.5 %; 80 % and 73 % recognised in every fold, 90 % not.
+    let j = folds("valve").await;
+    assert!(f(&j, &["worst_fold", "accuracy"]) >= 0.69, "{j}");
+    assert!(f(&j, &["mean", "accuracy"]) >= 0.78, "{j}");
+    for fold in j["folds"].as_array().unwrap() {
+        assert!(f(fold, &["per_class", "73"]) >= 0.97, "{fold}");
+        assert!(f(fold, &["per_class", "80"]) >= 0.9, "{fold}");
     }
+    // min_confidence 0.9: about a third of the cycles keep a verdict, and those are ≥ 95 % right.
+    assert_eq!(j["min_confidence"].as_f64(), Some(0.9f32 as f64), "{j}");
+    let coverage = f(&j, &["coverage"]);
+    assert!((0.25..0.5).contains(&coverage), "{j}");
+    assert!(f(&j, &["covered_accuracy"]) >= 0.95, "{j}");
+    assert!(
+        f(&j, &["covered_accuracy"]) > f(&j, &["accuracy"]) + 0.1,
+        "{j}"
+    );
+    assert!(j["uncertain"].as_u64().unwrap() > 0, "{j}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn valve_meets_the_bar_on_the_contiguous_split() {
-    // Measured 77.1 %: 100 → 99.1 %, 90 → 0 % (called 100), 80 and 73 → 100 %.
-    meets_the_bar(
-        "valve",
-        0.76,
-        &[("100", 0.97), ("90", 0.0), ("80", 0.97), ("73", 0.97)],
-    )
-    .await;
+async fn pump_worst_fold_holds() {
+    // Card: worst fold 96.6 %, every class ≥ 91.5 % in every fold; no min_confidence.
+    let j = folds("pump").await;
+    assert!(f(&j, &["worst_fold", "accuracy"]) >= 0.96, "{j}");
+    assert!(f(&j, &["worst_fold", "class"]) >= 0.9, "{j}");
+    assert_eq!(j["uncertain"].as_u64(), Some(0), "{j}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn pump_meets_the_bar_on_the_contiguous_split() {
-    // Measured 100 % in every class.
-    meets_the_bar("pump", 0.99, &[("0", 0.98), ("1", 0.98), ("2", 0.98)]).await;
+async fn accumulator_folds_and_uncertain() {
+    // Card: worst fold 70.2 % (bar 90 % not met), mean 83.2 %; min_confidence 0.8 keeps half
+    // the cycles at ≥ 90 % accuracy (pooled), which is what the `uncertain` verdict is for.
+    let j = folds("accumulator").await;
+    assert!(f(&j, &["worst_fold", "accuracy"]) >= 0.69, "{j}");
+    assert!(f(&j, &["mean", "accuracy"]) >= 0.82, "{j}");
+    assert!(f(&j, &["covered_accuracy"]) >= 0.9, "{j}");
+    assert!(f(&j, &["coverage"]) >= 0.45, "{j}");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn accumulator_meets_the_bar_on_the_contiguous_split() {
-    // Measured 83.6 %: 130 → 100 %, 115 → 54.1 %, 100 → 94.1 %, 90 → 100 %.
-    meets_the_bar(
-        "accumulator",
-        0.82,
-        &[("130", 0.95), ("115", 0.50), ("100", 0.92), ("90", 0.97)],
-    )
-    .await;
+const FILES: [&str; 9] = [
+    "TS1", "TS2", "TS3", "TS4", "CE", "CP", "SE", "VS1", "profile",
+];
+
+/// Copies the first `rows` lines of each of `files` into `dir`.
+fn partial_copy(dir: &Path, files: &[&str], rows: usize) {
+    for name in files {
+        let text = std::fs::read_to_string(data().join(format!("{name}.txt"))).unwrap();
+        let mut out: Vec<&str> = text.lines().take(rows).collect();
+        out.push("");
+        std::fs::write(dir.join(format!("{name}.txt")), out.join("\n")).unwrap();
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -95,7 +106,15 @@ async fn unknown_target_and_missing_channel_are_clear_errors() {
         "{err:#}"
     );
     // A directory without CE.txt: the error names the missing file.
-    validation_copy(dir.path(), &["TS1", "TS2", "TS3", "TS4", "profile"]);
+    partial_copy(
+        dir.path(),
+        &FILES[..4]
+            .iter()
+            .chain(&FILES[8..])
+            .copied()
+            .collect::<Vec<_>>(),
+        20,
+    );
     let err = vigil_eval::tasks::hydraulic::eval(&args(dir.path(), "pump"))
         .await
         .unwrap_err();

@@ -1,5 +1,6 @@
-//! `vigil eval rmg941` on the real fan IMU frames, through the pipeline and ONNX Runtime:
-//! ≥ 98 % accuracy and ≥ 95 % error recall on the contiguous validation split.
+//! `vigil eval rmg941` on the real fan IMU frames, through the pipeline and ONNX Runtime, under
+//! contiguous 5-fold by blocks of each class (fold models, models/rmg941.md): the worst fold
+//! meets the bar of issue 13, ≥ 98 % accuracy and ≥ 95 % error recall.
 
 use std::path::PathBuf;
 
@@ -12,7 +13,7 @@ fn data(task: &str) -> PathBuf {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn rmg941_meets_the_bar_on_the_contiguous_split() {
+async fn rmg941_worst_fold_meets_the_bar() {
     let args = EvalArgs {
         task: Task::Rmg941,
         data: data("rmg941"),
@@ -20,10 +21,23 @@ async fn rmg941_meets_the_bar_on_the_contiguous_split() {
         models: None,
     };
     let j = vigil_eval::tasks::rmg941::eval(&args).await.unwrap();
-    assert!(j["n"].as_u64().unwrap() >= 60, "{j}");
-    assert!(j["accuracy"].as_f64().unwrap() >= 0.98, "{j}");
-    assert!(j["error_recall"].as_f64().unwrap() >= 0.95, "{j}");
-    for c in ["0", "1", "2"] {
-        assert!(j["per_class"][c].is_number(), "{j}");
+    assert_eq!(j["n"].as_u64(), Some(320), "{j}");
+    let folds = j["folds"].as_array().unwrap();
+    assert_eq!(folds.len(), 5, "{j}");
+    assert_eq!(
+        folds.iter().map(|f| f["n"].as_u64().unwrap()).sum::<u64>(),
+        320
+    );
+    for f in folds {
+        // Every fold holds every class (blocks of each class).
+        for c in ["0", "1", "2"] {
+            assert!(f["per_class"][c].is_number(), "{f}");
+        }
     }
+    assert!(j["worst_fold"]["accuracy"].as_f64().unwrap() >= 0.98, "{j}");
+    assert!(
+        j["worst_fold"]["error_recall"].as_f64().unwrap() >= 0.95,
+        "{j}"
+    );
+    assert!(j["mean"]["accuracy"].as_f64().unwrap() >= 0.98, "{j}");
 }

@@ -1,16 +1,23 @@
-//! `vigil eval hydraulic`: every cycle of the UCI hydraulic rig through the full pipeline
+//! `vigil eval hydraulic`: cycles of the UCI hydraulic rig through the full pipeline
 //! (parse → window → transforms → scorer), compared with the rig's recorded condition.
+//!
+//! Targets with fold models (valve, pump, accumulator: models/hydraulic-health.md) are evaluated
+//! under contiguous 5-fold by blocks of each class: fold k's cycles are scored with
+//! `models/folds/hydraulic-T-fold<k>.onnx`, fitted without them; the JSON line holds the pooled
+//! figures, `folds`, `worst_fold`, `mean`, and the coverage left by the `uncertain` verdict.
+//! The cooler (its own model and card) is scored over every cycle with the shipped model.
 
 use std::collections::BTreeMap;
 
 use anyhow::{bail, Context};
 use vigil_core::memory::MemoryPorts;
 use vigil_core::telemetry::encode_batch;
-use vigil_core::{CompiledProfile, DeviceId, Message, MessageOutcome, Pipeline, PipelineConfig};
+use vigil_core::{CompiledProfile, DeviceId, Pipeline, PipelineConfig};
 
 use crate::confusion::Confusion;
-use crate::folds;
 use crate::options::EvalArgs;
+use crate::tasks::folds::{self, FoldFigures, FOLDS};
+use crate::tasks::{score_each_window, Verdict};
 use vigil_datasets::models;
 use vigil_datasets::{label_of, Hydraulic};
 
@@ -29,7 +36,8 @@ pub async fn eval(args: &EvalArgs) -> anyhow::Result<serde_json::Value> {
     let target = args.target.as_deref().unwrap_or("cooler");
     let column = target_column(target)?;
     let profile_name = format!("hydraulic-{target}");
-    let profiles = super::load_profiles(&models::models_dir(args.models.as_deref()))?;
+    let models = models::models_dir(args.models.as_deref());
+    let profiles = super::load_profiles(&models)?;
     let profile = profiles
         .get(&profile_name)
         .with_context(|| format!("no profile {profile_name:?} in the models directory"))?;
@@ -41,33 +49,51 @@ pub async fn eval(args: &EvalArgs) -> anyhow::Result<serde_json::Value> {
         .collect();
     let data = Hydraulic::load(&args.data, &channel_names)?;
     let labels = profile.scorer.labels().to_vec();
-    let predictions = classify_cycles(&profiles, &profile_name, &data).await?;
-
-    let truth: Vec<String> = (0..predictions.len())
-        .map(|cycle| label_of(data.conditions[cycle][column]))
+    let truth: Vec<String> = data
+        .conditions
+        .iter()
+        .map(|c| label_of(c[column]))
         .collect();
-    let mut confusion = Confusion::new(&labels);
-    for (t, predicted) in truth.iter().zip(&predictions) {
-        confusion.add(t, predicted);
+    let title = format!("hydraulic {target} ({})", args.data.display());
+    if !folds::has_fold_models(&models, &profile_name) {
+        let cycles: Vec<usize> = (0..data.cycles()).collect();
+        let verdicts = classify_cycles(&profiles, &profile_name, &data, &cycles).await?;
+        let mut confusion = Confusion::new(&labels);
+        for (v, t) in verdicts.iter().zip(&truth) {
+            confusion.add(t, &v.label);
+        }
+        confusion.print(&title);
+        return Ok(confusion.summary());
     }
-    confusion.print(&format!("hydraulic {target} ({})", args.data.display()));
-    let folds =
-        folds::classification_by_blocks(&labels, &truth, &truth, &predictions, folds::DEFAULT_K);
-    folds.print(&format!(
-        "hydraulic {target}, contiguous {}-fold by blocks of each class",
-        folds::DEFAULT_K
-    ));
-    let mut summary = confusion.summary();
-    folds.attach(&mut summary);
-    Ok(summary)
+    let fold_of = folds::class_block_folds(&truth, FOLDS);
+    let mut pooled = FoldFigures::new(&labels);
+    let mut per_fold = Vec::new();
+    for k in 0..FOLDS {
+        let cycles: Vec<usize> = (0..truth.len()).filter(|&i| fold_of[i] == k).collect();
+        let fold_profiles = folds::fold_profiles(&models, &profile_name, k)?;
+        let verdicts = classify_cycles(&fold_profiles, &profile_name, &data, &cycles).await?;
+        let mut figures = FoldFigures::new(&labels);
+        for (v, &i) in verdicts.iter().zip(&cycles) {
+            figures.add(&truth[i], v);
+            pooled.add(&truth[i], v);
+        }
+        per_fold.push(figures);
+    }
+    folds::print(&format!("hydraulic {target}"), &per_fold);
+    pooled.confusion.print(&format!("{title}, out of fold"));
+    let mut out = folds::report(&pooled, &per_fold);
+    out["min_confidence"] = profile.profile.min_confidence.into();
+    Ok(out)
 }
 
-/// Replays every cycle as one device's telemetry and returns the label of each cycle's window.
+/// Replays `cycles` (dataset rows) as one device's consecutive windows and returns each cycle's
+/// verdict.
 pub async fn classify_cycles(
     profiles: &BTreeMap<String, CompiledProfile>,
     profile: &str,
     data: &Hydraulic,
-) -> anyhow::Result<Vec<String>> {
+    cycles: &[usize],
+) -> anyhow::Result<Vec<Verdict>> {
     let ports = MemoryPorts::new();
     let config = PipelineConfig {
         default_profile: profile.to_string(),
@@ -76,31 +102,10 @@ pub async fn classify_cycles(
     let pipeline = Pipeline::new(profiles, ports.ports(), config)?;
     let device = DeviceId::new("hydraulic-rig")?;
     let channels = &profiles[profile].profile.channels;
-    let mut labels: Vec<Option<String>> = vec![None; data.cycles()];
-    // One message per cycle (a 60-sample batch), processed 64 messages at a time.
-    for start in (0..data.cycles()).step_by(64) {
-        let messages: Vec<Message> = (start..(start + 64).min(data.cycles()))
-            .map(|cycle| Message {
-                id: format!("cycle-{cycle}"),
-                device: device.clone(),
-                payload: encode_batch(&data.cycle_samples(cycle, 0), channels),
-            })
-            .collect();
-        let report = pipeline.process(&messages, 0).await;
-        if let Some(bad) = report
-            .outcomes
-            .iter()
-            .find(|o| !matches!(o, MessageOutcome::Accepted { .. }))
-        {
-            bail!("a cycle was not accepted: {bad:?}");
-        }
-        for r in report.results {
-            labels[r.window as usize] = Some(r.label);
-        }
-    }
-    labels
-        .into_iter()
-        .enumerate()
-        .map(|(i, l)| l.with_context(|| format!("cycle {i} was not scored")))
-        .collect()
+    // One message per cycle (a 60-sample batch), 64 messages per pipeline call.
+    score_each_window(&pipeline, &device, cycles.len(), 64, "hydraulic", |i| {
+        let samples = folds::as_window(data.cycle_samples(cycles[i], 0), i, 1.0);
+        encode_batch(&samples, channels)
+    })
+    .await
 }

@@ -1,6 +1,7 @@
 //! One module per evaluation task: how its dataset is replayed through the pipeline and scored.
 
 pub mod cwru;
+pub mod folds;
 pub mod hydraulic;
 pub mod nab;
 pub mod rmg941;
@@ -64,7 +65,29 @@ pub async fn label_each_window(
     what: &str,
     payload: impl Fn(usize) -> Vec<u8>,
 ) -> anyhow::Result<Vec<String>> {
-    let mut labels: Vec<Option<String>> = vec![None; windows];
+    let verdicts = score_each_window(pipeline, device, windows, per_call, what, payload).await?;
+    Ok(verdicts.into_iter().map(|v| v.label).collect())
+}
+
+/// One window's verdict as the pipeline published it.
+#[derive(Clone, Debug)]
+pub struct Verdict {
+    /// The published label (`uncertain` below the profile's `min_confidence`).
+    pub label: String,
+    /// The scorer's probabilities in label order (empty for anomaly scorers).
+    pub probabilities: Vec<f32>,
+}
+
+/// Like [`label_each_window`], with each window's probabilities.
+pub async fn score_each_window(
+    pipeline: &Pipeline<'_>,
+    device: &DeviceId,
+    windows: usize,
+    per_call: usize,
+    what: &str,
+    payload: impl Fn(usize) -> Vec<u8>,
+) -> anyhow::Result<Vec<Verdict>> {
+    let mut verdicts: Vec<Option<Verdict>> = vec![None; windows];
     for start in (0..windows).step_by(per_call) {
         let messages: Vec<Message> = (start..(start + per_call).min(windows))
             .map(|i| Message {
@@ -76,14 +99,17 @@ pub async fn label_each_window(
         let report = pipeline.process(&messages, 0).await;
         all_accepted(&report, what)?;
         for r in report.results {
-            if let Some(slot) = labels.get_mut(r.window as usize) {
-                *slot = Some(r.label);
+            if let Some(slot) = verdicts.get_mut(r.window as usize) {
+                *slot = Some(Verdict {
+                    label: r.label,
+                    probabilities: r.probabilities,
+                });
             }
         }
     }
-    labels
+    verdicts
         .into_iter()
         .enumerate()
-        .map(|(i, l)| l.with_context(|| format!("{what}: window {i} was not scored")))
+        .map(|(i, v)| v.with_context(|| format!("{what}: window {i} was not scored")))
         .collect()
 }

@@ -1,48 +1,39 @@
-//! `vigil eval rmg941`: every IMU frame of the fan through the pipeline (one 600 × 6 frame per
-//! message, seq = frame × 600 + i), classified by the `rmg941` model.
-//!
-//! The figures of the JSON line are on the validation split the model was not trained on: the
-//! last 20 % of each class's contiguous block of frames (models/rmg941.md). Figures over every
-//! frame are printed and reported under `all`.
+//! `vigil eval rmg941`: the fan's IMU frames through the pipeline (one 600 × 6 frame per
+//! message), classified by the `rmg941` model, under contiguous 5-fold by blocks of each class:
+//! fold k's frames are scored with `models/folds/rmg941-fold<k>.onnx`, fitted without them
+//! (models/rmg941.md). The JSON line holds the pooled figures, `folds`, `worst_fold` and `mean`,
+//! with the error class's recall (`error_recall`) at each level.
 
 use std::collections::BTreeMap;
 
-use anyhow::Context;
+use anyhow::{bail, Context};
 use vigil_core::memory::MemoryPorts;
 use vigil_core::telemetry::encode_batch;
 use vigil_core::{CompiledProfile, DeviceId, Pipeline, PipelineConfig};
 
-use crate::confusion::Confusion;
-use crate::folds;
 use crate::options::EvalArgs;
-use crate::tasks::label_each_window;
+use crate::tasks::folds::{self, FoldFigures, FOLDS};
+use crate::tasks::{score_each_window, Verdict};
 use vigil_datasets::models;
 use vigil_datasets::Rmg941;
 
 pub const PROFILE: &str = "rmg941";
-pub const VAL_FRACTION: f64 = 0.2;
-
-/// Frames of the validation split: the last `VAL_FRACTION` of each class's frames.
-pub fn validation_mask(labels: &[u8]) -> Vec<bool> {
-    let mut mask = vec![false; labels.len()];
-    let mut classes: Vec<u8> = labels.to_vec();
-    classes.sort_unstable();
-    classes.dedup();
-    for c in classes {
-        let idx: Vec<usize> = (0..labels.len()).filter(|&i| labels[i] == c).collect();
-        let first = (idx.len() as f64 * (1.0 - VAL_FRACTION)) as usize;
-        for &i in &idx[first..] {
-            mask[i] = true;
-        }
-    }
-    mask
-}
+/// The error class, whose recall has a bar of its own.
+pub const ERROR: &str = "2";
 
 pub async fn eval(args: &EvalArgs) -> anyhow::Result<serde_json::Value> {
-    let profiles = super::load_profiles(&models::models_dir(args.models.as_deref()))?;
+    let models = models::models_dir(args.models.as_deref());
+    let profiles = super::load_profiles(&models)?;
     let profile = profiles
         .get(PROFILE)
         .with_context(|| format!("no profile {PROFILE:?} in the models directory"))?;
+    if !folds::has_fold_models(&models, PROFILE) {
+        bail!(
+            "no fold models {} in {} (models/train/rmg941.py writes them)",
+            folds::fold_model(PROFILE, 0),
+            models.display()
+        );
+    }
     let channels: Vec<&str> = profile
         .profile
         .channels
@@ -51,46 +42,47 @@ pub async fn eval(args: &EvalArgs) -> anyhow::Result<serde_json::Value> {
         .collect();
     let data = Rmg941::load(&args.data, &channels)?;
     let labels = profile.scorer.labels().to_vec();
-    let predictions = classify_frames(&profiles, &data).await?;
-    let val = validation_mask(&data.labels);
-    let mut all = Confusion::new(&labels);
-    let mut held = Confusion::new(&labels);
-    for (f, p) in predictions.iter().enumerate() {
-        let truth = data.labels[f].to_string();
-        all.add(&truth, p);
-        if val[f] {
-            held.add(&truth, p);
-        }
-    }
-    all.print(&format!("rmg941 all frames ({})", args.data.display()));
-    held.print("rmg941 validation split (last 20 % of each class block)");
-    let summarize = |c: &Confusion| {
-        let per_class = c.per_class();
-        serde_json::json!({
-            "n": c.total(),
-            "accuracy": c.accuracy(),
-            "error_recall": per_class.get("2").copied().unwrap_or(0.0),
-            "per_class": per_class,
-        })
-    };
     let truth: Vec<String> = data.labels.iter().map(u8::to_string).collect();
-    let folds =
-        folds::classification_by_blocks(&labels, &truth, &truth, &predictions, folds::DEFAULT_K);
-    folds.print(&format!(
-        "rmg941 all frames, contiguous {}-fold by blocks of each class",
-        folds::DEFAULT_K
-    ));
-    let mut out = summarize(&held);
-    out["all"] = summarize(&all);
-    folds.attach(&mut out);
+    let fold_of = folds::class_block_folds(&truth, FOLDS);
+    let mut pooled = FoldFigures::new(&labels);
+    let mut per_fold = Vec::new();
+    for k in 0..FOLDS {
+        let frames: Vec<usize> = (0..truth.len()).filter(|&i| fold_of[i] == k).collect();
+        let fold_profiles = folds::fold_profiles(&models, PROFILE, k)?;
+        let verdicts = classify_frames(&fold_profiles, &data, &frames).await?;
+        let mut figures = FoldFigures::new(&labels);
+        for (v, &i) in verdicts.iter().zip(&frames) {
+            figures.add(&truth[i], v);
+            pooled.add(&truth[i], v);
+        }
+        per_fold.push(figures);
+    }
+    folds::print("rmg941", &per_fold);
+    pooled
+        .confusion
+        .print(&format!("rmg941 out of fold ({})", args.data.display()));
+    let mut out = folds::report(&pooled, &per_fold);
+    let recall = |f: &FoldFigures| f.confusion.per_class().get(ERROR).copied().unwrap_or(0.0);
+    out["error_recall"] = recall(&pooled).into();
+    for (j, f) in per_fold.iter().enumerate() {
+        out["folds"][j]["error_recall"] = recall(f).into();
+    }
+    out["worst_fold"]["error_recall"] = per_fold
+        .iter()
+        .map(recall)
+        .fold(f64::INFINITY, f64::min)
+        .into();
+    out["mean"]["error_recall"] = (per_fold.iter().map(recall).sum::<f64>() / FOLDS as f64).into();
     Ok(out)
 }
 
-/// Replays every frame as one device's telemetry; returns each frame's label.
+/// Replays `frames` (dataset frame indices) as one device's consecutive windows; returns each
+/// frame's verdict.
 pub async fn classify_frames(
     profiles: &BTreeMap<String, CompiledProfile>,
     data: &Rmg941,
-) -> anyhow::Result<Vec<String>> {
+    frames: &[usize],
+) -> anyhow::Result<Vec<Verdict>> {
     let compiled = &profiles[PROFILE];
     let channels = &compiled.profile.channels;
     let rate = compiled.profile.sample_rate_hz;
@@ -101,8 +93,9 @@ pub async fn classify_frames(
     };
     let pipeline = Pipeline::new(profiles, ports.ports(), config)?;
     let device = DeviceId::new("rmg941-fan")?;
-    label_each_window(&pipeline, &device, data.frames.len(), 16, "rmg941", |f| {
-        encode_batch(&data.frame_samples(f, rate), channels)
+    score_each_window(&pipeline, &device, frames.len(), 16, "rmg941", |i| {
+        let samples = folds::as_window(data.frame_samples(frames[i], rate), i, rate);
+        encode_batch(&samples, channels)
     })
     .await
 }
