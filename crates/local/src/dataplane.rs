@@ -353,8 +353,17 @@ async fn respond<W: tokio::io::AsyncWrite + Unpin>(
         431 => "Request Header Fields Too Large",
         _ => "Service Unavailable",
     };
+    // The REST-JSON error code the SDKs read (`is_resource_not_found_exception()`, ...).
+    let error_type = match status {
+        200 => String::new(),
+        400 | 411 | 431 => "x-amzn-ErrorType: InvalidRequestException\r\n".into(),
+        404 => "x-amzn-ErrorType: ResourceNotFoundException\r\n".into(),
+        405 => "x-amzn-ErrorType: MethodNotAllowedException\r\n".into(),
+        413 => "x-amzn-ErrorType: RequestEntityTooLargeException\r\n".into(),
+        _ => "x-amzn-ErrorType: ServiceUnavailableException\r\n".into(),
+    };
     let head = format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n{error_type}Content-Length: {}\r\n\r\n",
         body.len()
     );
     tx.write_all(head.as_bytes()).await?;
