@@ -4,6 +4,9 @@
 //! the function publishes verdicts and shadows through ([`dataplane`]). docs/local.md tells what
 //! runs and what differs from real AWS.
 
+pub mod bridge;
 pub mod dataplane;
 pub mod invoke;
+pub mod lambda;
 pub mod rule;
+pub mod terraform;
