@@ -1,0 +1,284 @@
+//! The cloud path as deployed, on one machine (what `make local` runs): a device with its own
+//! certificate connects over mutual TLS to the IoT Core stand-in (the edge gateway with the
+//! device policy, in front of the embedded broker); the topic rule from the Terraform hands each
+//! message asynchronously to the ingest `bootstrap`, running under cargo-lambda's Runtime API
+//! emulator with the environment the Terraform gives the function, against DynamoDB Local and
+//! moto; the function's verdicts and shadow updates come back through the local IoT data plane.
+//!
+//! Needs `target/debug/bootstrap` (`make test` builds it: a debug build, minutes cheaper than the
+//! release zip on 2 cores) and cargo-lambda in the tools venv (`make setup`).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use serde_json::Value;
+use vigil_edge::gateway::{Gateway, GatewayConfig};
+use vigil_local::{bridge, dataplane::DataPlane, invoke::AsyncInvoker, lambda, rule, terraform};
+use vigil_tests::fixture::{models_dir, Fixture, Options};
+use vigil_tests::{emulators, ort_dylib, repo_root};
+
+const THING: &str = "tls-rig";
+const CYCLES: usize = 16;
+
+#[derive(Parser)]
+struct DeviceCli {
+    #[command(flatten)]
+    args: vigil_device::agent::DeviceArgs,
+}
+
+fn tls(name: &str) -> PathBuf {
+    repo_root().join("crates/cli/tests/fixtures/tls").join(name)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_device_replays_the_hydraulic_sample_through_the_deployed_cloud_path() {
+    tokio::time::timeout(Duration::from_secs(240), run())
+        .await
+        .expect("the local cloud path within 240 s");
+}
+
+async fn run() {
+    let root = repo_root();
+    let bootstrap = root.join("target/debug/bootstrap");
+    assert!(
+        bootstrap.is_file(),
+        "{} missing: cargo build -p vigil-ingest --bin bootstrap",
+        bootstrap.display()
+    );
+    let cargo_lambda = root.join(".tools/venv/bin/cargo-lambda");
+    assert!(cargo_lambda.is_file(), "cargo-lambda missing: make setup");
+    let fx = Fixture::new(Options::default()).await;
+    let e = emulators();
+
+    // IoT Core's front: the gateway with the thing's certificate attached, the broker behind.
+    let broker = vigil_edge::broker::start_embedded("127.0.0.1:0".parse().unwrap()).unwrap();
+    let broker_at = ("127.0.0.1".to_string(), broker.addr().port());
+    let certs = root.join(format!("target/local-e2e/certs-{}", std::process::id()));
+    std::fs::create_dir_all(&certs).unwrap();
+    std::fs::copy(tls("device.pem"), certs.join(format!("{THING}.pem"))).unwrap();
+    let gateway = Gateway::bind(
+        &GatewayConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            cert: tls("endpoint.pem"),
+            key: tls("endpoint.key"),
+            device_ca: Some(tls("ca.pem")),
+            device_certs: certs.clone(),
+        },
+        broker_at.clone(),
+    )
+    .await
+    .unwrap();
+    let gateway_port = gateway.addr.port();
+    tokio::spawn(gateway.serve());
+
+    // The IoT data plane the function publishes through.
+    let (mqtt, mut mqtt_events) = AsyncClient::new(
+        MqttOptions::new("vigil-local-data-plane", "127.0.0.1", broker_at.1),
+        256,
+    );
+    tokio::spawn(async move { while mqtt_events.poll().await.is_ok() {} });
+    let plane = DataPlane::new(mqtt);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let data_plane = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(plane.clone().serve(listener));
+
+    // The function's environment: every name the Terraform sets, resolved for local.
+    let tf = terraform::PipelineTerraform::read(&root.join("infra/modules/pipeline")).unwrap();
+    let local: BTreeMap<&str, String> = BTreeMap::from([
+        ("VIGIL_TABLE_NAME", fx.table.clone()),
+        ("VIGIL_ALERT_TOPIC_ARN", fx.topic_arn.clone()),
+        ("VIGIL_ARCHIVE_BUCKET", fx.archive_bucket.clone()),
+        ("VIGIL_MODELS_BUCKET", String::new()),
+        ("VIGIL_REJECTS_QUEUE_URL", fx.rejects_queue_url.clone()),
+        ("VIGIL_IOT_DATA_ENDPOINT", data_plane.clone()),
+        ("VIGIL_DEFAULT_PROFILE", "hydraulic-cooler".into()),
+        ("VIGIL_REQUIRED_PROFILES", "hydraulic-cooler".into()),
+        ("VIGIL_MODELS_DIR", models_dir().display().to_string()),
+        ("VIGIL_SAGEMAKER_ENDPOINT", String::new()),
+        ("VIGIL_SAGEMAKER_FALLBACK", "true".into()),
+        ("VIGIL_WINDOW_TTL_HOURS", "48".into()),
+        ("VIGIL_BASELINES_BUCKET", String::new()),
+        ("VIGIL_BASELINE_TTL_S", String::new()),
+        ("ORT_DYLIB_PATH", ort_dylib().display().to_string()),
+        ("RUST_LOG", "info".into()),
+    ]);
+    let mut env = BTreeMap::new();
+    for name in tf.function_environment().unwrap() {
+        let value = local
+            .get(name.as_str())
+            .unwrap_or_else(|| panic!("the Terraform sets {name}, which has no local value here"));
+        env.insert(name, value.clone());
+    }
+    for (k, v) in [
+        ("AWS_ENDPOINT_URL", e.moto.clone()),
+        ("AWS_ENDPOINT_URL_DYNAMODB", e.dynamodb.clone()),
+        ("AWS_ENDPOINT_URL_IOT_DATA_PLANE", data_plane.clone()),
+        ("AWS_ACCESS_KEY_ID", "test".into()),
+        ("AWS_SECRET_ACCESS_KEY", "test".into()),
+        ("AWS_REGION", "us-east-1".into()),
+        ("AWS_EC2_METADATA_DISABLED", "true".into()),
+    ] {
+        env.insert(k.to_string(), v);
+    }
+    let logs = root.join(format!("target/local-e2e/logs-{}", std::process::id()));
+    let function = lambda::start(
+        &lambda::LambdaSpec {
+            cargo_lambda,
+            manifest: root.join("functions/ingest/Cargo.toml"),
+            bootstrap,
+            task_root: root.clone(),
+            env,
+            function_name: "vigil-ingest".into(),
+            timeout: Duration::from_secs(30),
+            logs: logs.clone(),
+        },
+        free_port(),
+    )
+    .await
+    .unwrap();
+
+    // The rule, from the Terraform, asynchronously to the function.
+    let (failed_tx, mut failed_rx) = tokio::sync::mpsc::unbounded_channel();
+    let invoker = AsyncInvoker::new(
+        function.function.clone(),
+        2,
+        Duration::from_millis(500),
+        1,
+        Some(failed_tx),
+    );
+    let counters = Arc::clone(&invoker.counters);
+    let rule = rule::TopicRule::parse("vigil_ingest", &tf.topic_rule_sql().unwrap()).unwrap();
+    tokio::spawn(bridge::run(
+        broker_at.clone(),
+        rule,
+        invoker,
+        Arc::default(),
+    ));
+
+    // An observer of the device's condition topic.
+    let (observer, mut observed) =
+        AsyncClient::new(MqttOptions::new("observer", "127.0.0.1", broker_at.1), 256);
+    observer
+        .subscribe(format!("dt/vigil/{THING}/condition"), QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    loop {
+        if let Event::Incoming(Packet::SubAck(_)) = observed.poll().await.unwrap() {
+            break;
+        }
+    }
+
+    // The device: `vigil device` over mutual TLS, replaying the committed sample.
+    let state = root.join(format!("target/local-e2e/device-{}", std::process::id()));
+    let endpoint = format!("127.0.0.1:{gateway_port}");
+    let source = format!(
+        "replay-hydraulic:{}",
+        root.join("models/samples/hydraulic").display()
+    );
+    let cycles = CYCLES.to_string();
+    let (cert, key, ca) = (tls("device.pem"), tls("device.key"), tls("ca.pem"));
+    let device = DeviceCli::parse_from([
+        "device",
+        "--thing",
+        THING,
+        "--endpoint",
+        &endpoint,
+        "--cert",
+        cert.to_str().unwrap(),
+        "--key",
+        key.to_str().unwrap(),
+        "--ca",
+        ca.to_str().unwrap(),
+        "--source",
+        &source,
+        "--cycles",
+        &cycles,
+        "--speed",
+        "0",
+        "--batch",
+        "30",
+        "--state",
+        state.to_str().unwrap(),
+        "--no-shadow",
+        "--exit-when-drained",
+        "--quiet",
+    ]);
+    let device = tokio::spawn(vigil_device::agent::run(device.args));
+
+    // Every cycle's verdict reaches the device's topic.
+    let mut verdicts: BTreeMap<u64, Value> = BTreeMap::new();
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while verdicts.len() < CYCLES {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let event = tokio::time::timeout(left, observed.poll())
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "{} of {CYCLES} verdicts; invocations {:?}; logs in {}",
+                    verdicts.len(),
+                    counters,
+                    logs.display()
+                )
+            })
+            .unwrap();
+        if let Event::Incoming(Packet::Publish(p)) = event {
+            let v: Value = serde_json::from_slice(&p.payload).expect("verdict JSON");
+            verdicts.insert(v["window"].as_u64().expect("window"), v);
+        }
+    }
+    device.await.unwrap().expect("vigil device");
+    assert_eq!(
+        verdicts.keys().copied().collect::<Vec<_>>(),
+        (0..CYCLES as u64).collect::<Vec<_>>()
+    );
+    // Cycles 0-11 of the sample are a healthy cooler (100 %), 12-15 a reduced one (20 %).
+    let labels: Vec<&str> = verdicts
+        .values()
+        .map(|v| v["label"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(labels[..12], ["100"; 12], "{labels:?}");
+    assert!(labels[12..].iter().all(|l| *l != "100"), "{labels:?}");
+
+    // The shadow holds the last verdict.
+    let shadow = plane
+        .shadows
+        .lock()
+        .unwrap()
+        .get(&(THING.to_string(), "condition".to_string()))
+        .cloned()
+        .expect("condition shadow");
+    assert_eq!(
+        shadow["state"]["reported"]["window"],
+        verdicts[&(CYCLES as u64 - 1)]["window"]
+    );
+
+    // The operators heard of it once (two unhealthy cycles in a row raise the alert).
+    let alerts = fx.alerts().await;
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_eq!(alerts[0]["MessageAttributes"]["device"]["Value"], THING);
+    let message = alerts[0]["Message"].as_str().expect("SNS message");
+    assert!(message.contains(THING), "{message}");
+
+    // DynamoDB holds the device's state: every window applied, the alert open.
+    let (state, _version) = fx
+        .state(THING, "hydraulic-cooler")
+        .await
+        .expect("device state in DynamoDB");
+    assert_eq!(state["applied_window"], CYCLES as u64 - 1, "{state}");
+    assert!(state["alert"]["active"].is_string(), "{state}");
+
+    assert_eq!(counters.exhausted.load(Ordering::Relaxed), 0);
+    assert!(failed_rx.try_recv().is_err());
+}
