@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::Value;
-use vigil_edge::gateway::{Gateway, GatewayConfig};
-use vigil_local::{bridge, dataplane::DataPlane, invoke::AsyncInvoker, lambda, rule, terraform};
+use vigil_edge::gateway::GatewayConfig;
+use vigil_local::stack;
 use vigil_tests::fixture::{models_dir, Fixture, Options};
 use vigil_tests::{emulators, ort_dylib, repo_root};
 
@@ -61,48 +61,15 @@ async fn run() {
     assert!(cargo_lambda.is_file(), "cargo-lambda missing: make setup");
     let fx = Fixture::new(Options::default()).await;
     let e = emulators();
-
-    // IoT Core's front: the gateway with the thing's certificate attached, the broker behind.
-    let broker = vigil_edge::broker::start_embedded("127.0.0.1:0".parse().unwrap()).unwrap();
-    let broker_at = ("127.0.0.1".to_string(), broker.addr().port());
     let certs = root.join(format!("target/local-e2e/certs-{}", std::process::id()));
     std::fs::create_dir_all(&certs).unwrap();
     std::fs::copy(tls("device.pem"), certs.join(format!("{THING}.pem"))).unwrap();
-    let gateway = Gateway::bind(
-        &GatewayConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            cert: tls("endpoint.pem"),
-            key: tls("endpoint.key"),
-            device_ca: Some(tls("ca.pem")),
-            device_certs: certs.clone(),
-        },
-        broker_at.clone(),
-    )
-    .await
-    .unwrap();
-    let gateway_port = gateway.addr.port();
-    tokio::spawn(gateway.serve());
-
-    // The IoT data plane the function publishes through.
-    let (mqtt, mut mqtt_events) = AsyncClient::new(
-        MqttOptions::new("vigil-local-data-plane", "127.0.0.1", broker_at.1),
-        256,
-    );
-    tokio::spawn(async move { while mqtt_events.poll().await.is_ok() {} });
-    let plane = DataPlane::new(mqtt);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let data_plane = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(plane.clone().serve(listener));
-
-    // The function's environment: every name the Terraform sets, resolved for local.
-    let tf = terraform::PipelineTerraform::read(&root.join("infra/modules/pipeline")).unwrap();
-    let local: BTreeMap<&str, String> = BTreeMap::from([
+    let function_env: BTreeMap<String, String> = [
         ("VIGIL_TABLE_NAME", fx.table.clone()),
         ("VIGIL_ALERT_TOPIC_ARN", fx.topic_arn.clone()),
         ("VIGIL_ARCHIVE_BUCKET", fx.archive_bucket.clone()),
         ("VIGIL_MODELS_BUCKET", String::new()),
         ("VIGIL_REJECTS_QUEUE_URL", fx.rejects_queue_url.clone()),
-        ("VIGIL_IOT_DATA_ENDPOINT", data_plane.clone()),
         ("VIGIL_DEFAULT_PROFILE", "hydraulic-cooler".into()),
         ("VIGIL_REQUIRED_PROFILES", "hydraulic-cooler".into()),
         ("VIGIL_MODELS_DIR", models_dir().display().to_string()),
@@ -113,59 +80,37 @@ async fn run() {
         ("VIGIL_BASELINE_TTL_S", String::new()),
         ("ORT_DYLIB_PATH", ort_dylib().display().to_string()),
         ("RUST_LOG", "info".into()),
-    ]);
-    let mut env = BTreeMap::new();
-    for name in tf.function_environment().unwrap() {
-        let value = local
-            .get(name.as_str())
-            .unwrap_or_else(|| panic!("the Terraform sets {name}, which has no local value here"));
-        env.insert(name, value.clone());
-    }
-    for (k, v) in [
-        ("AWS_ENDPOINT_URL", e.moto.clone()),
-        ("AWS_ENDPOINT_URL_DYNAMODB", e.dynamodb.clone()),
-        ("AWS_ENDPOINT_URL_IOT_DATA_PLANE", data_plane.clone()),
-        ("AWS_ACCESS_KEY_ID", "test".into()),
-        ("AWS_SECRET_ACCESS_KEY", "test".into()),
-        ("AWS_REGION", "us-east-1".into()),
-        ("AWS_EC2_METADATA_DISABLED", "true".into()),
-    ] {
-        env.insert(k.to_string(), v);
-    }
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
     let logs = root.join(format!("target/local-e2e/logs-{}", std::process::id()));
-    let function = lambda::start(
-        &lambda::LambdaSpec {
-            cargo_lambda,
-            manifest: root.join("functions/ingest/Cargo.toml"),
-            bootstrap,
-            task_root: root.clone(),
-            env,
-            function_name: "vigil-ingest".into(),
-            timeout: Duration::from_secs(30),
-            logs: logs.clone(),
+    let mut stack = stack::start(stack::StackConfig {
+        repo: root.clone(),
+        gateway: GatewayConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            cert: tls("endpoint.pem"),
+            key: tls("endpoint.key"),
+            device_ca: Some(tls("ca.pem")),
+            device_certs: certs,
         },
-        free_port(),
-    )
+        moto: e.moto.clone(),
+        dynamodb: e.dynamodb.clone(),
+        function_env,
+        cargo_lambda,
+        bootstrap,
+        task_root: root.clone(),
+        logs: logs.clone(),
+        runtime_api_port: free_port(),
+        data_plane_listen: "127.0.0.1:0".parse().unwrap(),
+        first_retry_pause: Duration::from_millis(500),
+        rule_name: "vigil_ingest".into(),
+    })
     .await
-    .unwrap();
-
-    // The rule, from the Terraform, asynchronously to the function.
-    let (failed_tx, mut failed_rx) = tokio::sync::mpsc::unbounded_channel();
-    let invoker = AsyncInvoker::new(
-        function.function.clone(),
-        2,
-        Duration::from_millis(500),
-        1,
-        Some(failed_tx),
-    );
-    let counters = Arc::clone(&invoker.counters);
-    let rule = rule::TopicRule::parse("vigil_ingest", &tf.topic_rule_sql().unwrap()).unwrap();
-    tokio::spawn(bridge::run(
-        broker_at.clone(),
-        rule,
-        invoker,
-        Arc::default(),
-    ));
+    .expect("the local stand-in starts");
+    let broker_at = ("127.0.0.1".to_string(), stack.broker.addr().port());
+    let gateway_port = stack.gateway.port();
+    let counters = Arc::clone(&stack.invocations);
 
     // An observer of the device's condition topic.
     let (observer, mut observed) =
@@ -252,7 +197,8 @@ async fn run() {
     assert!(labels[12..].iter().all(|l| *l != "100"), "{labels:?}");
 
     // The shadow holds the last verdict.
-    let shadow = plane
+    let shadow = stack
+        .plane
         .shadows
         .lock()
         .unwrap()
@@ -280,5 +226,6 @@ async fn run() {
     assert!(state["alert"]["active"].is_string(), "{state}");
 
     assert_eq!(counters.exhausted.load(Ordering::Relaxed), 0);
-    assert!(failed_rx.try_recv().is_err());
+    assert!(stack.failures.try_recv().is_err());
+    assert_eq!(stack.gateway_counters.snapshot().policy_violations, 0);
 }

@@ -89,7 +89,10 @@ pub async fn start(spec: &LambdaSpec, port: u16) -> anyhow::Result<RunningLambda
         .env_clear()
         .envs(&spec.env)
         // The form cargo-lambda prints: its Runtime API sits under `/.rt`.
-        .env("AWS_LAMBDA_RUNTIME_API", format!("http://127.0.0.1:{port}/.rt"))
+        .env(
+            "AWS_LAMBDA_RUNTIME_API",
+            format!("http://127.0.0.1:{port}/.rt"),
+        )
         .env("AWS_LAMBDA_FUNCTION_NAME", &spec.function_name)
         .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
         .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512")

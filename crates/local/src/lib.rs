@@ -9,4 +9,5 @@ pub mod dataplane;
 pub mod invoke;
 pub mod lambda;
 pub mod rule;
+pub mod stack;
 pub mod terraform;
