@@ -9,7 +9,7 @@ export CARGO_TERM_COLOR ?= never
 DATA         ?= ../shared/datasets
 CARGO_TEST   := cargo test --workspace --locked
 
-.PHONY: help setup demo test test-rust test-infra lint fmt bench eval build deploy destroy test-localstack clean
+.PHONY: help setup demo test test-rust test-infra lint fmt bench eval build deploy destroy test-localstack local clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -22,7 +22,10 @@ demo: setup ## Replay the committed hydraulic sample through the edge pipeline o
 
 test: setup test-rust test-infra ## Set up, then run every test
 
+# tests/tests/local.rs runs the ingest bootstrap under cargo-lambda's emulator: a debug build
+# (the release zip with cargo-lambda + zig costs minutes on 2 cores).
 test-rust:
+	cargo build --locked -q -p vigil-ingest --bin bootstrap
 	$(CARGO_TEST)
 
 test-infra: setup ## Terraform fmt, checkov and wiring checks (offline)
@@ -56,6 +59,17 @@ destroy: ## terraform destroy in infra/envs/aws
 test-localstack: setup ## The AWS integration tests against a LocalStack at $$VIGIL_TEST_ENDPOINT
 	@test -n "$$VIGIL_TEST_ENDPOINT" || { echo "set VIGIL_TEST_ENDPOINT=http://localhost:4566"; exit 2; }
 	cargo test --locked -p vigil-tests
+
+local: setup ## The deployed cloud path on this machine: IoT Core stand-in, Lambda emulator, DynamoDB Local, moto (docs/local.md)
+	@if [ -f dist/ingest-x86_64.zip ]; then \
+	  rm -rf target/local/task && mkdir -p target/local/task && cd target/local/task && unzip -q ../../../dist/ingest-x86_64.zip; \
+	  echo "local: the bootstrap of dist/ingest-x86_64.zip (make build)"; \
+	else \
+	  cargo build --locked -q -p vigil-ingest --bin bootstrap; \
+	  echo "local: a debug bootstrap (run make build first to use the Lambda package)"; \
+	fi
+	VIGIL_LOCAL_BOOTSTRAP=$$( [ -f target/local/task/bootstrap ] && [ -f dist/ingest-x86_64.zip ] && echo $(CURDIR)/target/local/task/bootstrap || echo $(CURDIR)/target/debug/bootstrap ) \
+	  cargo run --locked -q -p vigil-tests --bin vigil-local
 
 clean:
 	cargo clean

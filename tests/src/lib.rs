@@ -21,6 +21,7 @@ use vigil_core::telemetry::Sample;
 
 pub mod fixture;
 pub mod fleet;
+pub mod local;
 
 pub use fixture::Fixture;
 

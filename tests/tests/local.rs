@@ -9,38 +9,17 @@
 //! release zip on 2 cores) and cargo-lambda in the tools venv (`make setup`).
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use clap::Parser;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::Value;
-use vigil_edge::gateway::GatewayConfig;
-use vigil_local::stack;
-use vigil_tests::fixture::{models_dir, Fixture, Options};
-use vigil_tests::{emulators, ort_dylib, repo_root};
+use vigil_tests::fixture::{Fixture, Options};
+use vigil_tests::local::THING;
+use vigil_tests::repo_root;
 
-const THING: &str = "tls-rig";
 const CYCLES: usize = 16;
-
-#[derive(Parser)]
-struct DeviceCli {
-    #[command(flatten)]
-    args: vigil_device::agent::DeviceArgs,
-}
-
-fn tls(name: &str) -> PathBuf {
-    repo_root().join("crates/cli/tests/fixtures/tls").join(name)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_device_replays_the_hydraulic_sample_through_the_deployed_cloud_path() {
@@ -57,57 +36,8 @@ async fn run() {
         "{} missing: cargo build -p vigil-ingest --bin bootstrap",
         bootstrap.display()
     );
-    let cargo_lambda = root.join(".tools/venv/bin/cargo-lambda");
-    assert!(cargo_lambda.is_file(), "cargo-lambda missing: make setup");
     let fx = Fixture::new(Options::default()).await;
-    let e = emulators();
-    let certs = root.join(format!("target/local-e2e/certs-{}", std::process::id()));
-    std::fs::create_dir_all(&certs).unwrap();
-    std::fs::copy(tls("device.pem"), certs.join(format!("{THING}.pem"))).unwrap();
-    let function_env: BTreeMap<String, String> = [
-        ("VIGIL_TABLE_NAME", fx.table.clone()),
-        ("VIGIL_ALERT_TOPIC_ARN", fx.topic_arn.clone()),
-        ("VIGIL_ARCHIVE_BUCKET", fx.archive_bucket.clone()),
-        ("VIGIL_MODELS_BUCKET", String::new()),
-        ("VIGIL_REJECTS_QUEUE_URL", fx.rejects_queue_url.clone()),
-        ("VIGIL_DEFAULT_PROFILE", "hydraulic-cooler".into()),
-        ("VIGIL_REQUIRED_PROFILES", "hydraulic-cooler".into()),
-        ("VIGIL_MODELS_DIR", models_dir().display().to_string()),
-        ("VIGIL_SAGEMAKER_ENDPOINT", String::new()),
-        ("VIGIL_SAGEMAKER_FALLBACK", "true".into()),
-        ("VIGIL_WINDOW_TTL_HOURS", "48".into()),
-        ("VIGIL_BASELINES_BUCKET", String::new()),
-        ("VIGIL_BASELINE_TTL_S", String::new()),
-        ("ORT_DYLIB_PATH", ort_dylib().display().to_string()),
-        ("RUST_LOG", "info".into()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
-    let logs = root.join(format!("target/local-e2e/logs-{}", std::process::id()));
-    let mut stack = stack::start(stack::StackConfig {
-        repo: root.clone(),
-        gateway: GatewayConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            cert: tls("endpoint.pem"),
-            key: tls("endpoint.key"),
-            device_ca: Some(tls("ca.pem")),
-            device_certs: certs,
-        },
-        moto: e.moto.clone(),
-        dynamodb: e.dynamodb.clone(),
-        function_env,
-        cargo_lambda,
-        bootstrap,
-        task_root: root.clone(),
-        logs: logs.clone(),
-        runtime_api_port: free_port(),
-        data_plane_listen: "127.0.0.1:0".parse().unwrap(),
-        first_retry_pause: Duration::from_millis(500),
-        rule_name: "vigil_ingest".into(),
-    })
-    .await
-    .expect("the local stand-in starts");
+    let (mut stack, logs) = vigil_tests::local::start(&fx, bootstrap, "127.0.0.1:0").await;
     let broker_at = ("127.0.0.1".to_string(), stack.broker.addr().port());
     let gateway_port = stack.gateway.port();
     let counters = Arc::clone(&stack.invocations);
@@ -127,40 +57,8 @@ async fn run() {
 
     // The device: `vigil device` over mutual TLS, replaying the committed sample.
     let state = root.join(format!("target/local-e2e/device-{}", std::process::id()));
-    let endpoint = format!("127.0.0.1:{gateway_port}");
-    let source = format!(
-        "replay-hydraulic:{}",
-        root.join("models/samples/hydraulic").display()
-    );
-    let cycles = CYCLES.to_string();
-    let (cert, key, ca) = (tls("device.pem"), tls("device.key"), tls("ca.pem"));
-    let device = DeviceCli::parse_from([
-        "device",
-        "--thing",
-        THING,
-        "--endpoint",
-        &endpoint,
-        "--cert",
-        cert.to_str().unwrap(),
-        "--key",
-        key.to_str().unwrap(),
-        "--ca",
-        ca.to_str().unwrap(),
-        "--source",
-        &source,
-        "--cycles",
-        &cycles,
-        "--speed",
-        "0",
-        "--batch",
-        "30",
-        "--state",
-        state.to_str().unwrap(),
-        "--no-shadow",
-        "--exit-when-drained",
-        "--quiet",
-    ]);
-    let device = tokio::spawn(vigil_device::agent::run(device.args));
+    let device = vigil_tests::local::device_args(gateway_port, CYCLES, &state);
+    let device = tokio::spawn(vigil_device::agent::run(device));
 
     // Every cycle's verdict reaches the device's topic.
     let mut verdicts: BTreeMap<u64, Value> = BTreeMap::new();
