@@ -65,17 +65,15 @@ async fn run() {
     let deadline = Instant::now() + Duration::from_secs(180);
     while verdicts.len() < CYCLES {
         let left = deadline.saturating_duration_since(Instant::now());
-        let event = tokio::time::timeout(left, observed.poll())
-            .await
-            .unwrap_or_else(|_| {
-                panic!(
-                    "{} of {CYCLES} verdicts; invocations {:?}; logs in {}",
-                    verdicts.len(),
-                    counters,
-                    logs.display()
-                )
-            })
-            .unwrap();
+        let Ok(event) = tokio::time::timeout(left, observed.poll()).await else {
+            panic!(
+                "{} of {CYCLES} verdicts; invocations {:?}; logs in {}",
+                verdicts.len(),
+                counters,
+                logs.display()
+            )
+        };
+        let event = event.expect("observer's broker connection");
         if let Event::Incoming(Packet::Publish(p)) = event {
             let v: Value = serde_json::from_slice(&p.payload).expect("verdict JSON");
             verdicts.insert(v["window"].as_u64().expect("window"), v);
