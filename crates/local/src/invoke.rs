@@ -150,6 +150,12 @@ impl AsyncInvoker {
         tokio::spawn(async move {
             let function = Arc::new(function);
             while let Some(event) = events.recv().await {
+                // The first attempt's slot is taken here, in queue order, so that first
+                // attempts start in the order the rule saw the messages; only retries
+                // reorder (as in Lambda).
+                let Ok(first_slot) = Arc::clone(&slots).acquire_owned().await else {
+                    return;
+                };
                 let (function, slots, c, on_failure) = (
                     Arc::clone(&function),
                     Arc::clone(&slots),
@@ -159,11 +165,16 @@ impl AsyncInvoker {
                 tokio::spawn(async move {
                     let mut pause = first_pause;
                     let mut attempt = 0;
+                    let mut first_slot = Some(first_slot);
                     loop {
                         attempt += 1;
                         let outcome = {
-                            let Ok(_slot) = slots.acquire().await else {
-                                return;
+                            let _slot = match first_slot.take() {
+                                Some(slot) => slot,
+                                None => match Arc::clone(&slots).acquire_owned().await {
+                                    Ok(slot) => slot,
+                                    Err(_) => return,
+                                },
                             };
                             c.invocations.fetch_add(1, Ordering::Relaxed);
                             function.invoke(&event).await
