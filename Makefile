@@ -9,13 +9,16 @@ export CARGO_TERM_COLOR ?= never
 DATA         ?= ../shared/datasets
 CARGO_TEST   := cargo test --workspace --locked
 
-.PHONY: help setup demo test test-rust test-infra lint fmt bench eval build deploy destroy test-localstack local clean
+.PHONY: help setup setup-build demo test test-rust test-infra lint fmt bench eval build deploy destroy test-localstack local clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
-setup: ## Install tools into .tools/ (venv with onnxruntime, emulators); skips what is there
+setup: ## Install the test tools into .tools/ (venv with onnxruntime, emulators); skips what is there
 	@bash scripts/setup.sh
+
+setup-build: ## Install only what build/deploy need (cargo-lambda and zig, into .tools/venv)
+	@bash scripts/setup-build.sh
 
 demo: setup ## Replay the committed hydraulic sample through the edge pipeline over MQTT
 	cargo run --locked -q -p vigil-cli --bin vigil -- demo
@@ -28,8 +31,9 @@ test-rust:
 	cargo build --locked -q -p vigil-ingest --bin bootstrap
 	$(CARGO_TEST)
 
-test-infra: setup ## Terraform fmt, checkov and wiring checks (offline)
-	VIGIL_TOOLS_VENV=$(VENV) bash infra/tests/run.sh
+# Its own venv: checkov pins boto3 and packaging below what moto (in .tools/venv) needs.
+test-infra: ## Terraform fmt, checkov, the AWS provider schema check and the wiring checks (offline)
+	VIGIL_TOOLS_VENV=$(TOOLS)/infra-venv bash infra/tests/run.sh
 
 lint: ## rustfmt and clippy, warnings are errors
 	cargo fmt --all -- --check
@@ -46,19 +50,29 @@ eval: setup ## Every evaluation on ../shared/datasets (last line of each: JSON f
 	for t in cooler valve pump accumulator; do target/debug/vigil eval hydraulic --target $$t --data $(DATA)/hydraulic | tail -n1; done
 	for t in rmg941 cwru nab; do target/debug/vigil eval $$t --data $(DATA)/$$t | tail -n1; done
 
-build: setup ## Lambda zips for arm64 and x86_64 in dist/ (cargo-lambda + zig)
-	bash scripts/package-lambda.sh arm64
-	bash scripts/package-lambda.sh x86_64
+# build/deploy need cargo, cargo-lambda + zig (installed by setup-build) and, for deploy, terraform and AWS
+# credentials: none of the test emulators. ARCH must match lambda_architecture in terraform.tfvars.
+ARCH ?= arm64
 
-deploy: build ## Build, then terraform apply in infra/envs/aws (see docs/deploy.md)
-	cd infra/envs/aws && terraform init && terraform apply
+build: setup-build ## Lambda zip for $(ARCH) (default arm64; ARCH="arm64 x86_64" for both) in dist/
+	for a in $(ARCH); do bash scripts/package-lambda.sh $$a || exit 1; done
+
+deploy: build ## Build, then terraform init + apply in infra/envs/aws (see docs/deploy.md)
+	terraform -chdir=infra/envs/aws init
+	terraform -chdir=infra/envs/aws apply
 
 destroy: ## terraform destroy in infra/envs/aws
-	cd infra/envs/aws && terraform init && terraform destroy
+	terraform -chdir=infra/envs/aws init
+	terraform -chdir=infra/envs/aws destroy
 
-test-localstack: setup ## The AWS integration tests against a LocalStack at $$VIGIL_TEST_ENDPOINT
-	@test -n "$$VIGIL_TEST_ENDPOINT" || { echo "set VIGIL_TEST_ENDPOINT=http://localhost:4566"; exit 2; }
-	cargo test --locked -p vigil-tests
+# For users who run LocalStack (Docker, auth token): apply infra/envs/localstack to it, then run the AWS
+# integration tests against it. LOCALSTACK_ENDPOINT defaults to http://localhost:4566; see docs/deploy.md.
+LOCALSTACK_ENDPOINT ?= http://localhost:4566
+
+test-localstack: setup build ## Apply infra/envs/localstack to a running LocalStack, then the AWS integration tests against it
+	terraform -chdir=infra/envs/localstack init
+	terraform -chdir=infra/envs/localstack apply -auto-approve -var localstack_endpoint=$(LOCALSTACK_ENDPOINT) -var lambda_architecture=$(firstword $(ARCH))
+	VIGIL_TEST_ENDPOINT=$(LOCALSTACK_ENDPOINT) cargo test --locked -p vigil-tests
 
 local: setup ## The deployed cloud path on this machine: IoT Core stand-in, Lambda emulator, DynamoDB Local, moto (docs/local.md)
 	@if [ -f dist/ingest-x86_64.zip ]; then \

@@ -4,7 +4,7 @@
 #                          + lib/libonnxruntime.so.1.31.1  (from the onnxruntime wheel for that platform)
 #                          + models/*.onnx + models/profiles/*.toml
 # Usage: scripts/package-lambda.sh arm64|x86_64
-# Needs: cargo; installs cargo-lambda and zig (PyPI packages) into .tools/venv when missing.
+# Needs: cargo and python3; cargo-lambda and zig come from scripts/setup-build.sh. Linux and macOS.
 # The function's environment must set ORT_DYLIB_PATH=/var/task/lib/libonnxruntime.so.1.31.1
 # (VIGIL_MODELS_DIR defaults to $LAMBDA_TASK_ROOT/models).
 set -euo pipefail
@@ -21,16 +21,10 @@ cd "$ROOT"
 VENV="$ROOT/.tools/venv"
 WHEELS="$ROOT/.tools/wheels"
 ORT_VERSION="1.31.1"
-CARGO_LAMBDA_VERSION="1.9.2"
-ZIG_VERSION="0.17.1"
 log() { printf 'package-lambda(%s): %s\n' "$ARCH" "$*" >&2; }
 
-[ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
-if ! [ -x "$VENV/bin/cargo-lambda" ] || ! "$VENV/bin/python" -c "import ziglang" 2>/dev/null; then
-    log "installing cargo-lambda $CARGO_LAMBDA_VERSION and zig $ZIG_VERSION into $VENV"
-    "$VENV/bin/pip" install --quiet --disable-pip-version-check \
-        "cargo-lambda==$CARGO_LAMBDA_VERSION" "ziglang==$ZIG_VERSION"
-fi
+# cargo-lambda and zig (pinned in setup-build.sh, which `make build` runs first).
+bash "$ROOT/scripts/setup-build.sh"
 export PATH="$VENV/bin:$PATH"
 
 # --- the binary ----------------------------------------------------------------------------
@@ -41,13 +35,15 @@ BOOTSTRAP="target/lambda-$ARCH/bootstrap/bootstrap"
 
 # --- ONNX Runtime for that platform, from the PyPI wheel ------------------------------------
 mkdir -p "$WHEELS"
-wheel="$(ls "$WHEELS"/onnxruntime-"$ORT_VERSION"-*"${PLATFORM##*_2_2?_}"*.whl 2>/dev/null | head -n1 || true)"
+find_wheel() { find "$WHEELS" -maxdepth 1 -name "onnxruntime-$ORT_VERSION-*${PLATFORM#manylinux_2_28_}*.whl" | head -n1; }
+wheel="$(find_wheel)"
 if [ -z "$wheel" ]; then
     log "downloading the onnxruntime $ORT_VERSION wheel for $PLATFORM"
     "$VENV/bin/pip" download --quiet --disable-pip-version-check "onnxruntime==$ORT_VERSION" \
         --only-binary=:all: --platform "$PLATFORM" --python-version 3.11 --implementation cp \
         --no-deps -d "$WHEELS"
-    wheel="$(ls "$WHEELS"/onnxruntime-"$ORT_VERSION"-*"${PLATFORM##*_2_2?_}"*.whl | head -n1)"
+    wheel="$(find_wheel)"
+    [ -n "$wheel" ] || { log "no onnxruntime $ORT_VERSION wheel for $PLATFORM in $WHEELS"; exit 1; }
 fi
 
 # --- the zip -------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from rulesql import RULE_SELECT, mqtt_match, parse_rule_sql, select_problems, split_select  # noqa: F401 (re-exported)
 from tfparse import Block, Module, Statement, as_list, attr, blocks, load_module, module_dirs, policy_doc_name, statements
 
 # --- contracts -----------------------------------------------------------------
@@ -27,6 +28,7 @@ LAMBDA_ENV = (
     "VIGIL_REJECTS_QUEUE_URL",
     "VIGIL_IOT_DATA_ENDPOINT",
     "VIGIL_DEFAULT_PROFILE",
+    "VIGIL_REQUIRED_PROFILES",
     "VIGIL_MODELS_DIR",
     "VIGIL_SAGEMAKER_ENDPOINT",
     "VIGIL_SAGEMAKER_FALLBACK",
@@ -45,8 +47,15 @@ ENV_SOURCES = {
     "VIGIL_ARCHIVE_BUCKET": (r"\$\{aws_s3_bucket\.(?P<res>\w+)\.(id|bucket)\}", "resource", "aws_s3_bucket"),
     "VIGIL_MODELS_BUCKET": (r'\$\{(var\.\w+ \? )?aws_s3_bucket\.(?P<res>\w+)\.(id|bucket)( : "")?\}', "resource", "aws_s3_bucket"),
     "VIGIL_REJECTS_QUEUE_URL": (r"\$\{aws_sqs_queue\.(?P<res>\w+)\.(url|id)\}", "resource", "aws_sqs_queue"),
-    "VIGIL_IOT_DATA_ENDPOINT": (r"https://\$\{data\.aws_iot_endpoint\.(?P<res>\w+)\.endpoint_address\}", "data", "aws_iot_endpoint"),
+    # The account's endpoint, or (enable_iot = false: an emulator without IoT Core) the one given.
+    "VIGIL_IOT_DATA_ENDPOINT": (
+        r'\$\{var\.enable_iot \? "https://\$\{data\.aws_iot_endpoint\.(?P<res>\w+)\[0\]\.endpoint_address\}" : var\.iot_data_endpoint\}',
+        "data",
+        "aws_iot_endpoint",
+    ),
     "VIGIL_DEFAULT_PROFILE": (r"\$\{var\.(?P<var>\w+)\}", "var", None),
+    # The profiles module checked them against the bundled profiles at plan time.
+    "VIGIL_REQUIRED_PROFILES": (r'\$\{join\(",", ?module\.(?P<module>\w+)\.required_profiles\)\}', "module", None),
     "VIGIL_SAGEMAKER_ENDPOINT": (r"\$\{var\.(?P<var>\w+)\}", "var", None),
     "VIGIL_SAGEMAKER_FALLBACK": (r"\$\{tostring\(var\.(?P<var>\w+)\)\}", "var", None),
     "VIGIL_WINDOW_TTL_HOURS": (r"\$\{tostring\(var\.(?P<var>\w+)\)\}", "var", None),
@@ -88,7 +97,6 @@ TABLE_ACTIONS = {
     "dynamodb:UpdateItem",
     "dynamodb:DeleteItem",
     "dynamodb:Query",
-    "dynamodb:BatchWriteItem",
 }
 
 # Topics (DESIGN.md, "Topics and payloads").
@@ -214,6 +222,8 @@ def check_lambda_env(infra: Infra, required: tuple[str, ...] = LAMBDA_ENV) -> li
     problems = [f"{fn.address}: environment variable {name} is not set" for name in required if name not in env]
     variables = mod.variables()
     for name, expr in env.items():
+        if isinstance(expr, str) and re.fullmatch(r"\$\{local\.\w+\}", expr):
+            expr = mod.locals.get(expr[8:-1], expr)
         if name in ENV_CONSTANTS:
             value = mod.resolve(expr)
             if value != ENV_CONSTANTS[name]:
@@ -227,6 +237,10 @@ def check_lambda_env(infra: Infra, required: tuple[str, ...] = LAMBDA_ENV) -> li
             problems.append(f"{fn.address}: {name} = {expr!r} is not taken from where it must be ({pattern})")
             continue
         groups = m.groupdict()
+        if kind == "module":
+            call = mod.module_calls().get(groups["module"])
+            if call is None or attr(call.body, "source") != "../profiles":
+                problems.append(f"{fn.address}: {name} uses module.{groups['module']}, which this module does not call as ../profiles")
         if kind in ("resource", "data"):
             found = mod.data_source(rtype, groups["res"]) if kind == "data" else mod.resource(rtype, groups["res"])
             if found is None:
@@ -257,7 +271,10 @@ def check_env_grants(infra: Infra) -> list[str]:
     stmts = [s for s in role_statements(mod, role) if s.effect == "Allow"]
     problems = []
     for name, grants in ENV_GRANTS.items():
-        m = re.fullmatch(ENV_SOURCES[name][0], str(env.get(name, "")))
+        expr = str(env.get(name, ""))
+        if re.fullmatch(r"\$\{local\.\w+\}", expr):
+            expr = str(mod.locals.get(expr[8:-1], expr))
+        m = re.fullmatch(ENV_SOURCES[name][0], expr)
         if not m:
             continue  # reported by check_lambda_env
         for action, template in grants:
@@ -286,8 +303,10 @@ def check_lambda_function(infra: Infra) -> list[str]:
         problems.append(f"{fn.address}: filename must be var.lambda_zip_path")
     if "filebase64sha256(var.lambda_zip_path)" not in str(attr(fn.body, "source_code_hash")):
         problems.append(f"{fn.address}: source_code_hash must follow the package (filebase64sha256(var.lambda_zip_path))")
-    if not blocks(fn.body, "dead_letter_config"):
-        problems.append(f"{fn.address}: no dead_letter_config")
+    # Failed asynchronous events go to one place: the invoke config's on-failure destination. A
+    # dead_letter_config as well would deliver each of them twice.
+    if blocks(fn.body, "dead_letter_config"):
+        problems.append(f"{fn.address}: has a dead_letter_config besides the on-failure destination (failed events would arrive twice)")
     log_groups = mod.resources("aws_cloudwatch_log_group")
     if not any(attr(lg.body, "retention_in_days") is not None and attr(lg.body, "kms_key_id") for lg in log_groups):
         problems.append("the function's log group needs a retention and a KMS key")
@@ -295,25 +314,6 @@ def check_lambda_function(infra: Infra) -> list[str]:
 
 
 # --- topic rule and topics -----------------------------------------------------
-
-
-def mqtt_match(topic_filter: str, topic: str) -> bool:
-    f, t = topic_filter.split("/"), topic.split("/")
-    for i, part in enumerate(f):
-        if part == "#":
-            return True
-        if i >= len(t):
-            return False
-        if part != "+" and part != t[i]:
-            return False
-    return len(f) == len(t)
-
-
-def parse_rule_sql(sql: str) -> tuple[list[str], str] | None:
-    m = re.fullmatch(r"\s*SELECT\s+(?P<select>.+?)\s+FROM\s+'(?P<topic>[^']+)'(\s+WHERE\s+.+)?\s*", sql, re.I | re.S)
-    if not m:
-        return None
-    return [s.strip() for s in m.group("select").split(",")], m.group("topic")
 
 
 def topic_rule(mod: Module) -> Block:
@@ -334,8 +334,7 @@ def check_rule_sql(infra: Infra, device_topics: list[str] | None = None) -> list
     if parsed is None:
         return problems + [f"{rule.address}: cannot read SQL {sql!r}"]
     select, topic_filter = parsed
-    if "*" not in select:
-        problems.append(f"{rule.address}: SQL must select * (the whole payload), selects {select}")
+    problems += [f"{rule.address}: {p}" for p in select_problems(select)]
     device = [s for s in select if re.fullmatch(r"topic\((\d+)\)\s+AS\s+device", s, re.I)]
     if not device:
         problems.append(f"{rule.address}: SQL must select topic(3) AS device")
@@ -362,8 +361,8 @@ def check_basic_ingest(infra: Infra) -> list[str]:
     fleet, pipeline, stack = infra.fleet, infra.pipeline, infra.module("modules/stack")
     rule = topic_rule(pipeline)
     out = pipeline.outputs().get("topic_rule_name")
-    if out is None or attr(out.body, "value") != f"${{{rule.address}.name}}":
-        problems.append(f"modules/pipeline: output topic_rule_name must be {rule.address}.name")
+    if out is None or attr(out.body, "value") != f"${{one({rule.address}[*].name)}}":
+        problems.append(f"modules/pipeline: output topic_rule_name must be one({rule.address}[*].name)")
     call = stack.module_calls().get("fleet")
     if call is None or attr(call.body, "basic_ingest_rule_name") != "${module.pipeline.topic_rule_name}":
         problems.append("modules/stack: module.fleet.basic_ingest_rule_name must be module.pipeline.topic_rule_name")
@@ -522,7 +521,8 @@ def check_function_permissions(infra: Infra) -> list[str]:
             if resolved(mod, attr(s.body, "resources")) != ["${aws_dynamodb_table.state.arn}"]:
                 problems.append(f"role {role}: DynamoDB actions must be on the state table only")
     iot_arn = str(mod.resolve("${local.iot_arn}"))
-    expected_publish = {f"{iot_arn}:topic/dt/vigil/*/condition", f"{iot_arn}:topic/$aws/things/*/shadow/name/{SHADOW_NAME}/update"}
+    # The shadow is written with UpdateThingShadow (HTTP), which needs no iot:Publish on its topic.
+    expected_publish = {f"{iot_arn}:topic/dt/vigil/*/condition"}
     publish = {r for s in stmts if "iot:Publish" in as_list(attr(s.body, "actions")) for r in resolved(mod, attr(s.body, "resources"))}
     if publish != expected_publish:
         problems.append(f"role {role}: iot:Publish must be on {sorted(expected_publish)}, is on {sorted(publish)}")
@@ -745,7 +745,7 @@ def check_ingest_modes(infra: Infra) -> list[str]:
     if not errors or attr(errors[0], "queue_url") != "${aws_sqs_queue.failures.url}":
         problems.append(f"{rule.address}: error_action must send to the failures queue")
     perm = mod.resources("aws_lambda_permission")
-    if not any(attr(p.body, "principal") == "iot.amazonaws.com" and attr(p.body, "source_arn") == f"${{{rule.address}.arn}}" for p in perm):
+    if not any(attr(p.body, "principal") == "iot.amazonaws.com" and attr(p.body, "source_arn") == f"${{{rule.address}[0].arn}}" for p in perm):
         problems.append("direct mode: no aws_lambda_permission for iot.amazonaws.com with source_arn = the rule")
     esm = {e.name: e for e in mod.resources("aws_lambda_event_source_mapping")}
     for name in ("sqs", "kinesis"):
@@ -811,7 +811,8 @@ def check_layout(infra: Infra) -> list[str]:
             if not (mod.path / f).is_file():
                 problems.append(f"{rel}: missing {f}")
         versions = (mod.path / "versions.tf").read_text() if (mod.path / "versions.tf").is_file() else ""
-        if "required_version" not in versions or 'source  = "hashicorp/aws"' not in versions:
+        uses_aws = bool(mod.resources() or mod.data()) or rel.startswith("envs/")
+        if "required_version" not in versions or (uses_aws and 'source  = "hashicorp/aws"' not in versions):
             problems.append(f"{rel}: versions.tf must pin required_version and the hashicorp/aws provider")
         inner = rel.startswith("modules/") and rel != "modules/stack"
         for name, var in mod.variables().items():

@@ -1,9 +1,17 @@
 //! The function's configuration: one typed struct from the environment, validated at cold
 //! start. An error lists every missing and every invalid name at once.
+//!
+//! Two steps: [`Config::from_lookup`] checks each variable on its own, [`Config::check_profiles`]
+//! checks them against the profiles that were loaded (the names of `VIGIL_DEFAULT_PROFILE` and
+//! `VIGIL_REQUIRED_PROFILES` exist; `VIGIL_SAGEMAKER_ENDPOINT` is used by a SageMaker profile;
+//! with `VIGIL_SAGEMAKER_FALLBACK` every SageMaker profile names its fallback model). Terraform
+//! makes the same profile checks at plan time (infra/modules/profiles).
 
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
+
+use vigil_core::{Profile, ScorerSpec};
 
 /// Every environment variable the function reads (Terraform sets each of them).
 pub const NAMES: &[&str] = &[
@@ -14,6 +22,7 @@ pub const NAMES: &[&str] = &[
     "VIGIL_REJECTS_QUEUE_URL",
     "VIGIL_IOT_DATA_ENDPOINT",
     "VIGIL_DEFAULT_PROFILE",
+    "VIGIL_REQUIRED_PROFILES",
     "VIGIL_MODELS_DIR",
     "VIGIL_SAGEMAKER_ENDPOINT",
     "VIGIL_SAGEMAKER_FALLBACK",
@@ -44,11 +53,17 @@ pub struct Config {
     pub iot_data_endpoint: String,
     /// Profile of devices the registry does not know.
     pub default_profile: String,
+    /// Profiles the deployment scores with (`VIGIL_REQUIRED_PROFILES`, comma separated: the
+    /// profiles of the device registry Terraform wrote); cold start fails when one is missing.
+    pub required_profiles: Vec<String>,
     /// Bundled models: `*.onnx` and `profiles/*.toml`.
     pub models_dir: PathBuf,
-    /// Endpoint used by SageMaker profiles instead of the one they name; `None`: their own.
+    /// The deployment's SageMaker endpoint: every `kind = "sagemaker"` profile is scored with it
+    /// instead of the endpoint the profile names (at least one such profile must be loaded, or
+    /// the endpoint would never be called); `None`: each profile's own endpoint.
     pub sagemaker_endpoint: Option<String>,
-    /// Whether SageMaker profiles fall back to their bundled ONNX model when the endpoint fails.
+    /// Whether SageMaker profiles fall back to their bundled ONNX model when the endpoint fails
+    /// (each of them must then name a `fallback_model`).
     pub sagemaker_fallback: bool,
     /// How long window data is kept after its last write.
     pub window_ttl: Duration,
@@ -117,6 +132,21 @@ impl Config {
         let ttl_text = required("VIGIL_WINDOW_TTL_HOURS", &mut err);
         let models_bucket = optional("VIGIL_MODELS_BUCKET");
         let sagemaker_endpoint = optional("VIGIL_SAGEMAKER_ENDPOINT");
+        let required_profiles: Vec<String> = optional("VIGIL_REQUIRED_PROFILES")
+            .map(|list| {
+                list.split(',')
+                    .map(str::trim)
+                    .filter(|p| !p.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default();
+        if let Some(bad) = required_profiles.iter().find(|p| !is_profile_name(p)) {
+            err.invalid.push((
+                "VIGIL_REQUIRED_PROFILES",
+                format!("{bad:?} is not a profile name (a-z, 0-9, '-', '_')"),
+            ));
+        }
         let baselines_bucket = optional("VIGIL_BASELINES_BUCKET");
         let baseline_ttl = match optional("VIGIL_BASELINE_TTL_S") {
             None => Duration::from_secs(DEFAULT_BASELINE_TTL_S),
@@ -211,6 +241,7 @@ impl Config {
             rejects_queue_url,
             iot_data_endpoint,
             default_profile,
+            required_profiles,
             models_dir,
             sagemaker_endpoint,
             sagemaker_fallback,
@@ -219,6 +250,96 @@ impl Config {
             baseline_ttl,
             ort_dylib_path,
         })
+    }
+}
+
+/// What a profile name may be (the same rule as Terraform's validation of `devices`).
+fn is_profile_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+        && name.len() <= 64
+}
+
+impl Config {
+    /// Checks the configuration against the profiles that were loaded; the error lists every
+    /// problem at once, each under the variable that causes it.
+    pub fn check_profiles<'a>(
+        &self,
+        profiles: impl IntoIterator<Item = &'a Profile>,
+    ) -> Result<(), ConfigError> {
+        let profiles: Vec<&Profile> = profiles.into_iter().collect();
+        let known: Vec<&str> = profiles.iter().map(|p| p.name.as_str()).collect();
+        let list = |names: &[&str]| names.join(", ");
+        let mut err = ConfigError::default();
+        if !known.contains(&self.default_profile.as_str()) {
+            err.invalid.push((
+                "VIGIL_DEFAULT_PROFILE",
+                format!(
+                    "{:?} is not among the loaded profiles ({})",
+                    self.default_profile,
+                    list(&known)
+                ),
+            ));
+        }
+        let unknown: Vec<&str> = self
+            .required_profiles
+            .iter()
+            .map(String::as_str)
+            .filter(|p| !known.contains(p))
+            .collect();
+        if !unknown.is_empty() {
+            err.invalid.push((
+                "VIGIL_REQUIRED_PROFILES",
+                format!(
+                    "{} not among the loaded profiles ({})",
+                    list(&unknown),
+                    list(&known)
+                ),
+            ));
+        }
+        let sagemaker: Vec<&Profile> = profiles
+            .iter()
+            .copied()
+            .filter(|p| matches!(p.scorer, ScorerSpec::Sagemaker { .. }))
+            .collect();
+        if let (Some(endpoint), true) = (&self.sagemaker_endpoint, sagemaker.is_empty()) {
+            err.invalid.push((
+                "VIGIL_SAGEMAKER_ENDPOINT",
+                format!(
+                    "{endpoint:?} would never be called: no loaded profile has scorer kind = \"sagemaker\""
+                ),
+            ));
+        }
+        let unguarded: Vec<&str> = sagemaker
+            .iter()
+            .filter(|p| {
+                matches!(
+                    p.scorer,
+                    ScorerSpec::Sagemaker {
+                        fallback_model: None,
+                        ..
+                    }
+                )
+            })
+            .map(|p| p.name.as_str())
+            .collect();
+        if self.sagemaker_fallback && !unguarded.is_empty() {
+            err.invalid.push((
+                "VIGIL_SAGEMAKER_FALLBACK",
+                format!(
+                    "true, but the SageMaker profiles {} name no fallback_model (add one, or set it false)",
+                    list(&unguarded)
+                ),
+            ));
+        }
+        if err.invalid.is_empty() {
+            Ok(())
+        } else {
+            Err(err)
+        }
     }
 }
 
@@ -328,6 +449,129 @@ mod tests {
         ] {
             assert!(text.contains(name), "{text}");
         }
+    }
+
+    const PROFILE: &str = r#"
+name = "NAME"
+channels = ["a"]
+sample_rate_hz = 1.0
+[window]
+size = 4
+hop = 4
+[scorer]
+SCORER
+labels = ["bad", "ok"]
+[alert]
+unhealthy = ["bad"]
+"#;
+
+    fn profile(name: &str, scorer: &str) -> Profile {
+        let text = PROFILE.replace("NAME", name).replace("SCORER", scorer);
+        Profile::from_toml(&text, name).unwrap()
+    }
+
+    fn onnx(name: &str) -> Profile {
+        profile(name, "kind = \"onnx\"\nmodel = \"m.onnx\"")
+    }
+
+    fn sagemaker(name: &str, fallback: bool) -> Profile {
+        let fb = if fallback {
+            "\nfallback_model = \"m.onnx\""
+        } else {
+            ""
+        };
+        profile(
+            name,
+            &format!("kind = \"sagemaker\"\nendpoint = \"own\"{fb}"),
+        )
+    }
+
+    #[test]
+    fn required_profiles_are_a_comma_list_of_names() {
+        let mut env = full();
+        assert!(load(&env).unwrap().required_profiles.is_empty());
+        env.insert(
+            "VIGIL_REQUIRED_PROFILES",
+            "hydraulic-cooler, rmg941,".into(),
+        );
+        assert_eq!(
+            load(&env).unwrap().required_profiles,
+            vec!["hydraulic-cooler", "rmg941"]
+        );
+        env.insert("VIGIL_REQUIRED_PROFILES", "ok,Not A Name".into());
+        let e = load(&env).unwrap_err();
+        assert_eq!(e.invalid[0].0, "VIGIL_REQUIRED_PROFILES");
+        assert!(e.to_string().contains("Not A Name"), "{e}");
+    }
+
+    #[test]
+    fn a_coherent_configuration_passes_the_profile_check() {
+        let mut env = full();
+        env.insert("VIGIL_REQUIRED_PROFILES", "hydraulic-cooler,rig".into());
+        let c = load(&env).unwrap();
+        let loaded = [onnx("hydraulic-cooler"), onnx("rig"), onnx("unused")];
+        assert_eq!(c.check_profiles(&loaded), Ok(()));
+        // SageMaker on, with a SageMaker profile that has its fallback model.
+        env.insert("VIGIL_SAGEMAKER_ENDPOINT", "vigil-scorer".into());
+        let c = load(&env).unwrap();
+        let loaded = [onnx("hydraulic-cooler"), onnx("rig"), sagemaker("sm", true)];
+        assert_eq!(c.check_profiles(&loaded), Ok(()));
+        // Fallback off: a SageMaker profile without fallback model is fine.
+        env.insert("VIGIL_SAGEMAKER_FALLBACK", "false".into());
+        let c = load(&env).unwrap();
+        let loaded = [
+            onnx("hydraulic-cooler"),
+            onnx("rig"),
+            sagemaker("sm", false),
+        ];
+        assert_eq!(c.check_profiles(&loaded), Ok(()));
+    }
+
+    #[test]
+    fn the_profile_check_lists_every_incoherence_at_once() {
+        let mut env = full();
+        env.insert("VIGIL_DEFAULT_PROFILE", "hydraulic-coler".into());
+        env.insert(
+            "VIGIL_REQUIRED_PROFILES",
+            "hydraulic-cooler,rigg,pump".into(),
+        );
+        env.insert("VIGIL_SAGEMAKER_ENDPOINT", "vigil-scorer".into());
+        let c = load(&env).unwrap();
+        // The endpoint is set but no SageMaker profile is loaded: it would never be called.
+        let e = c
+            .check_profiles(&[onnx("hydraulic-cooler"), onnx("pump")])
+            .unwrap_err();
+        let names: Vec<&str> = e.invalid.iter().map(|(n, _)| *n).collect();
+        assert_eq!(
+            names,
+            vec![
+                "VIGIL_DEFAULT_PROFILE",
+                "VIGIL_REQUIRED_PROFILES",
+                "VIGIL_SAGEMAKER_ENDPOINT"
+            ]
+        );
+        let text = e.to_string();
+        for needle in ["\"hydraulic-coler\"", "rigg not among", "never be called"] {
+            assert!(text.contains(needle), "{needle}: {text}");
+        }
+        assert!(!text.contains("pump not"), "{text}");
+        // The default fallback (true) with a SageMaker profile that has no fallback model.
+        let e = c
+            .check_profiles(&[
+                onnx("hydraulic-coler"),
+                onnx("rigg"),
+                onnx("hydraulic-cooler"),
+                onnx("pump"),
+                sagemaker("sm-a", false),
+                sagemaker("sm-b", true),
+            ])
+            .unwrap_err();
+        assert_eq!(e.invalid.len(), 1, "{e}");
+        assert_eq!(e.invalid[0].0, "VIGIL_SAGEMAKER_FALLBACK");
+        assert!(
+            e.invalid[0].1.contains("sm-a") && !e.invalid[0].1.contains("sm-b"),
+            "{e}"
+        );
     }
 
     #[test]

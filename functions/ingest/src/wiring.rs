@@ -25,8 +25,6 @@ pub enum WiringError {
     Models(#[from] vigil_aws::s3::ModelFetchError),
     #[error("loading profiles from {dir}: {message}")]
     Profiles { dir: PathBuf, message: String },
-    #[error("default profile {0:?} is not among the loaded profiles ({1})")]
-    DefaultProfile(String, String),
 }
 
 /// What the function holds between invocations.
@@ -87,14 +85,16 @@ pub async fn build(
             }
         }
     }
+    // The configuration against the profiles, every problem at once, before any scorer is built.
+    let set = vigil_core::ProfileSet::load_dir(&models_dir.join("profiles")).map_err(|e| {
+        WiringError::Profiles {
+            dir: models_dir.clone(),
+            message: e.to_string(),
+        }
+    })?;
+    config.check_profiles(set.profiles.values())?;
     let sagemaker = vigil_aws::sagemaker_client(sdk);
     let profiles = load_profiles(&models_dir, &config, &sagemaker)?;
-    if !profiles.contains_key(&config.default_profile) {
-        return Err(WiringError::DefaultProfile(
-            config.default_profile.clone(),
-            profiles.keys().cloned().collect::<Vec<_>>().join(", "),
-        ));
-    }
     let mut ports = AwsPorts::new(sdk, &settings(&config));
     // Only streaming-statistics profiles have a baseline: the others never ask S3 for one.
     ports.baselines = ports.baselines.take().map(|b| {

@@ -19,8 +19,9 @@ module "vigil" {
 
   name = var.name
 
-  devices          = var.devices
-  certificate_csrs = var.certificate_csrs
+  devices              = var.devices
+  certificate_csrs     = var.certificate_csrs
+  allow_generated_keys = var.allow_generated_keys
 
   lambda_zip_path             = local.lambda_zip_path
   lambda_architecture         = var.lambda_architecture

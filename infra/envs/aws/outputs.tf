@@ -17,13 +17,13 @@ output "device_certificate_pems" {
 }
 
 output "device_private_keys" {
-  description = "Generated private key (PEM) by thing name, for things without a CSR: the --key of the device agent."
+  description = "Generated private key (PEM) by thing name, for things without a CSR: the --key of the device agent. Also in the Terraform state, in plaintext."
   value       = module.vigil.device_private_keys
   sensitive   = true
 }
 
 output "device_setup" {
-  description = "Shell commands that write a device's certificate and key files and start the device agent with them."
+  description = "Per device, shell commands that install `vigil`, write the device's certificate and key under .vigil/devices/<thing>/ of the repository and start the device agent; they work from any directory."
   value       = module.vigil.device_setup
 }
 
@@ -62,6 +62,11 @@ output "models_bucket" {
   value       = module.vigil.models_bucket
 }
 
+output "baselines_url" {
+  description = "Where `vigil calibrate --to` publishes calibrated baselines for the function (docs/calibrate.md)."
+  value       = module.vigil.baselines_url
+}
+
 output "archive_bucket" {
   description = "S3 bucket of archived windows."
   value       = module.vigil.archive_bucket
@@ -87,6 +92,16 @@ output "failures_queue_url" {
   value       = module.vigil.failures_queue_url
 }
 
+output "ingest_queue_url" {
+  description = "SQS ingest queue (ingest_mode = sqs), else null."
+  value       = module.vigil.ingest_queue_url
+}
+
+output "ingest_stream_name" {
+  description = "Kinesis ingest stream (ingest_mode = kinesis), else null."
+  value       = module.vigil.ingest_stream_name
+}
+
 output "dashboard_url" {
   description = "CloudWatch dashboard of the pipeline."
   value       = module.vigil.dashboard_url
@@ -100,7 +115,8 @@ output "sagemaker_endpoint_name" {
 output "next_steps" {
   description = "What to do now."
   value       = <<-EOT
-    Write the files and start a device (needs jq):  terraform output -json device_setup | jq -r '.["<thing>"]'
+    Set up and start a device (needs jq; the commands cd to the repository):
+      terraform -chdir=infra/envs/aws output -json device_setup | jq -r '.["<thing>"]' | sh
     Watch results: AWS IoT console > MQTT test client > subscribe to dt/vigil/+/condition
     Walkthrough: docs/deploy.md
   EOT

@@ -46,6 +46,12 @@ variable "certificate_csrs" {
   default     = {}
 }
 
+variable "allow_generated_keys" {
+  description = "Let AWS IoT generate the key pair of devices without a CSR; such private keys are kept in the Terraform state in plaintext (docs/deploy.md, security notes). false requires a CSR for every device."
+  type        = bool
+  default     = true
+}
+
 variable "lambda_zip_path" {
   description = "Path of the ingest package; null means ../../../dist/ingest-<lambda_architecture>.zip from this directory, where `make build` writes it."
   type        = string

@@ -1,6 +1,10 @@
-# Vigil on LocalStack (https://docs.localstack.cloud), for users with Docker: every AWS service of the stack
-# is pointed at the LocalStack edge endpoint. AWS IoT Core is a LocalStack Pro feature; without it, use
-# ingest_mode = "sqs" and send telemetry straight to the ingest queue (see docs/deploy.md).
+# Vigil on LocalStack, for users who have it (it runs in Docker and asks for an auth token): every AWS
+# service of the stack is pointed at the LocalStack endpoint.
+#
+#   Community (default): enable_iot = false. No things, certificates, device policy nor topic rule; telemetry
+#     goes straight to the ingest queue (ingest_mode = "sqs", the default) or stream ("kinesis"), in the
+#     document the topic rule would have made (docs/deploy.md, "LocalStack").
+#   Pro: enable_iot = true creates the fleet and the topic rule as on AWS (any ingest_mode).
 
 provider "aws" {
   region = var.region
@@ -14,6 +18,7 @@ provider "aws" {
   s3_use_path_style           = true
 
   endpoints {
+    # IoT is only called with enable_iot = true (LocalStack Pro).
     cloudwatch = var.localstack_endpoint
     dynamodb   = var.localstack_endpoint
     iam        = var.localstack_endpoint
@@ -37,8 +42,13 @@ provider "aws" {
 module "vigil" {
   source = "../../modules/stack"
 
-  name    = var.name
-  devices = var.devices
+  name          = var.name
+  devices       = var.devices
+  terraform_dir = "infra/envs/localstack"
+
+  # The function publishes results through the IoT data plane API: LocalStack's own (Pro), or a stand-in.
+  enable_iot        = var.enable_iot
+  iot_data_endpoint = coalesce(var.iot_data_endpoint, var.localstack_endpoint)
 
   lambda_zip_path     = coalesce(var.lambda_zip_path, "${path.root}/../../../dist/ingest-${var.lambda_architecture}.zip")
   lambda_architecture = var.lambda_architecture

@@ -60,8 +60,20 @@ variable "log_level" {
   default     = "debug"
 }
 
+variable "enable_iot" {
+  description = "LocalStack Pro only: create the IoT fleet and the topic rule. false (Community) leaves IoT out; telemetry then enters through the ingest queue or stream."
+  type        = bool
+  default     = false
+}
+
+variable "iot_data_endpoint" {
+  description = "Where the function publishes results and shadows (the IoT data plane API); null means localstack_endpoint. LocalStack Community has no IoT data plane: point this at a stand-in the Lambda container can reach, e.g. moto server at http://host.docker.internal:5000."
+  type        = string
+  default     = null
+}
+
 variable "ingest_mode" {
-  description = "direct, sqs or kinesis (see the aws environment)."
+  description = "sqs or kinesis (Community: send telemetry to the queue or stream); direct needs enable_iot = true."
   type        = string
   default     = "sqs"
 

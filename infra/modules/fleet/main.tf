@@ -67,7 +67,8 @@ resource "aws_iot_thing_group_membership" "device" {
   thing_group_name = aws_iot_thing_group.fleet.name
 }
 
-# One certificate per device: signed from the device's CSR when given, else generated with its key pair.
+# One certificate per device: signed from the device's CSR when given, else generated with its key pair. A
+# generated private key is stored in the Terraform state in plaintext: docs/deploy.md, security notes.
 resource "aws_iot_certificate" "device" {
   for_each = var.devices
 
@@ -91,6 +92,11 @@ resource "aws_iot_policy" "device" {
     precondition {
       condition     = length(setsubtract(keys(var.certificate_csrs), keys(var.devices))) == 0
       error_message = "certificate_csrs names things that are not in devices: ${join(", ", setsubtract(keys(var.certificate_csrs), keys(var.devices)))}."
+    }
+
+    precondition {
+      condition     = var.allow_generated_keys || length(setsubtract(keys(var.devices), keys(var.certificate_csrs))) == 0
+      error_message = "allow_generated_keys is false, but these things have no CSR in certificate_csrs: ${join(", ", sort(setsubtract(keys(var.devices), keys(var.certificate_csrs))))}."
     }
   }
 }

@@ -41,6 +41,12 @@ variable "certificate_csrs" {
   }
 }
 
+variable "allow_generated_keys" {
+  description = "Let AWS IoT generate the key pair of things without a CSR. Such a private key is returned in the sensitive private_keys output and kept in the Terraform state in plaintext; false requires a CSR for every thing."
+  type        = bool
+  default     = true
+}
+
 variable "basic_ingest_rule_name" {
   description = "Name of the telemetry topic rule: devices may also publish to its Basic Ingest topic $aws/rules/<rule>/dt/vigil/<thing>/telemetry (no broker fan-out, no messaging charge)."
   type        = string

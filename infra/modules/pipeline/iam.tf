@@ -30,7 +30,7 @@ data "aws_iam_policy_document" "ingest" {
 
   statement {
     sid       = "StateTable"
-    actions   = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:Query", "dynamodb:BatchWriteItem"]
+    actions   = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:Query"]
     resources = [aws_dynamodb_table.state.arn]
   }
 
@@ -54,23 +54,14 @@ data "aws_iam_policy_document" "ingest" {
     resources = ["${aws_s3_bucket.models.arn}/models/*", "${aws_s3_bucket.models.arn}/profiles/*"]
   }
 
+  # No s3:ListBucket on purpose: nothing lists the bucket, and without it S3 answers a missing key with 403
+  # instead of 404, which crates/aws treats the same (no profiles/index.json: bundled models; no baseline: not
+  # calibrated yet).
   statement {
     sid = "ReadCalibratedBaselines"
     # wildcard: object keys under the baselines/ prefix only (baselines/<profile>/<device>.json, one per device).
     actions   = ["s3:GetObject"]
     resources = ["${aws_s3_bucket.models.arn}/baselines/*"]
-  }
-
-  statement {
-    sid       = "ListModelsAndProfiles"
-    actions   = ["s3:ListBucket"]
-    resources = [aws_s3_bucket.models.arn]
-
-    condition {
-      test     = "StringLike"
-      variable = "s3:prefix"
-      values   = ["models/*", "profiles/*"]
-    }
   }
 
   statement {
@@ -83,12 +74,9 @@ data "aws_iam_policy_document" "ingest" {
     sid = "PublishConditionResults"
     # wildcard: the thing-name segment. The function answers every device of the fleet, whose names are not
     # known to this module (devices may be registered later); the topic is otherwise fixed to the condition
-    # result topic and the update topic of the `condition` named shadow.
-    actions = ["iot:Publish"]
-    resources = [
-      "${local.iot_arn}:topic/dt/vigil/*/condition",
-      "${local.iot_arn}:topic/$aws/things/*/shadow/name/condition/update",
-    ]
+    # result topic. The shadow is written with UpdateThingShadow (below), not by publishing to its topic.
+    actions   = ["iot:Publish"]
+    resources = ["${local.iot_arn}:topic/dt/vigil/*/condition"]
   }
 
   statement {

@@ -1,13 +1,19 @@
 # Telemetry path: devices publish to dt/vigil/<thing>/telemetry (or the Basic Ingest topic
 # $aws/rules/<rule>/dt/vigil/<thing>/telemetry, which reaches the rule with the prefix stripped), so
-# topic(3) is the thing name. The rule adds it as `device`, which the device policy pins to the
-# certificate's thing: a device cannot speak for another.
+# topic(3) is the thing name, which the device policy pins to the certificate's thing.
+#
+# Identity only from the topic: the rule hands the device's bytes on as one opaque base64 field, next to
+# `device` (topic(3)) and `received_at` (the broker's clock). Nothing a device writes can become a field
+# of the event (`SELECT *` would let its own `device` or `Records` keys through), so a device cannot
+# speak for another. The same document is the SQS message body and the Kinesis record.
 
 resource "aws_iot_topic_rule" "ingest" {
+  count = var.enable_iot ? 1 : 0
+
   name        = local.rule_name
   description = "Vigil telemetry to the ingest function (${var.ingest_mode} mode)"
   enabled     = true
-  sql         = "SELECT *, topic(3) AS device FROM 'dt/vigil/+/telemetry'"
+  sql         = "SELECT encode(*, 'base64') AS payload, topic(3) AS device, timestamp() AS received_at FROM 'dt/vigil/+/telemetry'"
   sql_version = "2016-03-23"
 
   # direct: asynchronous invocation, retried then parked in the failures queue (event invoke config).

@@ -13,7 +13,10 @@ data "aws_region" "current" {}
 data "aws_caller_identity" "current" {}
 
 # The account's MQTT/HTTPS data endpoint: devices connect to it, and the function publishes results to it.
+# Without IoT (LocalStack Community has none) nothing is looked up and var.iot_data_endpoint is used.
 data "aws_iot_endpoint" "data" {
+  count = var.enable_iot ? 1 : 0
+
   endpoint_type = "iot:Data-ATS"
 }
 
@@ -22,6 +25,13 @@ locals {
   region     = data.aws_region.current.region
   account_id = data.aws_caller_identity.current.account_id
   dns_suffix = data.aws_partition.current.dns_suffix
+
+  # The AWS console lives at a different host in each partition; others fall back to console.<dns suffix>.
+  console_host = lookup({
+    "aws"        = "console.aws.amazon.com"
+    "aws-us-gov" = "console.amazonaws-us-gov.com"
+    "aws-cn"     = "console.amazonaws.cn"
+  }, local.partition, "console.${local.dns_suffix}")
 
   # Prefix of every IoT ARN in this account and region (topics, things, rules).
   iot_arn = "arn:${local.partition}:iot:${local.region}:${local.account_id}"
@@ -41,9 +51,28 @@ locals {
 
   lambda_package_found = fileexists(var.lambda_zip_path)
 
+  # Host name devices connect to, and the https URL the function publishes results to.
+  iot_endpoint_address = var.enable_iot ? data.aws_iot_endpoint.data[0].endpoint_address : null
+  iot_data_endpoint    = var.enable_iot ? "https://${data.aws_iot_endpoint.data[0].endpoint_address}" : var.iot_data_endpoint
+
+  # The SageMaker module names its endpoint, and so its log group, after the stack.
+  sagemaker_log_group = "/aws/sagemaker/Endpoints/${var.name}-scorer"
+
   # SageMaker stores endpoint names in lower case in its ARNs.
   sagemaker_enabled      = var.sagemaker_endpoint_name != ""
   sagemaker_endpoint_arn = "arn:${local.partition}:sagemaker:${local.region}:${local.account_id}:endpoint/${lower(var.sagemaker_endpoint_name)}"
+}
+
+# The profiles of default_profile and devices exist in the package, and SageMaker settings fit them: checked
+# at plan time (the function checks the same at cold start, and alone when profiles come from S3).
+module "profiles" {
+  source = "../profiles"
+
+  profiles_dir       = coalesce(var.profiles_dir, "${path.module}/../../../models/profiles")
+  required_profiles  = concat([var.default_profile], values(var.devices))
+  enforce            = !var.load_models_from_s3
+  sagemaker_enabled  = local.sagemaker_enabled
+  sagemaker_fallback = var.sagemaker_fallback
 }
 
 # --- KMS key for the stack's data at rest ------------------------------------
@@ -81,8 +110,9 @@ data "aws_iam_policy_document" "kms" {
   }
 
   statement {
-    sid = "CloudWatchLogsEncryptsIngestLogGroup"
-    # wildcard: in a key policy "*" as resource means this key; the condition pins use to the ingest log group.
+    sid = "CloudWatchLogsEncryptsStackLogGroups"
+    # wildcard: in a key policy "*" as resource means this key; the condition pins use to the log groups of the
+    # ingest function and of the (optional) SageMaker endpoint.
     actions   = ["kms:Encrypt", "kms:Decrypt", "kms:ReEncryptFrom", "kms:ReEncryptTo", "kms:GenerateDataKey", "kms:GenerateDataKeyWithoutPlaintext", "kms:DescribeKey"]
     resources = ["*"]
 
@@ -94,7 +124,10 @@ data "aws_iam_policy_document" "kms" {
     condition {
       test     = "ArnEquals"
       variable = "kms:EncryptionContext:aws:logs:arn"
-      values   = ["arn:${local.partition}:logs:${local.region}:${local.account_id}:log-group:${local.log_group}"]
+      values = [
+        "arn:${local.partition}:logs:${local.region}:${local.account_id}:log-group:${local.log_group}",
+        "arn:${local.partition}:logs:${local.region}:${local.account_id}:log-group:${local.sagemaker_log_group}",
+      ]
     }
   }
 
@@ -123,6 +156,7 @@ resource "aws_cloudwatch_log_group" "ingest" {
 
 resource "aws_lambda_function" "ingest" {
   #checkov:skip=CKV_AWS_117:The function only calls public AWS service endpoints; a VPC would add NAT gateway cost and cold-start time and protect nothing.
+  #checkov:skip=CKV_AWS_116:Failed asynchronous events go to the failures queue through the event invoke config's on-failure destination; a DLQ as well would deliver each of them twice.
   #checkov:skip=CKV_AWS_272:The package is built locally by `make build` (cargo lambda); code signing needs an AWS Signer profile that a first deployment does not have.
   function_name = local.function_name
   description   = "Vigil ingest: buffers telemetry windows, scores them, publishes the condition"
@@ -148,8 +182,9 @@ resource "aws_lambda_function" "ingest" {
       VIGIL_ARCHIVE_BUCKET     = aws_s3_bucket.archive.id
       VIGIL_MODELS_BUCKET      = var.load_models_from_s3 ? aws_s3_bucket.models.id : ""
       VIGIL_REJECTS_QUEUE_URL  = aws_sqs_queue.rejects.url
-      VIGIL_IOT_DATA_ENDPOINT  = "https://${data.aws_iot_endpoint.data.endpoint_address}"
+      VIGIL_IOT_DATA_ENDPOINT  = local.iot_data_endpoint
       VIGIL_DEFAULT_PROFILE    = var.default_profile
+      VIGIL_REQUIRED_PROFILES  = join(",", module.profiles.required_profiles)
       VIGIL_MODELS_DIR         = local.bundled_models_dir
       VIGIL_SAGEMAKER_ENDPOINT = var.sagemaker_endpoint_name
       VIGIL_SAGEMAKER_FALLBACK = tostring(var.sagemaker_fallback)
@@ -163,11 +198,6 @@ resource "aws_lambda_function" "ingest" {
 
   tracing_config {
     mode = var.tracing_mode
-  }
-
-  # Asynchronous invocations (direct mode) that exhaust their retries land in the failures queue.
-  dead_letter_config {
-    target_arn = aws_sqs_queue.failures.arn
   }
 
   logging_config {
@@ -184,10 +214,22 @@ resource "aws_lambda_function" "ingest" {
       condition     = local.lambda_package_found
       error_message = "No Lambda package at ${var.lambda_zip_path}: run `make build` first (it writes dist/ingest-<arch>.zip)."
     }
+
+    precondition {
+      condition     = var.enable_iot || !local.direct_mode
+      error_message = "ingest_mode = \"direct\" needs the IoT topic rule (enable_iot = true); without IoT use \"sqs\" or \"kinesis\" and send telemetry to the queue or stream."
+    }
+
+    precondition {
+      condition     = var.enable_iot || var.iot_data_endpoint != null
+      error_message = "Without IoT (enable_iot = false) set iot_data_endpoint: the URL the function publishes results to."
+    }
   }
 }
 
-# Asynchronous invocation (the direct mode's rule action): bounded retries, then the failures queue.
+# Asynchronous invocation (the direct mode's rule action): bounded retries, then the failures queue. This
+# on-failure destination is the only one: a dead_letter_config on the function as well would deliver each
+# failed event twice (and without the error the destination record carries).
 resource "aws_lambda_function_event_invoke_config" "ingest" {
   function_name                = aws_lambda_function.ingest.function_name
   maximum_retry_attempts       = var.retry_attempts
@@ -202,13 +244,13 @@ resource "aws_lambda_function_event_invoke_config" "ingest" {
 
 # direct mode: the topic rule, and only it, may invoke the function.
 resource "aws_lambda_permission" "iot_rule" {
-  count = local.direct_mode ? 1 : 0
+  count = local.direct_mode && var.enable_iot ? 1 : 0
 
   statement_id   = "AllowIotTopicRule"
   action         = "lambda:InvokeFunction"
   function_name  = aws_lambda_function.ingest.function_name
   principal      = "iot.amazonaws.com"
-  source_arn     = aws_iot_topic_rule.ingest.arn
+  source_arn     = aws_iot_topic_rule.ingest[0].arn
   source_account = local.account_id
 }
 

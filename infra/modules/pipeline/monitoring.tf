@@ -129,7 +129,7 @@ locals {
         region  = local.region
         stat    = "Sum"
         period  = 60
-        metrics = [for m in ["TopicMatch", "Failure"] : ["AWS/IoT", m, "RuleName", aws_iot_topic_rule.ingest.name]]
+        metrics = [for m in ["TopicMatch", "Failure"] : ["AWS/IoT", m, "RuleName", local.rule_name]]
       }
     },
     {

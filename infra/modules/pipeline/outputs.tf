@@ -1,16 +1,21 @@
 output "iot_data_endpoint" {
-  description = "Host name of the account's IoT data endpoint (iot:Data-ATS): devices connect to it on port 8883."
-  value       = data.aws_iot_endpoint.data.endpoint_address
+  description = "Host name of the account's IoT data endpoint (iot:Data-ATS): devices connect to it on port 8883. null without IoT (enable_iot = false)."
+  value       = local.iot_endpoint_address
+}
+
+output "iot_enabled" {
+  description = "Whether the IoT topic rule exists (enable_iot)."
+  value       = var.enable_iot
 }
 
 output "topic_rule_name" {
-  description = "Name of the telemetry topic rule (also the <rule> of the Basic Ingest topic $aws/rules/<rule>/dt/vigil/<thing>/telemetry)."
-  value       = aws_iot_topic_rule.ingest.name
+  description = "Name of the telemetry topic rule (also the <rule> of the Basic Ingest topic $aws/rules/<rule>/dt/vigil/<thing>/telemetry); null without IoT."
+  value       = one(aws_iot_topic_rule.ingest[*].name)
 }
 
 output "topic_rule_arn" {
-  description = "ARN of the telemetry topic rule."
-  value       = aws_iot_topic_rule.ingest.arn
+  description = "ARN of the telemetry topic rule; null without IoT."
+  value       = one(aws_iot_topic_rule.ingest[*].arn)
 }
 
 output "function_name" {
@@ -104,6 +109,6 @@ output "kms_key_arn" {
 }
 
 output "dashboard_url" {
-  description = "CloudWatch dashboard of the pipeline."
-  value       = "https://console.aws.amazon.com/cloudwatch/home?region=${local.region}#dashboards/dashboard/${aws_cloudwatch_dashboard.this.dashboard_name}"
+  description = "CloudWatch dashboard of the pipeline (console host of the partition: aws, aws-us-gov, aws-cn)."
+  value       = "https://${local.console_host}/cloudwatch/home?region=${local.region}#dashboards/dashboard/${aws_cloudwatch_dashboard.this.dashboard_name}"
 }

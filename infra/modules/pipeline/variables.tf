@@ -104,7 +104,37 @@ variable "log_retention_days" {
   }
 }
 
+# --- IoT ---------------------------------------------------------------------
+
+variable "enable_iot" {
+  description = "Create the IoT topic rule and look up the account's IoT data endpoint. false for an AWS emulator without IoT Core (LocalStack Community): telemetry then enters through the SQS queue or the Kinesis stream, and results go to iot_data_endpoint."
+  type        = bool
+  default     = true
+}
+
+variable "iot_data_endpoint" {
+  description = "URL the function publishes results and shadows to when enable_iot is false (VIGIL_IOT_DATA_ENDPOINT); ignored otherwise, the account's iot:Data-ATS endpoint is used."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.iot_data_endpoint == null || can(regex("^https?://[^/]+/?$", coalesce(var.iot_data_endpoint, "-")))
+    error_message = "iot_data_endpoint must be null or an http(s) URL such as http://localhost:4566."
+  }
+}
+
 # --- scoring -----------------------------------------------------------------
+
+variable "profiles_dir" {
+  description = "Directory of the profiles the Lambda package bundles; null means models/profiles of this repository, which `make build` packs. default_profile and the profiles of devices are checked against it at plan time."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.profiles_dir == null || length(fileset(coalesce(var.profiles_dir, "."), "*.toml")) > 0
+    error_message = "profiles_dir must be null or a directory holding *.toml profiles."
+  }
+}
 
 variable "default_profile" {
   description = "Profile used for a device that has no entry in the device registry (VIGIL_DEFAULT_PROFILE)."

@@ -12,7 +12,8 @@ locals {
 
   endpoint_name  = "${var.name}-scorer"
   models_arn     = "arn:${local.partition}:s3:::${var.models_bucket}"
-  log_group_arn  = "arn:${local.partition}:logs:${local.region}:${local.account_id}:log-group:/aws/sagemaker/Endpoints/${local.endpoint_name}"
+  log_group_name = "/aws/sagemaker/Endpoints/${local.endpoint_name}"
+  log_group_arn  = "arn:${local.partition}:logs:${local.region}:${local.account_id}:log-group:${local.log_group_name}"
   private_image  = var.ecr_repository_arn != null
   instance_based = !var.serverless
 }
@@ -52,7 +53,7 @@ data "aws_iam_policy_document" "sagemaker" {
   statement {
     sid = "WriteEndpointLogs"
     # wildcard: "<log group ARN>:*" names the group's streams, which SageMaker creates per instance/variant.
-    actions   = ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"]
+    actions   = ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"]
     resources = ["${local.log_group_arn}:*"]
   }
 
@@ -69,6 +70,15 @@ data "aws_iam_policy_document" "sagemaker" {
       values   = ["/aws/sagemaker/Endpoints"]
     }
   }
+}
+
+# The endpoint's log group, made here rather than by SageMaker on first use, so that it has a retention and is
+# encrypted with the stack key (the key policy of the pipeline module admits this log group).
+resource "aws_cloudwatch_log_group" "endpoint" {
+  name              = local.log_group_name
+  retention_in_days = var.log_retention_days
+  kms_key_id        = var.kms_key_arn
+  tags              = var.tags
 }
 
 resource "aws_iam_role_policy" "sagemaker" {
@@ -104,9 +114,11 @@ resource "aws_iam_role_policy" "ecr" {
 }
 
 resource "aws_sagemaker_model" "this" {
-  name                     = "${var.name}-model"
-  execution_role_arn       = aws_iam_role.sagemaker.arn
-  enable_network_isolation = true
+  #checkov:skip=CKV_AWS_370:Network isolation is on for instance-backed endpoints; serverless endpoints reject models that ask for it (the model is then isolated by the serverless runtime, which has no VPC access to give away).
+  name               = "${var.name}-model"
+  execution_role_arn = aws_iam_role.sagemaker.arn
+  # Serverless endpoints do not support network isolation: CreateEndpoint fails for such a model.
+  enable_network_isolation = !var.serverless
 
   primary_container {
     image          = var.image_uri
@@ -150,4 +162,6 @@ resource "aws_sagemaker_endpoint" "this" {
   name                 = local.endpoint_name
   endpoint_config_name = aws_sagemaker_endpoint_configuration.this.name
   tags                 = var.tags
+
+  depends_on = [aws_cloudwatch_log_group.endpoint]
 }

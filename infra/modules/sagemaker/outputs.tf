@@ -17,3 +17,8 @@ output "role_arn" {
   description = "Execution role of the SageMaker model."
   value       = aws_iam_role.sagemaker.arn
 }
+
+output "log_group_name" {
+  description = "CloudWatch log group of the endpoint."
+  value       = aws_cloudwatch_log_group.endpoint.name
+}

@@ -122,3 +122,14 @@ variable "instance_count" {
     error_message = "instance_count must be a whole number >= 1."
   }
 }
+
+variable "log_retention_days" {
+  description = "Retention of the endpoint's CloudWatch log group in days."
+  type        = number
+  default     = 365
+
+  validation {
+    condition     = contains([1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653], var.log_retention_days)
+    error_message = "log_retention_days must be one of the values CloudWatch Logs accepts (1, 3, 5, 7, 14, 30, 60, 90, ..., 365, ..., 3653)."
+  }
+}

@@ -1,6 +1,14 @@
 # The whole Vigil stack: the device fleet, the pipeline, and (optionally) a SageMaker endpoint.
 # envs/aws and envs/localstack configure a provider and call this module.
 
+locals {
+  # The repository this stack is deployed from: the device set-up commands run there (the sample data, the
+  # `vigil` sources and the Terraform state are all in it).
+  repo_root = abspath("${path.module}/../../..")
+
+  thing_names = var.enable_iot ? module.fleet[0].thing_names : []
+}
+
 module "pipeline" {
   source = "../pipeline"
 
@@ -20,6 +28,9 @@ module "pipeline" {
   load_models_from_s3 = var.load_models_from_s3
   devices             = var.devices
 
+  enable_iot        = var.enable_iot
+  iot_data_endpoint = var.iot_data_endpoint
+
   sagemaker_endpoint_name = var.enable_sagemaker ? module.sagemaker[0].endpoint_name : ""
   sagemaker_fallback      = var.sagemaker_fallback
 
@@ -34,14 +45,17 @@ module "pipeline" {
   table_deletion_protection = var.table_deletion_protection
 }
 
+# Things, certificates and the device policy exist only where IoT Core does.
 module "fleet" {
   source = "../fleet"
+  count  = var.enable_iot ? 1 : 0
 
   name = var.name
   tags = var.tags
 
   devices                = var.devices
   certificate_csrs       = var.certificate_csrs
+  allow_generated_keys   = var.allow_generated_keys
   basic_ingest_rule_name = module.pipeline.topic_rule_name
 }
 
@@ -59,4 +73,5 @@ module "sagemaker" {
   kms_key_arn           = module.pipeline.kms_key_arn
   container_environment = var.sagemaker_container_environment
   serverless            = var.sagemaker_serverless
+  log_retention_days    = var.log_retention_days
 }

@@ -5,34 +5,39 @@ output "iot_endpoint" {
 
 output "device_topics" {
   description = "Topics of each device: telemetry (publish), basic_ingest (publish, cheaper), condition (subscribe), shadow_get / shadow_documents (the `condition` named shadow)."
-  value       = module.fleet.device_topics
+  value       = var.enable_iot ? module.fleet[0].device_topics : {}
 }
 
 output "device_certificate_pems" {
   description = "Device certificate (PEM) by thing name: the --cert of the device agent."
-  value       = module.fleet.certificate_pems
+  value       = var.enable_iot ? module.fleet[0].certificate_pems : {}
   sensitive   = true
 }
 
 output "device_private_keys" {
-  description = "Generated private key (PEM) by thing name, for things without a CSR: the --key of the device agent."
-  value       = module.fleet.private_keys
+  description = "Generated private key (PEM) by thing name, for things without a CSR: the --key of the device agent. Also in the Terraform state, in plaintext."
+  value       = var.enable_iot ? module.fleet[0].private_keys : {}
   sensitive   = true
 }
 
 output "device_setup" {
-  description = "Shell commands that write a device's certificate and key files and start the device agent with them."
+  description = "Per device, shell commands that install `vigil`, write the device's certificate and key under .vigil/devices/<thing>/ of the repository, and start the device agent replaying the committed hydraulic sample. They work from any directory (they cd to the repository first)."
   value = {
-    for thing in module.fleet.thing_names : thing => join("\n", concat(
+    for thing in local.thing_names : thing => join("\n", concat(
       [
-        "terraform output -json device_certificate_pems | jq -r '.[\"${thing}\"]' > ${thing}.cert.pem",
+        "cd '${local.repo_root}'",
+        "cargo install --path crates/cli --locked  # builds and installs the `vigil` binary into ~/.cargo/bin (once)",
+        "mkdir -p .vigil/devices/${thing} && chmod 700 .vigil/devices/${thing}",
+        "terraform -chdir=${var.terraform_dir} output -json device_certificate_pems | jq -r '.[\"${thing}\"]' > .vigil/devices/${thing}/cert.pem",
       ],
-      contains(keys(var.certificate_csrs), thing) ? [] : [
-        "terraform output -json device_private_keys | jq -r '.[\"${thing}\"]' > ${thing}.private.key && chmod 600 ${thing}.private.key",
+      contains(keys(var.certificate_csrs), thing) ? [
+        "# ${thing} has its own key (certificate_csrs): copy it, from where its CSR was made, to .vigil/devices/${thing}/private.key",
+        ] : [
+        "(umask 077 && terraform -chdir=${var.terraform_dir} output -json device_private_keys | jq -r '.[\"${thing}\"]' > .vigil/devices/${thing}/private.key)",
       ],
       [
-        "curl -sSo AmazonRootCA1.pem https://www.amazontrust.com/repository/AmazonRootCA1.pem",
-        "vigil device --endpoint ${module.pipeline.iot_data_endpoint} --cert ${thing}.cert.pem --key ${thing}.private.key --ca AmazonRootCA1.pem --thing ${thing} --state .vigil/device/${thing} --batch 10 --source replay-hydraulic:models/samples/hydraulic --speed 1",
+        "curl -sSfo .vigil/AmazonRootCA1.pem https://www.amazontrust.com/repository/AmazonRootCA1.pem",
+        "vigil device --endpoint ${module.pipeline.iot_data_endpoint} --cert .vigil/devices/${thing}/cert.pem --key .vigil/devices/${thing}/private.key --ca .vigil/AmazonRootCA1.pem --thing ${thing} --state .vigil/devices/${thing}/state --batch 10 --source replay-hydraulic:models/samples/hydraulic --speed 1",
       ],
     ))
   }
@@ -40,12 +45,12 @@ output "device_setup" {
 
 output "thing_names" {
   description = "Things of the fleet."
-  value       = module.fleet.thing_names
+  value       = local.thing_names
 }
 
 output "device_policy_name" {
-  description = "IoT policy attached to every device certificate."
-  value       = module.fleet.policy_name
+  description = "IoT policy attached to every device certificate; null without IoT."
+  value       = var.enable_iot ? module.fleet[0].policy_name : null
 }
 
 output "topic_rule_name" {
@@ -73,6 +78,11 @@ output "models_bucket" {
   value       = module.pipeline.models_bucket
 }
 
+output "baselines_url" {
+  description = "Where `vigil calibrate --to` publishes calibrated baselines for the function (s3://<models bucket>/baselines)."
+  value       = module.pipeline.baselines_url
+}
+
 output "archive_bucket" {
   description = "S3 bucket of archived windows."
   value       = module.pipeline.archive_bucket
@@ -96,6 +106,16 @@ output "rejects_queue_url" {
 output "failures_queue_url" {
   description = "SQS queue of failed deliveries and invocations."
   value       = module.pipeline.failures_queue_url
+}
+
+output "ingest_queue_url" {
+  description = "SQS ingest queue (ingest_mode = sqs), else null: without IoT, send telemetry here (docs/deploy.md, LocalStack)."
+  value       = module.pipeline.ingest_queue_url
+}
+
+output "ingest_stream_name" {
+  description = "Kinesis ingest stream (ingest_mode = kinesis), else null."
+  value       = module.pipeline.ingest_stream_name
 }
 
 output "dashboard_url" {

@@ -34,6 +34,30 @@ variable "certificate_csrs" {
   default     = {}
 }
 
+variable "allow_generated_keys" {
+  description = "Let AWS IoT generate the key pair of devices that have no CSR in certificate_csrs. The private key is then in the Terraform state in plaintext (docs/deploy.md, security notes); false makes a CSR mandatory for every device."
+  type        = bool
+  default     = true
+}
+
+variable "enable_iot" {
+  description = "Create the IoT fleet (things, certificates, device policy) and the topic rule. false for an emulator without IoT Core (LocalStack Community): use ingest_mode sqs or kinesis and send telemetry to the queue or stream."
+  type        = bool
+  default     = true
+}
+
+variable "iot_data_endpoint" {
+  description = "URL the function publishes results to when enable_iot is false (e.g. the emulator's endpoint); ignored otherwise."
+  type        = string
+  default     = null
+}
+
+variable "terraform_dir" {
+  description = "The environment directory, relative to the repository root, whose outputs the device set-up commands read."
+  type        = string
+  default     = "infra/envs/aws"
+}
+
 variable "lambda_zip_path" {
   description = "Path of the ingest package built by `make build` (dist/ingest-<arch>.zip)."
   type        = string
