@@ -92,6 +92,15 @@ async fn run() {
     assert_eq!(labels[..12], ["100"; 12], "{labels:?}");
     assert!(labels[12..].iter().all(|l| *l != "100"), "{labels:?}");
 
+    // Every message (two per cycle) was handled once: the function has returned from all of
+    // them, so its shadow updates, alerts and writes are done.
+    let messages = (CYCLES * 2) as u64;
+    while counters.succeeded.load(Ordering::Relaxed) < messages {
+        assert!(Instant::now() < deadline, "invocations: {counters:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(counters.invocations.load(Ordering::Relaxed), messages);
+
     // The shadow holds the last verdict.
     let shadow = stack
         .plane
