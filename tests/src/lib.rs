@@ -22,7 +22,6 @@ use vigil_core::telemetry::Sample;
 pub mod bench;
 pub mod fixture;
 pub mod fleet;
-pub mod local;
 
 pub use fixture::Fixture;
 
