@@ -6,9 +6,11 @@
 //! - [`transform`]: composable steps from a window to a scorer's input;
 //! - [`scorer`]: the scorer port and the streaming statistics scorers;
 //! - [`alert`]: hysteresis and cooldown, transitions only;
+//! - [`alarm`]: what operators act on: acknowledge, snooze, disable, reset, escalation;
 //! - [`ports`]: the traits adapters implement; [`memory`]: in-memory adapters;
 //! - [`pipeline`]: the whole flow over ports, for batches of messages from many devices.
 
+pub mod alarm;
 pub mod alert;
 pub mod calibrate;
 pub mod documents;

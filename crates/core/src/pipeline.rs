@@ -15,7 +15,6 @@ use std::sync::Arc;
 
 use futures_util::stream::{self, StreamExt};
 
-use crate::alert;
 use crate::ports::{
     AlertEvent, AlertSink, BaselineSource, Chunk, Claim, ClosedWindow, DeviceRegistry,
     DeviceStateStore, Pause, PortError, RejectSink, Rejected, ResultSink, ResultStatus, StreamKey,
@@ -26,6 +25,7 @@ use crate::scorer::Scorer;
 use crate::telemetry::{parse_message, DeviceId, Sample, TelemetryError};
 use crate::transform::Chain;
 use crate::window::{assemble, dedup_by_seq, Assembly, WindowId};
+use crate::{alarm, alert};
 
 /// A profile ready to run: its transforms compiled and its scorer built.
 #[derive(Clone)]
@@ -589,10 +589,17 @@ impl<'a> Pipeline<'a> {
                 );
                 state.applied_window = Some(window);
                 state.last_label = Some(score.label.clone());
-                if let Some(t) = transition {
-                    state
-                        .outbox
-                        .push(self.alert_event(stream_key, window, t, &result));
+                // Operators' alarms decide which transitions are told (snoozed, disabled) and
+                // add escalations and reminders.
+                for n in alarm::on_window(
+                    &profile.profile.alert,
+                    &mut state.alarms,
+                    transition.as_ref(),
+                    now_ms,
+                ) {
+                    let mut event = self.alert_event(stream_key, window, n.transition, &result);
+                    event.alarm = Some(n.note);
+                    state.outbox.push(event);
                 }
                 if self
                     .ports
@@ -681,6 +688,7 @@ impl<'a> Pipeline<'a> {
             transition,
             ts: result.ts_end,
             model_version: result.model_version.clone(),
+            alarm: None,
         }
     }
 }

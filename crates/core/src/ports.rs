@@ -7,6 +7,7 @@ use std::ops::RangeInclusive;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+use crate::alarm::{AlarmBook, AlarmNote};
 use crate::alert::{AlertState, Transition};
 
 use crate::scorer::Baseline;
@@ -173,6 +174,9 @@ pub struct DeviceState {
     /// The latest result, as shown to the device.
     #[serde(default)]
     pub last_label: Option<String>,
+    /// Operators' alarms per condition (acknowledged, snoozed...), see [`crate::alarm`].
+    #[serde(default)]
+    pub alarms: AlarmBook,
 }
 
 /// A value and the version it was read at (0: absent).
@@ -254,6 +258,9 @@ pub struct AlertEvent {
     pub transition: Transition,
     pub ts: u64,
     pub model_version: String,
+    /// The alarm this notification is about, and its state after it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alarm: Option<AlarmNote>,
 }
 
 impl AlertEvent {

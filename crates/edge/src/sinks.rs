@@ -77,15 +77,24 @@ impl AlertSink for MqttSinks {
             .map_err(|e| PortError::permanent("alerts", format!("serialize: {e}")))?;
         self.send("alerts", alerts_topic(alert.device.as_str()), body)
             .await?;
+        // The body above carries the alarm (state, reason, escalation) as `alarm`.
+        let alarm = alert.alarm.as_ref().map_or(String::new(), |n| {
+            format!(" [alarm {}, {}]", n.state.as_str(), n.reason.as_str())
+        });
         tracing::info!(
             device = %alert.device,
             window = alert.window,
             transition = alert.transition.kind(),
+            alarm_state = alert.alarm.as_ref().map_or("none", |n| n.state.as_str()),
             "{}",
             alert.subject()
         );
         if self.print_alerts {
-            println!("alert: {} (window {})", alert.subject(), alert.window);
+            println!(
+                "alert: {}{alarm} (window {})",
+                alert.subject(),
+                alert.window
+            );
         }
         self.counters.alerts.fetch_add(1, Ordering::Relaxed);
         Ok(())
