@@ -236,6 +236,7 @@ fn start_gateway_edge(
         ("--tls-key", tls_file("endpoint.key")),
         ("--device-certs", certs),
         ("--http", format!("127.0.0.1:{http}").into()),
+        ("--http-token", MONITOR_TOKEN.into()),
     ] {
         extra.push(flag.into());
         extra.push(value.into_os_string());
@@ -248,12 +249,18 @@ fn start_gateway_edge(
     (edge, broker, gateway, http)
 }
 
+/// The edge's HTTP token in these tests.
+const MONITOR_TOKEN: &str = "mtls-test-token-0123456789";
+
 /// One counter of the edge's /metrics.
 fn gateway_metric(http_port: u16, name: &str) -> u64 {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", http_port)).expect("monitor");
     stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: vigil\r\n\r\n")
+        .write_all(
+            format!("GET /metrics HTTP/1.1\r\nHost: vigil\r\nAuthorization: Bearer {MONITOR_TOKEN}\r\n\r\n")
+                .as_bytes(),
+        )
         .unwrap();
     let mut text = String::new();
     stream.read_to_string(&mut text).unwrap();

@@ -17,6 +17,7 @@ use vigil_core::telemetry::condition_topic;
 
 use vigil_mqtt::{alerts_topic, rejected_topic, shadow_update_topic};
 
+use crate::monitor::FleetLog;
 use crate::store::EdgeStore;
 
 /// What the sinks sent, for the edge's statistics.
@@ -33,6 +34,8 @@ pub struct MqttSinks {
     pub counters: Arc<SinkCounters>,
     /// Also print alert transitions on stdout (the `vigil edge` command does).
     pub print_alerts: bool,
+    /// Recent verdicts and rejections for the fleet page, and its live events.
+    pub fleet: Arc<FleetLog>,
 }
 
 impl MqttSinks {
@@ -65,6 +68,7 @@ impl ResultSink for MqttSinks {
             serde_json::to_vec(&shadow).expect("JSON value serializes"),
         )
         .await?;
+        self.fleet.verdict(result);
         self.counters.results.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
@@ -96,6 +100,10 @@ impl AlertSink for MqttSinks {
                 alert.window
             );
         }
+        if let Some(n) = &alert.alarm {
+            self.fleet
+                .alarm_changed(alert.device.as_str(), &n.condition, n.state.as_str());
+        }
         self.counters.alerts.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
@@ -118,6 +126,7 @@ impl RejectSink for MqttSinks {
         );
         let body = serde_json::to_vec(&reject_document(rejected)).expect("JSON value serializes");
         self.send("rejects", rejected_topic(&device), body).await?;
+        self.fleet.reject(&device);
         self.counters.rejects.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
