@@ -92,14 +92,21 @@ pub struct AlarmRequest {
     pub action: OperatorAction,
 }
 
-/// Serves until the task is aborted (the edge's handle does that when it stops).
+/// Serves until the task is aborted (the edge's handle does that when it stops). Connections
+/// live in a set owned by this task, so aborting it ends them too (live-event streams included,
+/// which would otherwise keep the store open after the edge stopped).
 pub async fn serve(listener: TcpListener, monitor: Monitor) {
+    let mut connections = tokio::task::JoinSet::new();
     loop {
-        match listener.accept().await {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            Some(_) = connections.join_next() => continue,
+        };
+        match accepted {
             Ok((stream, peer)) => {
                 let monitor = monitor.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = answer(stream, &monitor).await {
+                connections.spawn(async move {
+                    if let Err(e) = answer(stream, monitor).await {
                         tracing::debug!(%peer, error = %e, "monitor: connection");
                     }
                 });
@@ -120,7 +127,7 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<(TcpListener, SocketAddr)
     Ok((listener, local))
 }
 
-async fn answer(mut stream: TcpStream, monitor: &Monitor) -> std::io::Result<()> {
+async fn answer(mut stream: TcpStream, monitor: Monitor) -> std::io::Result<()> {
     let request =
         match tokio::time::timeout(http::READ_TIMEOUT, http::read_request(&mut stream)).await {
             Ok(Ok(r)) => r,
@@ -131,10 +138,13 @@ async fn answer(mut stream: TcpStream, monitor: &Monitor) -> std::io::Result<()>
             }
             Err(_) => return Ok(()),
         };
-    if request.path == "/api/events" && request.method == "GET" && authorized(&request, monitor) {
-        return live_events(stream, monitor).await;
+    if request.path == "/api/events" && request.method == "GET" && authorized(&request, &monitor) {
+        // A stream lives long: it keeps the fleet log only, not the store.
+        let fleet = Arc::clone(&monitor.fleet);
+        drop(monitor);
+        return live_events(stream, &fleet).await;
     }
-    let response = respond(&request, monitor).await;
+    let response = respond(&request, &monitor).await;
     stream
         .write_all(&response.to_bytes(request.method == "HEAD"))
         .await?;
@@ -443,8 +453,7 @@ async fn alarm_action(body: &[u8], monitor: &Monitor) -> Response {
 }
 
 /// `GET /api/events`: server-sent events until the client goes away.
-async fn live_events(mut stream: TcpStream, monitor: &Monitor) -> std::io::Result<()> {
-    let fleet = Arc::clone(&monitor.fleet);
+async fn live_events(mut stream: TcpStream, fleet: &FleetLog) -> std::io::Result<()> {
     let Some(mut listener) = fleet.listen() else {
         let r = Response::text(503, "Service Unavailable", "too many live pages\n".into());
         stream.write_all(&r.to_bytes(false)).await?;
