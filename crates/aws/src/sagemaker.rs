@@ -194,6 +194,8 @@ impl Scorer for SagemakerScorer {
                 anomaly_score: None,
                 source: "sagemaker".into(),
                 model_version: self.version(),
+                // A remote endpoint: occlusion would cost one invocation per channel.
+                contributions: vec![],
             }),
             Err(e) => match &self.fallback {
                 Some(fallback) => {

@@ -577,6 +577,7 @@ unhealthy = ["anomaly"]
                 model_version: "learned".into(),
                 scored_at_ms: 0,
                 alert: None,
+                contributions: vec![],
             },
             channels: p.channels.clone(),
             samples: s.iter().filter(|x| x.seq / 4 == window).cloned().collect(),

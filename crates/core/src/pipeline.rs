@@ -16,9 +16,10 @@ use std::sync::Arc;
 use futures_util::stream::{self, StreamExt};
 
 use crate::ports::{
-    AlertEvent, AlertSink, BaselineSource, Chunk, Claim, ClosedWindow, DeviceRegistry,
-    DeviceStateStore, Pause, PortError, RejectSink, Rejected, ResultSink, ResultStatus, StreamKey,
-    WindowArchive, WindowInfo, WindowOutcome, WindowResult, WindowState, WindowStore,
+    AlertEvent, AlertSink, BaselineSource, Chunk, Claim, ClosedWindow, Contribution,
+    DeviceRegistry, DeviceStateStore, Pause, PortError, RejectSink, Rejected, ResultSink,
+    ResultStatus, StreamKey, WindowArchive, WindowInfo, WindowOutcome, WindowResult, WindowState,
+    WindowStore,
 };
 use crate::profile::Profile;
 use crate::scorer::Scorer;
@@ -535,6 +536,7 @@ impl<'a> Pipeline<'a> {
             model_version: profile.scorer.version(),
             scored_at_ms: now_ms,
             alert: None,
+            contributions: vec![],
         };
 
         let mut outbox = Vec::new();
@@ -573,6 +575,8 @@ impl<'a> Pipeline<'a> {
                 result.anomaly_score = score.anomaly_score;
                 result.source = score.source.clone();
                 result.model_version = score.model_version.clone();
+                result.contributions =
+                    Contribution::named(&score.contributions, &profile.profile.channels);
                 if !fresh {
                     // Already applied (a retry after a crash) or out of order: report only. Any
                     // notification the earlier attempt left unsent is still in the outbox.
@@ -689,6 +693,7 @@ impl<'a> Pipeline<'a> {
             ts: result.ts_end,
             model_version: result.model_version.clone(),
             alarm: None,
+            contributions: result.contributions.clone(),
         }
     }
 }

@@ -247,6 +247,34 @@ pub struct WindowResult {
     /// The alert open after this window, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alert: Option<String>,
+    /// Why: each channel's share of the verdict, when the scorer can tell (see `docs/operators.md`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub contributions: Vec<Contribution>,
+}
+
+/// One channel's (or, after transforms that change the columns, one feature's) share.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Contribution {
+    pub channel: String,
+    pub share: f32,
+}
+
+impl Contribution {
+    /// Names the scorer's per-column shares: by channel when the columns are the channels.
+    pub fn named(shares: &[f32], channels: &[String]) -> Vec<Self> {
+        shares
+            .iter()
+            .enumerate()
+            .map(|(j, &share)| Self {
+                channel: if shares.len() == channels.len() {
+                    channels[j].clone()
+                } else {
+                    format!("feature {j}")
+                },
+                share,
+            })
+            .collect()
+    }
 }
 
 /// An alert transition, for operators.
@@ -261,6 +289,9 @@ pub struct AlertEvent {
     /// The alarm this notification is about, and its state after it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alarm: Option<AlarmNote>,
+    /// Why the window that caused it was judged so.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub contributions: Vec<Contribution>,
 }
 
 impl AlertEvent {

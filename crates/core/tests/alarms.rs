@@ -35,6 +35,7 @@ impl Scorer for Threshold {
             anomaly_score: Some(f64::from(mean)),
             source: "test".into(),
             model_version: self.version(),
+            contributions: vec![],
         })
     }
 }

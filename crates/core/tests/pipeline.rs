@@ -42,6 +42,7 @@ impl Scorer for ThresholdScorer {
             anomaly_score: Some(f64::from(mean)),
             source: "test".into(),
             model_version: self.version(),
+            contributions: vec![],
         })
     }
 }

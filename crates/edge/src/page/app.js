@@ -106,7 +106,7 @@ function renderDevice() {
   const box = document.getElementById('contributions');
   box.replaceChildren();
   const contrib = last && Array.isArray(last.contributions) ? last.contributions : [];
-  if (!contrib.length) box.append(el('p', { class: 'muted' }, 'The scorer gives no per-channel contributions.'));
+  if (!contrib.length) box.append(el('p', { class: 'muted' }, 'No per-channel contributions: the scorer gives none, or no single channel changes the verdict when replaced by its window mean.'));
   for (const c of contrib) {
     const fill = el('div', { class: 'fill' });
     fill.style.width = Math.round(c.share * 160) + 'px'; // CSSOM: allowed by the page's CSP
