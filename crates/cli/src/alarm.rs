@@ -156,7 +156,7 @@ pub async fn run(args: AlarmArgs) -> anyhow::Result<()> {
 }
 
 /// POSTs the action, retrying (same id) when the edge is unreachable or busy.
-fn send(addr: SocketAddr, token: &str, body: &str) -> anyhow::Result<(u16, String)> {
+pub fn send(addr: SocketAddr, token: &str, body: &str) -> anyhow::Result<(u16, String)> {
     let mut last = None;
     for attempt in 0..3u32 {
         if attempt > 0 {
