@@ -126,6 +126,17 @@ fn lease_ms(inv: &Invocation, now: u64) -> u64 {
 }
 
 pub async fn handle(app: &App<'_>, event: &Value, inv: &Invocation) -> Result<Value, HandlerError> {
+    // Operators' actions from the `alarm` shadow's delta rule ([`crate::alarm`]).
+    if crate::alarm::is_alarm_event(event) {
+        let now = inv.now_ms.unwrap_or_else(now_ms);
+        return crate::alarm::handle(app, event, now)
+            .await
+            .map_err(|e| HandlerError::Failed {
+                message_id: format!("alarm-delta-{}", inv.request_id),
+                retryable: e.is_retryable(),
+                error: e.to_string(),
+            });
+    }
     handle_detailed(app, event, inv).await.response
 }
 
