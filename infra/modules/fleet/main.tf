@@ -129,13 +129,8 @@ data "aws_iam_policy_document" "device" {
     resources = ["${local.iot_arn}:topic/${local.shadow_topic}/get"]
   }
 
-  # Operators acknowledge through the `alarm` shadow (docs/operators.md): never the device itself.
-  statement {
-    sid       = "NeverOperateOwnAlarms"
-    effect    = "Deny"
-    actions   = ["iot:Publish"]
-    resources = ["${local.iot_arn}:topic/$aws/things/${local.thing}/shadow/name/alarm/*"]
-  }
+  # No statement allows publishing to the `alarm` shadow: operators act through it
+  # (docs/operators.md), never the device itself (implicit deny).
 
   statement {
     sid       = "SubscribeOwnResults"

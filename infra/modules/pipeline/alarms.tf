@@ -34,3 +34,40 @@ resource "aws_lambda_permission" "alarm_rule" {
   source_arn     = aws_iot_topic_rule.alarm_actions.arn
   source_account = local.account_id
 }
+
+# The operators' view: alarm notifications by state, operators' actions, and each device's latest
+# verdict, from the function's structured logs (Logs Insights; fields as the handler logs them).
+resource "aws_cloudwatch_dashboard" "operators" {
+  dashboard_name = "${var.name}-operators"
+  dashboard_body = jsonencode({
+    widgets = [
+      {
+        type = "log", x = 0, y = 0, width = 12, height = 6
+        properties = {
+          title  = "Alarm notifications by alarm state"
+          region = local.region
+          view   = "table"
+          query  = "SOURCE '${local.log_group}' | fields alarm_state | filter message = 'alert sent' | stats count(*) as notifications by alarm_state"
+        }
+      },
+      {
+        type = "log", x = 12, y = 0, width = 12, height = 6
+        properties = {
+          title  = "Operators' alarm actions by resulting state"
+          region = local.region
+          view   = "table"
+          query  = "SOURCE '${local.log_group}' | fields state, action | filter message = 'alarm action' | stats count(*) as actions by state, action"
+        }
+      },
+      {
+        type = "log", x = 0, y = 6, width = 24, height = 8
+        properties = {
+          title  = "Per-device verdicts (latest window)"
+          region = local.region
+          view   = "table"
+          query  = "SOURCE '${local.log_group}' | fields device, window, label, source | filter message = 'window closed' | stats latest(label) as verdict, latest(window) as last_window, count(*) as windows, max(@timestamp) as last_seen by device | sort device asc"
+        }
+      },
+    ]
+  })
+}
