@@ -49,4 +49,7 @@ ln -sf "$lib" "$TOOLS/lib/libonnxruntime.so"
 if [ -x scripts/setup-emulators.sh ]; then
   scripts/setup-emulators.sh
 fi
+if [ -x scripts/setup-browser.sh ]; then
+  scripts/setup-browser.sh
+fi
 say "ready (ORT_DYLIB_PATH=$TOOLS/lib/libonnxruntime.so)"

@@ -317,9 +317,10 @@ def check_lambda_function(infra: Infra) -> list[str]:
 
 
 def topic_rule(mod: Module) -> Block:
-    rules = mod.resources("aws_iot_topic_rule")
+    """The telemetry rule (`ingest`); other rules (alarms.tf: operators' shadow deltas) have their own topics."""
+    rules = [r for r in mod.resources("aws_iot_topic_rule") if r.name == "ingest"]
     if len(rules) != 1:
-        raise AssertionError(f"{mod.path}: expected one aws_iot_topic_rule, found {len(rules)}")
+        raise AssertionError(f"{mod.path}: expected one aws_iot_topic_rule.ingest, found {len(rules)}")
     return rules[0]
 
 

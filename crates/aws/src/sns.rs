@@ -1,6 +1,7 @@
-//! Alerts to operators through SNS, on transitions only. Message attributes (`device`,
-//! `severity`, `condition`, `profile`, `transition`) let subscriptions filter; the subject is one
-//! readable line, the body a short text followed by the event as JSON.
+//! Alerts to operators through SNS, on transitions, escalations and reminders. Message attributes
+//! (`device`, `severity`, `condition`, `profile`, `transition`, and the alarm's `alarm_state`,
+//! `alarm_reason`, `escalation`) let subscriptions filter; the subject is one readable line, the
+//! body a short text followed by the event as JSON.
 
 use async_trait::async_trait;
 use aws_sdk_sns::types::MessageAttributeValue;
@@ -32,8 +33,11 @@ impl SnsAlertSink {
 
 /// The subject as SNS accepts it: printable ASCII, at most 99 characters.
 pub fn subject(alert: &AlertEvent) -> String {
-    let mut out: String = alert
-        .subject()
+    let mut line = alert.subject();
+    if let Some(n) = alert.alarm.as_ref().filter(|n| n.escalation > 0) {
+        line = format!("{line} (escalation {})", n.escalation);
+    }
+    let mut out: String = line
         .chars()
         .map(|c| {
             if c.is_ascii_graphic() || c == ' ' {
@@ -68,9 +72,19 @@ pub fn body(alert: &AlertEvent) -> String {
             alert.device
         ),
     };
+    let alarm = alert.alarm.as_ref().map_or(String::new(), |n| {
+        let mut line = format!("\nAlarm: {} ({})", n.state.as_str(), n.reason.as_str());
+        if n.escalation > 0 {
+            line.push_str(&format!(", escalation {}", n.escalation));
+        }
+        if let Some(by) = &n.acknowledged_by {
+            line.push_str(&format!(", acknowledged by {by}"));
+        }
+        line
+    });
     let json = serde_json::to_string_pretty(alert).unwrap_or_default();
     format!(
-        "{what}\n\nProfile: {}\nWindow: {}\nDevice time: {}\nModel: {}\n\n-- event --\n{json}\n",
+        "{what}{alarm}\n\nProfile: {}\nWindow: {}\nDevice time: {}\nModel: {}\n\n-- event --\n{json}\n",
         alert.profile,
         alert.window,
         iso8601_ms(alert.ts),
@@ -79,8 +93,16 @@ pub fn body(alert: &AlertEvent) -> String {
 }
 
 fn attr(v: &str) -> MessageAttributeValue {
+    typed_attr("String", v)
+}
+
+fn number(v: u32) -> MessageAttributeValue {
+    typed_attr("Number", &v.to_string())
+}
+
+fn typed_attr(data_type: &str, v: &str) -> MessageAttributeValue {
     MessageAttributeValue::builder()
-        .data_type("String")
+        .data_type(data_type)
         .string_value(v)
         .build()
         .expect("data type is set")
@@ -89,7 +111,8 @@ fn attr(v: &str) -> MessageAttributeValue {
 #[async_trait]
 impl AlertSink for SnsAlertSink {
     async fn notify(&self, alert: &AlertEvent) -> Result<(), PortError> {
-        self.client
+        let mut publish = self
+            .client
             .publish()
             .topic_arn(&self.topic_arn)
             .subject(subject(alert))
@@ -98,21 +121,25 @@ impl AlertSink for SnsAlertSink {
             .message_attributes("severity", attr(alert.transition.severity().as_str()))
             .message_attributes("condition", attr(alert.transition.condition()))
             .message_attributes("profile", attr(&alert.profile))
-            .message_attributes("transition", attr(alert.transition.kind()))
-            .send()
-            .await
-            .map_err(|e| {
-                port_error(
-                    PORT,
-                    &format!(
-                        "publish {} alert of {} (window {})",
-                        alert.transition.kind(),
-                        alert.device,
-                        alert.window
-                    ),
-                    e,
-                )
-            })?;
+            .message_attributes("transition", attr(alert.transition.kind()));
+        if let Some(n) = &alert.alarm {
+            publish = publish
+                .message_attributes("alarm_state", attr(n.state.as_str()))
+                .message_attributes("alarm_reason", attr(n.reason.as_str()))
+                .message_attributes("escalation", number(n.escalation));
+        }
+        publish.send().await.map_err(|e| {
+            port_error(
+                PORT,
+                &format!(
+                    "publish {} alert of {} (window {})",
+                    alert.transition.kind(),
+                    alert.device,
+                    alert.window
+                ),
+                e,
+            )
+        })?;
         Ok(())
     }
 }

@@ -118,7 +118,12 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let mut config = EdgeConfig::new(url.clone(), &state.0);
     config.models_dir = models_dir.clone();
     config.default_profile = PROFILE.into();
+    // The operator's side: the demo acknowledges each alarm it is told of, over HTTP.
+    config.http = Some("127.0.0.1:0".parse()?);
     let mut edge = edge::start_with(config, Arc::clone(&profiles)).await?;
+    let operator = edge
+        .http_addr
+        .zip(edge.http_token.as_ref().map(|t| t.0.clone()));
     edge.ready(Duration::from_secs(10)).await?;
     let mut watch = Subscriber::connect(
         &url,
@@ -279,12 +284,43 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         } else if msg.topic.ends_with("/alerts") {
             let a: AlertEvent = serde_json::from_slice(&msg.payload)
                 .with_context(|| format!("alert on {}", msg.topic))?;
+            let alarm = a.alarm.as_ref();
             out.line(format!(
-                "  >> alert {}: {} (window {})",
+                "  >> alert {}: {} (window {}){}",
                 a.transition.kind(),
                 a.subject(),
-                a.window
+                a.window,
+                alarm.map_or(String::new(), |n| format!(", alarm {}", n.state.as_str()))
             ));
+            if let (Some((addr, token)), Some(n)) = (&operator, alarm) {
+                if n.state == vigil_core::alarm::AlarmState::ActiveUnacknowledged {
+                    let body = serde_json::json!({
+                        "device": thing, "condition": n.condition, "by": "demo-operator",
+                        "id": format!("demo-{thing}-{}-{}", n.condition, a.window),
+                        "action": "acknowledge", "note": "seen in the demo",
+                    })
+                    .to_string();
+                    let (addr, token) = (*addr, token.clone());
+                    let answer = tokio::task::spawn_blocking(move || {
+                        crate::alarm::send(addr, &token, &body)
+                    })
+                    .await?;
+                    out.line(match answer {
+                        Ok((200, text)) => format!(
+                            "  >> operator acknowledges {} on {thing}: {}",
+                            n.condition,
+                            serde_json::from_str::<serde_json::Value>(&text).unwrap_or_default()
+                                ["state"]
+                        ),
+                        Ok((status, text)) => format!(
+                            "  >> operator acknowledges {}: refused {status} {}",
+                            n.condition,
+                            text.trim()
+                        ),
+                        Err(e) => format!("  >> operator acknowledges {}: {e}", n.condition),
+                    });
+                }
+            }
             alerts.push(a);
         }
     }
@@ -296,6 +332,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let acked = acked?;
     let edge_stats = edge.shutdown().await?;
     drop(watch);
+    print_alarm_histories(&state.0, &plan.things).await?;
 
     latencies.sort_by(f64::total_cmp);
     println!();
@@ -356,5 +393,42 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             ""
         }
     );
+    Ok(())
+}
+
+/// Each alarm's story from the edge's store: raised, acknowledged, cleared.
+async fn print_alarm_histories(
+    state: &std::path::Path,
+    things: &[vigil_core::DeviceId],
+) -> anyhow::Result<()> {
+    use vigil_core::ports::DeviceStateStore;
+    let store =
+        vigil_edge::store::EdgeStore::open_dir(state, vigil_edge::store::Durability::PerCommit)?;
+    println!();
+    for thing in things {
+        let key = vigil_core::ports::StreamKey {
+            device: thing.clone(),
+            profile: PROFILE.into(),
+        };
+        let alarms = store.load(&key).await?.value.alarms;
+        for (condition, alarm) in &alarms.alarms {
+            let story: Vec<String> = alarm
+                .history
+                .iter()
+                .map(|h| {
+                    format!(
+                        "{}{} -> {}",
+                        h.cause,
+                        h.by.as_ref().map_or(String::new(), |b| format!(" by {b}")),
+                        h.state.as_str()
+                    )
+                })
+                .collect();
+            println!(
+                "  alarm {thing} condition {condition}: {}",
+                story.join("; ")
+            );
+        }
+    }
     Ok(())
 }

@@ -58,8 +58,18 @@ pub struct EdgeArgs {
     #[arg(long)]
     pub shadows: bool,
     /// Serve /healthz, /metrics (Prometheus) and /shadows here, e.g. 127.0.0.1:9464.
+    /// Binds loopback unless another address is given; data and actions need the bearer token.
     #[arg(long, value_name = "ADDR")]
     pub http: Option<SocketAddr>,
+    /// Bearer token for --http (at least 16 characters); default: generated at first start and
+    /// kept in the state directory (file http-token).
+    #[arg(
+        long,
+        env = "VIGIL_HTTP_TOKEN",
+        hide_env_values = true,
+        requires = "http"
+    )]
+    pub http_token: Option<String>,
     /// Accept devices here over MQTT with mutual TLS, each held to its own topics (e.g.
     /// 0.0.0.0:8883); needs --tls-cert, --tls-key and --device-certs.
     #[arg(long, value_name = "ADDR", requires_all = ["tls_cert", "tls_key", "device_certs"])]
@@ -139,6 +149,7 @@ pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
     config.print_alerts = true;
     config.http = args.http;
     config.reset_store = args.reset_store;
+    config.http_token = args.http_token.clone();
     if let (Some(listen), Some(cert), Some(key), Some(device_certs)) = (
         args.tls_listen,
         &args.tls_cert,
@@ -194,7 +205,19 @@ pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
         println!("vigil edge: devices over mutual TLS on {addr}, each held to its own topics");
     }
     if let Some(addr) = edge.http_addr {
-        println!("vigil edge: monitoring on http://{addr} (/healthz, /metrics, /shadows)");
+        println!("vigil edge: fleet page and API on http://{addr}/ (/healthz open; the rest needs the token)");
+        if let Some((token, generated)) = &edge.http_token {
+            if *generated {
+                println!("vigil edge: generated HTTP token {token} (kept in {}); open http://{addr}/?token={token}", args.state.join(vigil_edge::monitor::http::TOKEN_FILE).display());
+            } else {
+                println!(
+                    "vigil edge: HTTP token as given or kept in {}",
+                    args.state
+                        .join(vigil_edge::monitor::http::TOKEN_FILE)
+                        .display()
+                );
+            }
+        }
     }
     let stopped = tokio::select! {
         r = edge.finished() => Some(r),

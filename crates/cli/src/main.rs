@@ -2,6 +2,7 @@
 //! `vigil-edge` (edge runtime, calibration), `vigil-device` (device agent), `vigil-sim` (replay,
 //! fleet), `vigil-eval` (evaluations, feature export).
 
+mod alarm;
 mod demo;
 mod edge;
 
@@ -23,6 +24,8 @@ struct Cli {
 enum Command {
     /// Run the pipeline against an MQTT broker (an embedded one by default).
     Edge(edge::EdgeArgs),
+    /// Act on an alarm of a running edge: ack, snooze, disable, enable, reset.
+    Alarm(alarm::AlarmArgs),
     /// Publish a dataset's cycles as seq-numbered telemetry (a device simulator).
     Replay(replay::ReplayArgs),
     /// Edge + replay together on the committed sample of the hydraulic rig.
@@ -55,6 +58,7 @@ async fn main() -> anyhow::Result<()> {
         .init();
     match cli.command {
         Command::Edge(args) => edge::run(args).await,
+        Command::Alarm(args) => alarm::run(args).await,
         Command::Replay(args) => replay::run(args).await,
         Command::Demo(args) => demo::run(args).await,
         Command::Eval(args) => eval::run(args).await,

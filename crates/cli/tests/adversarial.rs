@@ -266,7 +266,12 @@ fn a_flood_of_bad_messages_never_stalls_a_good_device() {
     let edge = start_edge_with(
         port,
         &dir.path().join("edge"),
-        &["--http".into(), format!("127.0.0.1:{http}").into()],
+        &[
+            "--http".into(),
+            format!("127.0.0.1:{http}").into(),
+            "--http-token".into(),
+            MONITOR_TOKEN.into(),
+        ],
     );
     let watch = Watch::start(port);
     let cycles = 36;

@@ -236,6 +236,7 @@ fn start_gateway_edge(
         ("--tls-key", tls_file("endpoint.key")),
         ("--device-certs", certs),
         ("--http", format!("127.0.0.1:{http}").into()),
+        ("--http-token", MONITOR_TOKEN.into()),
     ] {
         extra.push(flag.into());
         extra.push(value.into_os_string());

@@ -43,10 +43,21 @@ pub struct AlertPolicy {
     /// Severity per unhealthy label (default: warning).
     #[serde(default)]
     pub severity: BTreeMap<String, Severity>,
+    /// An alarm active and unacknowledged this long (seconds, since operators were last told)
+    /// re-notifies one severity higher; `None`: no escalation. See [`crate::alarm`].
+    #[serde(default)]
+    pub escalate_after_s: Option<u64>,
+    /// At most this many escalations per raise.
+    #[serde(default = "two")]
+    pub escalate_max: u32,
 }
 
 fn one() -> u32 {
     1
+}
+
+fn two() -> u32 {
+    2
 }
 
 impl AlertPolicy {
@@ -65,6 +76,9 @@ impl AlertPolicy {
         }
         if self.clear_after == 0 {
             return Err(("clear_after", "must be at least 1".into()));
+        }
+        if self.escalate_after_s == Some(0) {
+            return Err(("escalate_after_s", "must be at least 1 when set".into()));
         }
         if let Some(bad) = self.severity.keys().find(|l| !self.unhealthy.contains(l)) {
             return Err(("severity", format!("{bad:?} is not an unhealthy label")));
@@ -221,6 +235,8 @@ mod tests {
             severity: [("3".to_string(), Severity::Critical)]
                 .into_iter()
                 .collect(),
+            escalate_after_s: None,
+            escalate_max: 2,
         }
     }
 

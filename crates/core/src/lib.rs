@@ -9,9 +9,11 @@
 //! - [`streaming`]: the scale-free streaming detector (robust, seasonal, self-calibrating);
 //! - [`alert`]: hysteresis and cooldown, transitions only;
 //! - [`seq_guard`]: how far a sample may jump ahead of its device's last applied window;
+//! - [`alarm`]: what operators act on: acknowledge, snooze, disable, reset, escalation;
 //! - [`ports`]: the traits adapters implement; [`memory`]: in-memory adapters;
 //! - [`pipeline`]: the whole flow over ports, for batches of messages from many devices.
 
+pub mod alarm;
 pub mod alert;
 pub mod calibrate;
 pub mod documents;

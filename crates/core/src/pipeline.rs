@@ -15,7 +15,6 @@ use std::sync::{Arc, Mutex};
 
 use futures_util::stream::{self, StreamExt};
 
-use crate::alert;
 use crate::ports::{
     AlertEvent, AlertSink, AppendOutcome, BaselineSource, Chunk, Claim, ClosedWindow,
     DeviceRegistry, DeviceState, DeviceStateStore, Pause, PortError, RejectSink, Rejected,
@@ -30,6 +29,7 @@ mod close;
 use crate::telemetry::{parse_message, DeviceId, Sample, TelemetryError};
 use crate::transform::Chain;
 use crate::window::{assemble, dedup_by_seq, Assembly, WindowId};
+use crate::{alarm, alert};
 use close::{Closed, Closing};
 
 /// A profile ready to run: its transforms compiled and its scorer built.

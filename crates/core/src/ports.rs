@@ -7,9 +7,11 @@ use std::ops::RangeInclusive;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+use crate::alarm::{AlarmBook, AlarmNote};
 use crate::alert::{AlertState, Transition};
 
 use crate::scorer::Baseline;
+pub use crate::scorer::Contribution;
 use crate::telemetry::{DeviceId, Sample, TelemetryError};
 use crate::window::WindowId;
 
@@ -220,6 +222,9 @@ pub struct DeviceState {
     /// Closed windows above `closed_through`, ascending (windows closing out of order).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub closed_after: Vec<WindowId>,
+    /// Operators' alarms per condition (acknowledged, snoozed...), see [`crate::alarm`].
+    #[serde(default)]
+    pub alarms: AlarmBook,
 }
 
 /// Closed windows kept above `closed_through` before the oldest gap is given up.
@@ -345,6 +350,12 @@ pub struct AlertEvent {
     pub transition: Transition,
     pub ts: u64,
     pub model_version: String,
+    /// The alarm this notification is about, and its state after it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alarm: Option<AlarmNote>,
+    /// Why the window that caused it was judged so.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub contributions: Vec<Contribution>,
 }
 
 impl AlertEvent {

@@ -47,12 +47,62 @@ pub struct Contribution {
     pub share: f64,
 }
 
+impl Contribution {
+    /// Shares per input column, named by channel when the columns are the channels, else
+    /// `feature <j>` (after transforms that change the columns).
+    pub fn named(shares: &[f32], channels: &[String]) -> Vec<Self> {
+        let mut list = Self::unnamed(shares);
+        Self::name_columns(&mut list, channels);
+        list
+    }
+
+    /// Shares per input column, to be named by [`Contribution::name_columns`].
+    pub fn unnamed(shares: &[f32]) -> Vec<Self> {
+        shares
+            .iter()
+            .map(|&share| Self {
+                channel: String::new(),
+                share: f64::from(share),
+            })
+            .collect()
+    }
+
+    /// Names unnamed column shares after the profile's channels (scorers that know their own
+    /// names, like the learned normal, have named them already).
+    pub fn name_columns(list: &mut [Self], channels: &[String]) {
+        let same = list.len() == channels.len();
+        for (j, c) in list.iter_mut().enumerate() {
+            if c.channel.is_empty() {
+                c.channel = if same {
+                    channels[j].clone()
+                } else {
+                    format!("feature {j}")
+                };
+            }
+        }
+    }
+}
+
 /// The verdict a candidate model would have given (reported, never alerted on).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CandidateScore {
     pub label: String,
     pub anomaly_score: f64,
     pub model_version: String,
+}
+
+/// Non-negative weights normalised to shares summing to 1; empty when they are all zero (or
+/// not finite), since then nothing stands out.
+pub fn shares(weights: &[f64]) -> Vec<f32> {
+    let clean: Vec<f64> = weights
+        .iter()
+        .map(|w| if w.is_finite() { w.abs() } else { 0.0 })
+        .collect();
+    let total: f64 = clean.iter().sum();
+    if total <= 0.0 {
+        return Vec::new();
+    }
+    clean.iter().map(|w| (w / total) as f32).collect()
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -238,7 +288,7 @@ impl ZScoreScorer {
     pub fn score_sync(&self, input: &Matrix, baseline: &mut Option<Baseline>) -> Score {
         let x = window_features(input);
         let b = baseline_for(baseline, x.len());
-        let z = (0..x.len())
+        let per_column: Vec<f64> = (0..x.len())
             .map(|j| {
                 let sd = b.std(j);
                 if sd > 0.0 {
@@ -247,7 +297,8 @@ impl ZScoreScorer {
                     0.0
                 }
             })
-            .fold(0.0, f64::max);
+            .collect();
+        let z = per_column.iter().copied().fold(0.0, f64::max);
         let warm = b.frozen || b.count >= self.config.warmup;
         let anomalous = warm && z > self.config.threshold;
         if !b.frozen && (!anomalous || self.config.learn_anomalies) {
@@ -259,7 +310,7 @@ impl ZScoreScorer {
             anomaly_score: Some(z),
             source: "zscore".into(),
             model_version: b.version.clone(),
-            contributions: Vec::new(),
+            contributions: Contribution::unnamed(&shares(&per_column)),
             candidate: None,
         }
     }
@@ -361,13 +412,15 @@ impl EwmaScorer {
         let b = baseline_for(baseline, x.len());
         let alpha = 1.0 - 0.5f64.powf(1.0 / self.config.half_life);
         let mut worst = 0f64;
+        let mut per_column = vec![0f64; x.len()];
         for (j, &xj) in x.iter().enumerate() {
             let sd = b.spread[j]
                 .max(0.0)
                 .sqrt()
                 .max(self.config.min_relative_std * b.mean[j].abs());
             if sd > 0.0 {
-                worst = worst.max(((xj - b.mean[j]) / sd).abs());
+                per_column[j] = ((xj - b.mean[j]) / sd).abs();
+                worst = worst.max(per_column[j]);
             }
         }
         let warm = b.frozen || b.count >= self.config.warmup;
@@ -392,7 +445,7 @@ impl EwmaScorer {
             anomaly_score: Some(worst),
             source: "ewma".into(),
             model_version: b.version.clone(),
-            contributions: Vec::new(),
+            contributions: Contribution::unnamed(&shares(&per_column)),
             candidate: None,
         }
     }
@@ -534,6 +587,45 @@ mod tests {
         assert_eq!(spike.label, "anomaly");
         assert!(spike.anomaly_score.unwrap() > 4.0);
         assert_eq!(b, before, "anomalies are not learned");
+    }
+
+    #[test]
+    fn streaming_contributions_point_at_the_deviating_channel() {
+        let s = ZScoreScorer::new(ZScoreConfig {
+            threshold: 4.0,
+            warmup: 10,
+            learn_anomalies: false,
+        });
+        let e = EwmaScorer::new(EwmaConfig {
+            half_life: 50.0,
+            threshold: 4.0,
+            warmup: 10,
+            min_relative_std: 0.0,
+        });
+        let row = |a: f32, b: f32, c: f32| Matrix::new(1, 3, vec![a, b, c]);
+        let (mut bz, mut be) = (None, None);
+        for i in 0..40 {
+            let j = if i % 2 == 0 { 0.5 } else { -0.5 };
+            s.score_sync(&row(10.0 + j, 20.0 - j, 5.0 + j), &mut bz);
+            e.score_sync(&row(10.0 + j, 20.0 - j, 5.0 + j), &mut be);
+        }
+        // Channel 1 far off, channel 2 a little.
+        for score in [
+            s.score_sync(&row(10.0, 40.0, 6.0), &mut bz),
+            e.score_sync(&row(10.0, 40.0, 6.0), &mut be),
+        ] {
+            assert_eq!(score.label, "anomaly");
+            let c: Vec<f64> = score.contributions.iter().map(|c| c.share).collect();
+            assert_eq!(c.len(), 3, "{c:?}");
+            assert!((c.iter().sum::<f64>() - 1.0).abs() < 1e-5);
+            assert!(
+                c[1] > 0.8 && c[1] > c[2] && c[2] > c[0],
+                "{} {c:?}",
+                score.source
+            );
+        }
+        assert!(shares(&[0.0, 0.0]).is_empty());
+        assert!(shares(&[f64::NAN, 0.0]).is_empty());
     }
 
     #[test]

@@ -1,35 +1,60 @@
-//! The edge's monitoring endpoint (`vigil edge --http ADDR`): liveness for a supervisor, the
-//! counters for a Prometheus scraper, and each device's current condition for a dashboard.
+//! The edge's HTTP endpoint (`vigil edge --http ADDR`): liveness for a supervisor, the counters
+//! for a Prometheus scraper, the fleet page for operators, and the alarm actions they take.
 //!
-//! | path       | answer |
-//! |------------|--------|
-//! | `/healthz` | `200 ok` while subscribed to the broker, `503` while not (starting, broker lost) |
-//! | `/metrics` | Prometheus text format 0.0.4: [`EdgeStats`] as counters, `vigil_edge_up`, uptime |
-//! | `/shadows` | JSON object: device → its stored `condition` shadow (last result, alert state) |
+//! | path                     | token | answer |
+//! |--------------------------|-------|--------|
+//! | `/healthz`               | no    | `200 ok` while subscribed to the broker, `503` while not |
+//! | `/`, `/app.js`, `/style.css` | no | the fleet page (no data in it; it asks the API below) |
+//! | `/metrics`               | yes   | Prometheus text format 0.0.4: [`EdgeStats`] as counters |
+//! | `/shadows`               | yes   | JSON object: device → its stored `condition` shadow |
+//! | `/api/fleet`             | yes   | JSON: every device with verdict, probability, alarms, last seen, rejects |
+//! | `/api/devices/{id}`      | yes   | JSON: recent verdicts, contributions, alarms with history |
+//! | `/api/events`            | yes   | server-sent events: `verdict`, `alarm`, `reject` as they happen |
+//! | `POST /api/alarm`        | yes   | applies an operator action (body: [`AlarmRequest`]) |
 //!
-//! Read-only and GET/HEAD only. Each answer is one small document, so the server speaks just
-//! enough HTTP/1.1 for curl, Prometheus and browsers (one request per connection,
-//! `Connection: close`) instead of pulling a web framework into the edge binary. It reads the
-//! statistics the worker publishes after every batch and the store through its own read
-//! transactions, so it never waits for, or holds up, the pipeline.
+//! Data and actions need `Authorization: Bearer TOKEN`; the token is given (`--http-token`,
+//! `VIGIL_HTTP_TOKEN`) or generated at first start and kept in the state directory
+//! ([`http::TOKEN_FILE`]). A token in a URL is never accepted by the server: the page takes
+//! `/?token=` once, keeps it in the tab's sessionStorage, removes it from the address bar and
+//! sends it as a header, for the live events too (a streaming `fetch`, not `EventSource`, which
+//! cannot send headers).
+//!
+//! One request per connection, `Connection: close`, bodies of at most [`http::MAX_BODY`]: enough
+//! for curl, Prometheus and browsers without a web framework in the edge binary. Store reads and
+//! writes run on blocking threads, so the endpoint never holds up the pipeline's runtime.
 
-use std::fmt::Write as _;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
+use vigil_core::alarm::{self, OperateError, OperatorAction};
+use vigil_core::ports::{DeviceState, DeviceStateStore, StreamKey};
+use vigil_core::{CompiledProfile, DeviceId};
 
-use crate::gateway::{GatewayCounters, GatewayStats};
+use crate::gateway::GatewayCounters;
 use crate::store::EdgeStore;
 use crate::EdgeStats;
 
-/// Longest request head accepted; the endpoints take no body and no parameters.
-const MAX_HEAD: usize = 8 * 1024;
-/// A client that does not finish its request in this time is dropped.
-const READ_TIMEOUT: Duration = Duration::from_secs(5);
+pub mod fleet;
+pub mod http;
+mod metrics;
+
+pub use fleet::FleetLog;
+use http::{Request, Response};
+pub use metrics::prometheus;
+
+/// Between two keep-alive comments on a live-events stream (proxies drop silent connections).
+const KEEPALIVE: Duration = Duration::from_secs(15);
+
+const PAGE: &str = include_str!("page/index.html");
+const SCRIPT: &str = include_str!("page/app.js");
+const STYLE: &str = include_str!("page/style.css");
 
 /// What the endpoint reads from the running edge.
 #[derive(Clone)]
@@ -42,16 +67,46 @@ pub struct Monitor {
     pub gateway: Option<Arc<GatewayCounters>>,
     /// When the edge started: uptime is live, the other figures are as of the last batch.
     pub started: std::time::Instant,
+    /// Bearer token for data and actions.
+    pub token: Arc<str>,
+    pub fleet: Arc<FleetLog>,
+    pub profiles: Arc<BTreeMap<String, CompiledProfile>>,
+    /// Device → profile for devices not on the default one.
+    pub devices: Arc<BTreeMap<String, String>>,
+    pub default_profile: String,
 }
 
-/// Serves until the task is aborted (the edge's handle does that when it stops).
+impl Monitor {
+    fn profile_of(&self, device: &str) -> &str {
+        self.devices
+            .get(device)
+            .map_or(self.default_profile.as_str(), String::as_str)
+    }
+}
+
+/// An operator's action as the endpoint takes it: the device, then the action itself.
+#[derive(Debug, Deserialize)]
+pub struct AlarmRequest {
+    pub device: String,
+    #[serde(flatten)]
+    pub action: OperatorAction,
+}
+
+/// Serves until the task is aborted (the edge's handle does that when it stops). Connections
+/// live in a set owned by this task, so aborting it ends them too (live-event streams included,
+/// which would otherwise keep the store open after the edge stopped).
 pub async fn serve(listener: TcpListener, monitor: Monitor) {
+    let mut connections = tokio::task::JoinSet::new();
     loop {
-        match listener.accept().await {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            Some(_) = connections.join_next() => continue,
+        };
+        match accepted {
             Ok((stream, peer)) => {
                 let monitor = monitor.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = answer(stream, &monitor).await {
+                connections.spawn(async move {
+                    if let Err(e) = answer(stream, monitor).await {
                         tracing::debug!(%peer, error = %e, "monitor: connection");
                     }
                 });
@@ -72,69 +127,77 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<(TcpListener, SocketAddr)
     Ok((listener, local))
 }
 
-async fn answer(mut stream: TcpStream, monitor: &Monitor) -> std::io::Result<()> {
-    let head = match tokio::time::timeout(READ_TIMEOUT, read_head(&mut stream)).await {
-        Ok(head) => head?,
-        Err(_) => return Ok(()),
-    };
-    let (response, head_only) = match parse_request_line(&head) {
-        Ok(request) => (respond(&request, monitor).await, request.method == "HEAD"),
-        Err(reason) => (
-            Response::text(400, "Bad Request", format!("{reason}\n")),
-            false,
-        ),
-    };
-    stream.write_all(&response.to_bytes(head_only)).await?;
+async fn answer(mut stream: TcpStream, monitor: Monitor) -> std::io::Result<()> {
+    let request =
+        match tokio::time::timeout(http::READ_TIMEOUT, http::read_request(&mut stream)).await {
+            Ok(Ok(r)) => r,
+            Ok(Err((status, reason, text))) => {
+                let r = Response::text(status, reason, text);
+                stream.write_all(&r.to_bytes(false)).await?;
+                return stream.shutdown().await;
+            }
+            Err(_) => return Ok(()),
+        };
+    if request.path == "/api/events" && request.method == "GET" && authorized(&request, &monitor) {
+        // A stream lives long: it keeps the fleet log only, not the store.
+        let fleet = Arc::clone(&monitor.fleet);
+        drop(monitor);
+        return live_events(stream, &fleet).await;
+    }
+    let response = respond(&request, &monitor).await;
+    stream
+        .write_all(&response.to_bytes(request.method == "HEAD"))
+        .await?;
     stream.shutdown().await
 }
 
-/// The request head, up to the blank line (or what came before the client stopped sending).
-async fn read_head(stream: &mut TcpStream) -> std::io::Result<Vec<u8>> {
-    let mut head = Vec::with_capacity(512);
-    let mut buf = [0u8; 1024];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < MAX_HEAD {
-        let n = stream.read(&mut buf).await?;
-        if n == 0 {
-            break;
-        }
-        head.extend_from_slice(&buf[..n]);
-    }
-    Ok(head)
+fn authorized(request: &Request, monitor: &Monitor) -> bool {
+    request
+        .bearer
+        .as_deref()
+        .is_some_and(|t| http::same_token(t, &monitor.token))
 }
 
-#[derive(Debug, PartialEq)]
-struct Request {
-    method: String,
-    /// Without the query string.
-    path: String,
-}
-
-fn parse_request_line(head: &[u8]) -> Result<Request, &'static str> {
-    let end = head
-        .windows(2)
-        .position(|w| w == b"\r\n")
-        .ok_or("incomplete request line")?;
-    let line = std::str::from_utf8(&head[..end]).map_err(|_| "request line is not UTF-8")?;
-    let mut parts = line.split(' ');
-    let (Some(method), Some(target), Some(version), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err("expected: METHOD PATH HTTP/1.x");
-    };
-    if !version.starts_with("HTTP/1.") {
-        return Err("only HTTP/1.x is spoken here");
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    Response {
+        status: 200,
+        reason: "OK",
+        content_type,
+        // The page runs only its own script and talks only to this endpoint.
+        extra: Some("Content-Security-Policy: default-src 'self'; img-src 'self' data:; frame-ancestors 'none'"),
+        body: body.as_bytes().to_vec(),
     }
-    let path = target.split('?').next().unwrap_or(target);
-    Ok(Request {
-        method: method.to_string(),
-        path: path.to_string(),
-    })
 }
 
 async fn respond(request: &Request, monitor: &Monitor) -> Response {
-    if request.method != "GET" && request.method != "HEAD" {
-        let mut r = Response::text(405, "Method Not Allowed", "only GET and HEAD\n".into());
-        r.extra = Some("Allow: GET, HEAD");
+    let open = matches!(
+        request.path.as_str(),
+        "/healthz" | "/" | "/index.html" | "/app.js" | "/style.css"
+    );
+    let method_ok = match request.path.as_str() {
+        "/api/alarm" => request.method == "POST",
+        _ => request.method == "GET" || request.method == "HEAD",
+    };
+    if !method_ok {
+        let mut r = Response::text(
+            405,
+            "Method Not Allowed",
+            "method not allowed here\n".into(),
+        );
+        r.extra = Some(if request.path == "/api/alarm" {
+            "Allow: POST"
+        } else {
+            "Allow: GET, HEAD"
+        });
+        return r;
+    }
+    if !open && !authorized(request, monitor) {
+        let mut r = Response::text(
+            401,
+            "Unauthorized",
+            "this needs Authorization: Bearer TOKEN (printed by vigil edge at start, kept in its state directory)\n".into(),
+        );
+        r.extra = Some("WWW-Authenticate: Bearer realm=\"vigil\"");
         return r;
     }
     match request.path.as_str() {
@@ -149,6 +212,9 @@ async fn respond(request: &Request, monitor: &Monitor) -> Response {
                 )
             }
         }
+        "/" | "/index.html" => asset("text/html; charset=utf-8", PAGE),
+        "/app.js" => asset("text/javascript; charset=utf-8", SCRIPT),
+        "/style.css" => asset("text/css; charset=utf-8", STYLE),
         "/metrics" => {
             let mut stats = monitor.stats.borrow().clone();
             stats.uptime_s = monitor.started.elapsed().as_secs_f64();
@@ -163,329 +229,247 @@ async fn respond(request: &Request, monitor: &Monitor) -> Response {
             }
         }
         "/shadows" => {
-            let store = Arc::clone(&monitor.store);
-            // redb reads are synchronous; keep them off the runtime's workers.
-            let shadows = tokio::task::spawn_blocking(move || store.shadows()).await;
-            match shadows {
-                Ok(Ok(list)) => {
-                    let map: serde_json::Map<String, serde_json::Value> =
-                        list.into_iter().collect();
-                    Response {
-                        status: 200,
-                        reason: "OK",
-                        content_type: "application/json",
-                        extra: None,
-                        body: serde_json::to_vec(&map).expect("JSON value serializes"),
-                    }
+            match blocking(monitor, |m| m.store.shadows().map_err(|e| e.to_string())).await {
+                Ok(list) => {
+                    let map: serde_json::Map<String, Value> = list.into_iter().collect();
+                    Response::json(200, "OK", &Value::Object(map))
                 }
-                Ok(Err(e)) => Response::text(500, "Internal Server Error", format!("{e}\n")),
                 Err(e) => Response::text(500, "Internal Server Error", format!("{e}\n")),
             }
         }
-        "/" => Response::text(200, "OK", "vigil edge: /healthz /metrics /shadows\n".into()),
-        other => Response::text(
-            404,
-            "Not Found",
-            format!("no {other}: try /healthz, /metrics or /shadows\n"),
-        ),
+        "/api/fleet" => match blocking(monitor, fleet_document).await {
+            Ok(doc) => Response::json(200, "OK", &doc),
+            Err(e) => Response::text(500, "Internal Server Error", format!("{e}\n")),
+        },
+        "/api/alarm" => alarm_action(&request.body, monitor).await,
+        path => match path.strip_prefix("/api/devices/") {
+            Some(device) => {
+                let device = device.to_string();
+                match blocking(monitor, move |m| device_document(m, &device)).await {
+                    Ok(Some(doc)) => Response::json(200, "OK", &doc),
+                    Ok(None) => Response::text(404, "Not Found", "no such device\n".into()),
+                    Err(e) => Response::text(500, "Internal Server Error", format!("{e}\n")),
+                }
+            }
+            None => Response::text(
+                404,
+                "Not Found",
+                format!("no {path}: try /, /healthz, /metrics, /shadows, /api/fleet\n"),
+            ),
+        },
     }
 }
 
-struct Response {
-    status: u16,
-    reason: &'static str,
-    content_type: &'static str,
-    extra: Option<&'static str>,
-    body: Vec<u8>,
+/// Runs store work (redb is synchronous) on a blocking thread.
+async fn blocking<T: Send + 'static>(
+    monitor: &Monitor,
+    f: impl FnOnce(&Monitor) -> Result<T, String> + Send + 'static,
+) -> Result<T, String> {
+    let m = monitor.clone();
+    tokio::task::spawn_blocking(move || f(&m))
+        .await
+        .map_err(|e| e.to_string())?
 }
 
-impl Response {
-    fn text(status: u16, reason: &'static str, body: String) -> Self {
-        Self {
-            status,
-            reason,
-            content_type: "text/plain; charset=utf-8",
-            extra: None,
-            body: body.into_bytes(),
-        }
-    }
+fn state_of(monitor: &Monitor, device: &str, profile: &str) -> Result<DeviceState, String> {
+    let key = StreamKey {
+        device: DeviceId::new(device).map_err(|e| e.to_string())?,
+        profile: profile.to_string(),
+    };
+    // The store's port is async in signature only: it completes without waiting.
+    let load = monitor.store.load(&key);
+    tokio::runtime::Handle::current()
+        .block_on(load)
+        .map(|v| v.value)
+        .map_err(|e| e.to_string())
+}
 
-    fn to_bytes(&self, head_only: bool) -> Vec<u8> {
-        let mut out = format!(
-            "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n",
-            self.status,
-            self.reason,
-            self.content_type,
-            self.body.len()
+fn alarms_summary(state: &DeviceState) -> Value {
+    state
+        .alarms
+        .alarms
+        .iter()
+        .map(|(c, a)| (c.clone(), json!(a.state.as_str())))
+        .collect::<serde_json::Map<_, _>>()
+        .into()
+}
+
+/// Every device: latest verdict, probability, alarm states, last seen, rejects.
+fn fleet_document(monitor: &Monitor) -> Result<Value, String> {
+    let mut rows: BTreeMap<String, Value> = BTreeMap::new();
+    for (device, shadow) in monitor.store.shadows().map_err(|e| e.to_string())? {
+        let r = &shadow["state"]["reported"];
+        let label = r["label"].as_str().unwrap_or_default();
+        let profile = r["profile"]
+            .as_str()
+            .unwrap_or(monitor.profile_of(&device))
+            .to_string();
+        let state = state_of(monitor, &device, &profile)?;
+        rows.insert(
+            device.clone(),
+            json!({
+                "device": device,
+                "profile": profile,
+                "label": label,
+                "probability": r["probabilities"].get(label),
+                "anomaly_score": r["anomaly_score"],
+                "window": r["window"],
+                "alert": r["alert"],
+                "last_seen_ms": r["time"],
+                "alarms": alarms_summary(&state),
+                "rejects": monitor.fleet.rejects(&device),
+            }),
         );
-        if let Some(extra) = self.extra {
-            out.push_str(extra);
-            out.push_str("\r\n");
-        }
-        out.push_str("\r\n");
-        let mut bytes = out.into_bytes();
-        if !head_only {
-            bytes.extend_from_slice(&self.body);
-        }
-        bytes
     }
+    // Devices heard of only through rejections.
+    for (device, _) in monitor.fleet.devices() {
+        rows.entry(device.clone()).or_insert_with(|| {
+            json!({
+                "device": device,
+                "profile": monitor.profile_of(&device),
+                "label": null,
+                "alarms": {},
+                "rejects": monitor.fleet.rejects(&device),
+            })
+        });
+    }
+    Ok(json!({ "devices": rows.into_values().collect::<Vec<_>>() }))
 }
 
-/// The statistics in Prometheus text format. Counter names end in `_total`; they restart from
-/// zero with the process, which Prometheus' `rate()` handles as a counter reset.
-pub fn prometheus(stats: &EdgeStats, subscribed: bool, gateway: Option<&GatewayStats>) -> String {
-    let p = &stats.pipeline;
-    let mut out = String::new();
-    let mut metric = |name: &str, kind: &str, help: &str, value: String| {
-        let _ = writeln!(
-            out,
-            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+/// One device: recent verdicts (with contributions), alarms with their history.
+fn device_document(monitor: &Monitor, device: &str) -> Result<Option<Value>, String> {
+    if DeviceId::new(device).is_err() {
+        return Ok(None);
+    }
+    let shadows = monitor.store.shadows().map_err(|e| e.to_string())?;
+    let shadow = shadows
+        .into_iter()
+        .find(|(d, _)| d == device)
+        .map(|(_, s)| s);
+    let recent = monitor.fleet.recent(device);
+    if shadow.is_none() && recent.is_empty() && monitor.fleet.rejects(device) == 0 {
+        return Ok(None);
+    }
+    let profile = shadow
+        .as_ref()
+        .and_then(|s| {
+            s["state"]["reported"]["profile"]
+                .as_str()
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| monitor.profile_of(device).to_string());
+    let state = state_of(monitor, device, &profile)?;
+    let conditions = monitor
+        .profiles
+        .get(&profile)
+        .map(|p| p.profile.alert.unhealthy.clone())
+        .unwrap_or_default();
+    Ok(Some(json!({
+        "device": device,
+        "profile": profile,
+        "channels": monitor.profiles.get(&profile).map(|p| p.profile.channels.clone()),
+        "conditions": conditions,
+        "shadow": shadow.map(|s| s["state"]["reported"].clone()),
+        "verdicts": recent,
+        "alarms": state.alarms.alarms,
+        "rejects": monitor.fleet.rejects(device),
+    })))
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// `POST /api/alarm`: validates, applies with the device state's optimistic concurrency, syncs.
+async fn alarm_action(body: &[u8], monitor: &Monitor) -> Response {
+    let request: AlarmRequest = match serde_json::from_slice(body) {
+        Ok(r) => r,
+        Err(e) => {
+            return Response::json(
+                400,
+                "Bad Request",
+                &json!({"error": format!("not an alarm action: {e}")}),
+            )
+        }
+    };
+    let Ok(device) = DeviceId::new(request.device.clone()) else {
+        return Response::json(400, "Bad Request", &json!({"error": "invalid device"}));
+    };
+    let profile = monitor.profile_of(device.as_str()).to_string();
+    let Some(compiled) = monitor.profiles.get(&profile) else {
+        return Response::json(
+            500,
+            "Internal Server Error",
+            &json!({"error": format!("profile {profile} is not loaded")}),
         );
     };
-    metric(
-        "vigil_edge_up",
-        "gauge",
-        "1 while the edge is subscribed to the broker.",
-        u8::from(subscribed).to_string(),
-    );
-    metric(
-        "vigil_edge_uptime_seconds",
-        "gauge",
-        "Seconds since the edge started.",
-        format!("{:.3}", stats.uptime_s),
-    );
-    let mut counters: Vec<(&str, &str, u64)> = vec![
-        (
-            "vigil_edge_deliveries_total",
-            "Telemetry deliveries received, redeliveries included.",
-            stats.deliveries,
+    let policy = compiled.profile.alert.clone();
+    let key = StreamKey {
+        device: device.clone(),
+        profile,
+    };
+    let action = request.action;
+    let outcome = blocking(monitor, move |m| {
+        let handle = tokio::runtime::Handle::current();
+        let outcome = handle.block_on(alarm::operate(&*m.store, &key, &policy, &action, now_ms()));
+        if outcome.is_ok() {
+            // Acknowledged to the operator only once durable.
+            m.store.flush().map_err(|e| e.to_string())?;
+        }
+        Ok((outcome, action))
+    })
+    .await;
+    match outcome {
+        Ok((Ok(outcome), action)) => {
+            let state = match &outcome {
+                alarm::ActionOutcome::Applied { to, .. } => *to,
+                alarm::ActionOutcome::Duplicate { state } => *state,
+            };
+            tracing::info!(device = %device, condition = %action.condition, action = action.command.name(), by = %action.by, id = %action.id, state = state.as_str(), "alarm action");
+            monitor
+                .fleet
+                .alarm_changed(device.as_str(), &action.condition, state.as_str());
+            Response::json(
+                200,
+                "OK",
+                &json!({"device": device.as_str(), "condition": action.condition, "outcome": outcome, "state": state.as_str()}),
+            )
+        }
+        Ok((Err(OperateError::Action(e @ alarm::ActionError::NotApplicable { .. })), _)) => {
+            Response::json(409, "Conflict", &json!({"error": e.to_string()}))
+        }
+        Ok((Err(OperateError::Action(e)), _)) => {
+            Response::json(400, "Bad Request", &json!({"error": e.to_string()}))
+        }
+        Ok((Err(OperateError::Port(e)), _)) => Response::json(
+            503,
+            "Service Unavailable",
+            &json!({"error": e.to_string(), "retryable": e.retryable}),
         ),
-        (
-            "vigil_edge_acked_total",
-            "Deliveries acknowledged to the broker.",
-            stats.acked,
-        ),
-        (
-            "vigil_edge_batches_total",
-            "Batches processed.",
-            stats.batches,
-        ),
-        (
-            "vigil_edge_batch_retries_total",
-            "Batches retried after a retryable failure.",
-            stats.retries,
-        ),
-        (
-            "vigil_edge_invalid_topic_total",
-            "Deliveries on a topic that names no valid thing (dropped).",
-            stats.invalid_topic,
-        ),
-        (
-            "vigil_edge_failed_total",
-            "Messages that failed for good (published as rejections with code failed).",
-            stats.failed,
-        ),
-        (
-            "vigil_edge_dead_letters_undelivered_total",
-            "Dead letters that could not be published (logged; the message is acknowledged).",
-            stats.dead_letters_undelivered,
-        ),
-        (
-            "vigil_edge_results_published_total",
-            "Window results published.",
-            stats.results_published,
-        ),
-        (
-            "vigil_edge_alerts_published_total",
-            "Alert transitions published.",
-            stats.alerts_published,
-        ),
-        (
-            "vigil_edge_rejects_published_total",
-            "Rejections published on the dead-letter topics.",
-            stats.rejects_published,
-        ),
-        (
-            "vigil_edge_connections_total",
-            "Connections to the broker (1 + reconnections).",
-            stats.connections,
-        ),
-        (
-            "vigil_messages_total",
-            "Messages through the pipeline, retries included.",
-            p.messages,
-        ),
-        (
-            "vigil_messages_accepted_total",
-            "Messages accepted.",
-            p.accepted,
-        ),
-        (
-            "vigil_messages_rejected_total",
-            "Messages rejected as bad input (see vigil_rejects_total).",
-            p.rejected,
-        ),
-        (
-            "vigil_messages_failed_total",
-            "Message attempts that failed in a port or scorer.",
-            p.failed,
-        ),
-        (
-            "vigil_samples_total",
-            "Samples accepted, duplicates and late ones included.",
-            p.samples,
-        ),
-        (
-            "vigil_samples_duplicate_total",
-            "Samples seen before (same device and seq), not counted again.",
-            p.duplicates,
-        ),
-        (
-            "vigil_samples_late_total",
-            "Samples for a window already scored.",
-            p.late,
-        ),
-        (
-            "vigil_windows_scored_total",
-            "Windows scored.",
-            p.windows_scored,
-        ),
-        (
-            "vigil_windows_incomplete_total",
-            "Windows closed with missing samples (scored if complete enough).",
-            p.windows_incomplete,
-        ),
-        (
-            "vigil_alerts_total",
-            "Alert transitions decided by the alert policy.",
-            p.alerts,
-        ),
-    ];
-    if let Some(g) = gateway {
-        counters.extend([
-            (
-                "vigil_gateway_connections_total",
-                "Device connections admitted (certificate attached to a thing).",
-                g.connections,
-            ),
-            (
-                "vigil_gateway_failed_handshakes_total",
-                "TLS handshakes refused: no client certificate, or one not admitted (unattached included).",
-                g.failed_handshakes,
-            ),
-            (
-                "vigil_gateway_unattached_certificates_total",
-                "Handshakes refused because the certificate is attached to no thing.",
-                g.unattached_certificates,
-            ),
-            (
-                "vigil_gateway_policy_violations_total",
-                "Connections closed for a packet outside the thing's policy.",
-                g.policy_violations,
-            ),
-        ]);
+        Err(e) => Response::json(500, "Internal Server Error", &json!({"error": e})),
     }
-    for (name, help, value) in counters {
-        metric(name, "counter", help, value.to_string());
-    }
-    let _ = writeln!(
-        out,
-        "# HELP vigil_rejects_total Rejected messages by reason code.\n# TYPE vigil_rejects_total counter"
-    );
-    for (reason, n) in &p.rejects_by_reason {
-        let _ = writeln!(
-            out,
-            "vigil_rejects_total{{reason=\"{}\"}} {n}",
-            label_value(reason)
-        );
-    }
-    out
 }
 
-/// A label value as the text format wants it: backslash, double quote and newline escaped.
-fn label_value(s: &str) -> String {
-    s.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn request_lines_are_parsed_or_refused_with_a_reason() {
-        assert_eq!(
-            parse_request_line(b"GET /metrics?x=1 HTTP/1.1\r\nHost: a\r\n\r\n"),
-            Ok(Request {
-                method: "GET".into(),
-                path: "/metrics".into()
-            })
-        );
-        assert_eq!(
-            parse_request_line(b"GET /metrics\r\n\r\n"),
-            Err("expected: METHOD PATH HTTP/1.x")
-        );
-        assert_eq!(
-            parse_request_line(b"GET / HTTP/2\r\n\r\n"),
-            Err("only HTTP/1.x is spoken here")
-        );
-        assert_eq!(
-            parse_request_line(b"GET / HT"),
-            Err("incomplete request line")
-        );
-    }
-
-    #[test]
-    fn metrics_carry_every_counter_with_its_value() {
-        let mut stats = EdgeStats {
-            deliveries: 2160,
-            acked: 2159,
-            failed: 3,
-            ..EdgeStats::default()
+/// `GET /api/events`: server-sent events until the client goes away.
+async fn live_events(mut stream: TcpStream, fleet: &FleetLog) -> std::io::Result<()> {
+    let Some(mut listener) = fleet.listen() else {
+        let r = Response::text(503, "Service Unavailable", "too many live pages\n".into());
+        stream.write_all(&r.to_bytes(false)).await?;
+        return stream.shutdown().await;
+    };
+    stream
+        .write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n: live\n\n")
+        .await?;
+    loop {
+        let frame = match tokio::time::timeout(KEEPALIVE, listener.rx.recv()).await {
+            Ok(Ok(e)) => format!("event: {}\ndata: {}\n\n", e.kind, e.data),
+            // Too slow a reader missed events: tell the page to reload the fleet.
+            Ok(Err(broadcast::error::RecvError::Lagged(_))) => "event: resync\ndata: {}\n\n".into(),
+            Ok(Err(broadcast::error::RecvError::Closed)) => return Ok(()),
+            Err(_) => ": keepalive\n\n".into(),
         };
-        stats.pipeline.windows_scored = 36;
-        stats
-            .pipeline
-            .rejects_by_reason
-            .insert("missing_channel".into(), 2);
-        stats
-            .pipeline
-            .rejects_by_reason
-            .insert("odd\"code\\".into(), 1);
-        let gateway = GatewayStats {
-            policy_violations: 4,
-            ..GatewayStats::default()
-        };
-        let text = prometheus(&stats, true, Some(&gateway));
-        let lines: Vec<&str> = text.lines().collect();
-        for expected in [
-            "vigil_edge_up 1",
-            "vigil_edge_deliveries_total 2160",
-            "vigil_edge_acked_total 2159",
-            "vigil_edge_failed_total 3",
-            "vigil_windows_scored_total 36",
-            "vigil_rejects_total{reason=\"missing_channel\"} 2",
-            "vigil_gateway_policy_violations_total 4",
-            "vigil_rejects_total{reason=\"odd\\\"code\\\\\"} 1",
-        ] {
-            assert!(
-                lines.contains(&expected),
-                "{expected:?} missing from:\n{text}"
-            );
-        }
-        // Every sample line has its TYPE line first, once.
-        for line in lines.iter().filter(|l| !l.starts_with('#')) {
-            let name = line.split(['{', ' ']).next().unwrap();
-            let typed = format!("# TYPE {name} ");
-            assert_eq!(
-                lines.iter().filter(|l| l.starts_with(&typed)).count(),
-                1,
-                "{name}"
-            );
-        }
-        let without = prometheus(&stats, false, None);
-        assert!(without.contains("vigil_edge_up 0\n"));
-        assert!(!without.contains("vigil_gateway_"));
+        stream.write_all(frame.as_bytes()).await?;
     }
 }

@@ -61,6 +61,8 @@ pub struct EdgeConfig {
     pub print_alerts: bool,
     /// Where to serve the monitoring endpoint ([`monitor`]); none by default.
     pub http: Option<SocketAddr>,
+    /// The endpoint's bearer token; `None`: the one kept in the state directory (made at first start).
+    pub http_token: Option<String>,
     /// The mutual-TLS device gateway in front of the broker ([`gateway`]); none by default.
     pub gateway: Option<gateway::GatewayConfig>,
     /// A store that cannot be opened is set aside and an empty one made (`--reset-store`);
@@ -84,6 +86,7 @@ impl EdgeConfig {
             keep_done_windows: 64,
             print_alerts: false,
             http: None,
+            http_token: None,
             gateway: None,
             reset_store: false,
         }
@@ -155,6 +158,8 @@ pub struct EdgeHandle {
     monitor: Option<JoinHandle<()>>,
     /// Where the monitoring endpoint listens, when it was asked for.
     pub http_addr: Option<SocketAddr>,
+    /// Its bearer token, and whether it was generated at this start.
+    pub http_token: Option<(String, bool)>,
     gateway: Option<JoinHandle<()>>,
     /// Where the device gateway listens, when it was asked for.
     pub gateway_addr: Option<SocketAddr>,
@@ -393,6 +398,14 @@ pub async fn start_with(
         ),
         None => None,
     };
+    let http_token = match http {
+        Some(_) => Some(
+            monitor::http::token(&config.state_dir, config.http_token.as_deref())
+                .context("the HTTP endpoint's token")?,
+        ),
+        None => None,
+    };
+    let fleet = Arc::new(monitor::FleetLog::default());
     let device_gateway = match &config.gateway {
         Some(g) => {
             Some(gateway::Gateway::bind(g, (config.broker.host.clone(), config.broker.port)).await?)
@@ -425,6 +438,7 @@ pub async fn start_with(
             store: Arc::clone(&store),
             counters: Arc::clone(&counters),
             print_alerts: config.print_alerts,
+            fleet: Arc::clone(&fleet),
         },
         pipeline: PipelineConfig {
             default_profile: config.default_profile.clone(),
@@ -449,6 +463,11 @@ pub async fn start_with(
                 store: Arc::clone(&store),
                 gateway: device_gateway.as_ref().map(|g| Arc::clone(&g.counters)),
                 started: Instant::now(),
+                token: http_token.as_ref().map_or("", |t| t.0.as_str()).into(),
+                fleet: Arc::clone(&fleet),
+                profiles: Arc::clone(&profiles),
+                devices: Arc::new(config.devices.clone()),
+                default_profile: config.default_profile.clone(),
             };
             (
                 Some(tokio::spawn(monitor::serve(listener, endpoint))),
@@ -515,6 +534,7 @@ pub async fn start_with(
         mqtt: Some(mqtt),
         monitor,
         http_addr,
+        http_token,
         gateway,
         gateway_addr,
         open_report,

@@ -17,6 +17,7 @@ use vigil_core::telemetry::condition_topic;
 
 use vigil_mqtt::{alerts_topic, rejected_topic, shadow_update_topic, MAX_PACKET_BYTES};
 
+use crate::monitor::FleetLog;
 use crate::store::EdgeStore;
 
 /// What the sinks sent, for the edge's statistics.
@@ -35,6 +36,8 @@ pub struct MqttSinks {
     pub counters: Arc<SinkCounters>,
     /// Also print alert transitions on stdout (the `vigil edge` command does).
     pub print_alerts: bool,
+    /// Recent verdicts and rejections for the fleet page, and its live events.
+    pub fleet: Arc<FleetLog>,
 }
 
 impl MqttSinks {
@@ -105,6 +108,7 @@ impl ResultSink for MqttSinks {
             serde_json::to_vec(&shadow).expect("JSON value serializes"),
         )
         .await?;
+        self.fleet.verdict(result);
         self.counters.results.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
@@ -117,15 +121,28 @@ impl AlertSink for MqttSinks {
             .map_err(|e| PortError::permanent("alerts", format!("serialize: {e}")))?;
         self.send("alerts", alerts_topic(alert.device.as_str()), body)
             .await?;
+        // The body above carries the alarm (state, reason, escalation) as `alarm`.
+        let alarm = alert.alarm.as_ref().map_or(String::new(), |n| {
+            format!(" [alarm {}, {}]", n.state.as_str(), n.reason.as_str())
+        });
         tracing::info!(
             device = %alert.device,
             window = alert.window,
             transition = alert.transition.kind(),
+            alarm_state = alert.alarm.as_ref().map_or("none", |n| n.state.as_str()),
             "{}",
             alert.subject()
         );
         if self.print_alerts {
-            println!("alert: {} (window {})", alert.subject(), alert.window);
+            println!(
+                "alert: {}{alarm} (window {})",
+                alert.subject(),
+                alert.window
+            );
+        }
+        if let Some(n) = &alert.alarm {
+            self.fleet
+                .alarm_changed(alert.device.as_str(), &n.condition, n.state.as_str());
         }
         self.counters.alerts.fetch_add(1, Ordering::Relaxed);
         Ok(())
@@ -152,6 +169,7 @@ impl RejectSink for MqttSinks {
             .await
         {
             Ok(()) => {
+                self.fleet.reject(&device);
                 self.counters.rejects.fetch_add(1, Ordering::Relaxed);
                 Ok(())
             }
@@ -184,6 +202,7 @@ mod tests {
             store: Arc::new(EdgeStore::open_dir(dir.path(), Durability::PerCommit).unwrap()),
             counters: Arc::default(),
             print_alerts: false,
+            fleet: Arc::default(),
         };
         let topic = rejected_topic("rig-001");
         let fits = MAX_PACKET_BYTES - 4 - topic.len();

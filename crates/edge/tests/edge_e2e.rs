@@ -471,11 +471,23 @@ async fn telemetry_sent_before_the_edge_connects_is_kept_for_it() {
 }
 
 /// One request to the edge's monitoring endpoint, as curl would send it: (status, body).
-async fn http(addr: std::net::SocketAddr, method: &str, path: &str) -> (u16, String) {
+async fn http(edge: &edge::EdgeHandle, method: &str, path: &str) -> (u16, String) {
+    let token = edge.http_token.as_ref().map(|t| t.0.as_str());
+    http_as(edge.http_addr.unwrap(), token, method, path).await
+}
+
+/// With `token`, as a bearer token.
+async fn http_as(
+    addr: std::net::SocketAddr,
+    token: Option<&str>,
+    method: &str,
+    path: &str,
+) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
     stream
-        .write_all(format!("{method} {path} HTTP/1.1\r\nHost: vigil\r\n\r\n").as_bytes())
+        .write_all(format!("{method} {path} HTTP/1.1\r\nHost: vigil\r\n{auth}\r\n").as_bytes())
         .await
         .unwrap();
     let mut answer = Vec::new();
@@ -487,6 +499,28 @@ async fn http(addr: std::net::SocketAddr, method: &str, path: &str) -> (u16, Str
     let (head, body) = text.split_once("\r\n\r\n").expect("a head and a body");
     let status = head.split(' ').nth(1).unwrap().parse().unwrap();
     (status, body.to_string())
+}
+
+/// POST with a bearer token and a JSON body: (status, body).
+async fn post(addr: std::net::SocketAddr, token: &str, path: &str, body: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: vigil\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(DEADLINE, stream.read_to_end(&mut answer))
+        .await
+        .expect("the endpoint answers and closes")
+        .unwrap();
+    let text = String::from_utf8(answer).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").expect("a head and a body");
+    (
+        head.split(' ').nth(1).unwrap().parse().unwrap(),
+        body.to_string(),
+    )
 }
 
 /// The value of one sample line of a Prometheus text answer.
@@ -514,9 +548,9 @@ async fn the_monitoring_endpoint_reports_health_counters_and_conditions() {
     let url = BrokerUrl::parse(&broker.url()).unwrap();
     let state = tempfile::tempdir().unwrap();
     let mut edge = start_monitored_edge(&url, state.path(), "e2e-edge-5").await;
-    let addr = edge.http_addr.expect("the endpoint listens");
+    edge.http_addr.expect("the endpoint listens");
     edge.ready(DEADLINE).await.unwrap();
-    assert_eq!(http(addr, "GET", "/healthz").await, (200, "ok\n".into()));
+    assert_eq!(http(&edge, "GET", "/healthz").await, (200, "ok\n".into()));
 
     let options = PlanOptions::new(replay::thing_names("mon", 1).unwrap(), 0..3);
     let mut messages = replay::plan(data(), &channels(), &options)
@@ -526,7 +560,7 @@ async fn the_monitoring_endpoint_reports_health_counters_and_conditions() {
     let acked = publish(&url, "e2e-replay-5", &messages).await;
     wait_processed(&mut edge, acked).await;
 
-    let (status, text) = http(addr, "GET", "/metrics").await;
+    let (status, text) = http(&edge, "GET", "/metrics").await;
     assert_eq!(status, 200);
     assert_eq!(metric(&text, "vigil_edge_up"), 1);
     assert_eq!(metric(&text, "vigil_edge_deliveries_total"), acked);
@@ -538,7 +572,7 @@ async fn the_monitoring_endpoint_reports_health_counters_and_conditions() {
         1
     );
 
-    let (status, body) = http(addr, "GET", "/shadows").await;
+    let (status, body) = http(&edge, "GET", "/shadows").await;
     assert_eq!(status, 200);
     let shadows: serde_json::Value = serde_json::from_str(&body).unwrap();
     let reported = &shadows["mon-001"]["state"]["reported"];
@@ -549,9 +583,75 @@ async fn the_monitoring_endpoint_reports_health_counters_and_conditions() {
         "a rejected device has no condition"
     );
 
-    assert_eq!(http(addr, "GET", "/nope").await.0, 404);
-    assert_eq!(http(addr, "POST", "/metrics").await.0, 405);
-    assert_eq!(http(addr, "HEAD", "/metrics").await, (200, String::new()));
+    // Data and actions need the token; health and the page shell do not.
+    let addr = edge.http_addr.unwrap();
+    for path in [
+        "/metrics",
+        "/shadows",
+        "/api/fleet",
+        "/api/devices/mon-001",
+        "/api/events",
+    ] {
+        assert_eq!(http_as(addr, None, "GET", path).await.0, 401, "{path}");
+        assert_eq!(
+            http_as(addr, Some("wrong-token-0123456789"), "GET", path)
+                .await
+                .0,
+            401,
+            "{path}"
+        );
+    }
+    assert_eq!(http_as(addr, None, "GET", "/healthz").await.0, 200);
+    assert_eq!(http_as(addr, None, "GET", "/").await.0, 200);
+
+    // The fleet: the scored device with its verdict, the rejected one with its rejection.
+    let (status, body) = http(&edge, "GET", "/api/fleet").await;
+    assert_eq!(status, 200);
+    let fleet: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let rows = fleet["devices"].as_array().unwrap();
+    let row = |d: &str| {
+        rows.iter()
+            .find(|r| r["device"] == d)
+            .unwrap_or_else(|| panic!("{d} in {body}"))
+    };
+    assert_eq!(row("mon-001")["label"], truth(2).as_str());
+    assert_eq!(row("mon-001")["profile"], PROFILE);
+    assert_eq!(row("mon-bad")["rejects"], 1);
+
+    // An operator's action over HTTP: refused when meaningless, applied once per id.
+    let action = |id: &str, what: &str| {
+        format!(r#"{{"device":"mon-001","condition":"3","by":"ana","id":"{id}",{what}}}"#)
+    };
+    let token = edge.http_token.clone().unwrap().0;
+    let ack = action("a1", r#""action":"acknowledge","note":"x""#);
+    assert_eq!(post(addr, &token, "/api/alarm", &ack).await.0, 409);
+    let snooze = action("s1", r#""action":"snooze","for_s":600"#);
+    let (status, body) = post(addr, &token, "/api/alarm", &snooze).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(r#""outcome":"applied""#), "{body}");
+    let (status, body) = post(addr, &token, "/api/alarm", &snooze).await;
+    assert_eq!(status, 200);
+    assert!(body.contains(r#""outcome":"duplicate""#), "{body}");
+    assert_eq!(
+        post(addr, "nope-nope-nope-nope", "/api/alarm", &snooze)
+            .await
+            .0,
+        401
+    );
+    assert_eq!(post(addr, &token, "/api/alarm", "{").await.0, 400);
+    let bad_condition = action("b1", r#""action":"reset""#).replace(r#""3""#, r#""77""#);
+    assert_eq!(
+        post(addr, &token, "/api/alarm", &bad_condition).await.0,
+        400
+    );
+    let (_, body) = http(&edge, "GET", "/api/devices/mon-001").await;
+    let device: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(device["alarms"]["3"]["state"]["state"], "snoozed", "{body}");
+    assert_eq!(device["verdicts"].as_array().unwrap().len(), 3, "{body}");
+
+    assert_eq!(http(&edge, "GET", "/nope").await.0, 404);
+    assert_eq!(http(&edge, "POST", "/metrics").await.0, 405);
+    assert_eq!(http(&edge, "HEAD", "/metrics").await, (200, String::new()));
 
     // Stopping the edge stops the endpoint and releases the store.
     edge.shutdown().await.unwrap();
@@ -568,16 +668,15 @@ async fn health_is_unavailable_until_the_edge_is_subscribed() {
     let url = BrokerUrl::parse(&format!("mqtt://{broker_addr}")).unwrap();
     let state = tempfile::tempdir().unwrap();
     let mut edge = start_monitored_edge(&url, state.path(), "e2e-edge-6").await;
-    let addr = edge.http_addr.unwrap();
-    assert_eq!(http(addr, "GET", "/healthz").await.0, 503);
+    assert_eq!(http(&edge, "GET", "/healthz").await.0, 503);
     assert_eq!(
-        metric(&http(addr, "GET", "/metrics").await.1, "vigil_edge_up"),
+        metric(&http(&edge, "GET", "/metrics").await.1, "vigil_edge_up"),
         0
     );
 
     // The broker comes up on that port; the edge's reconnect finds it.
     let _broker = broker::start_embedded(broker_addr).unwrap();
     edge.ready(DEADLINE).await.unwrap();
-    assert_eq!(http(addr, "GET", "/healthz").await.0, 200);
+    assert_eq!(http(&edge, "GET", "/healthz").await.0, 200);
     edge.shutdown().await.unwrap();
 }

@@ -291,6 +291,33 @@ impl OnnxScorer {
         }
     }
 
+    /// Each column's share of the verdict by occlusion: how much the verdict's evidence (the
+    /// label's probability, or the anomaly score) drops when that column is replaced by its own
+    /// window mean (its shape removed, its level kept). Columns whose removal does not lower
+    /// the evidence get no share.
+    fn occlusion_shares(&self, score: &Score, occluded: &[Vec<f32>]) -> Vec<f32> {
+        let evidence = |out: &[f32]| -> Option<f64> {
+            match self.output_kind {
+                OnnxOutput::Probabilities => {
+                    let i = self.labels.iter().position(|l| *l == score.label)?;
+                    out.get(i).map(|p| f64::from(*p))
+                }
+                OnnxOutput::AnomalyScore { .. } => out.first().map(|s| f64::from(*s)),
+            }
+        };
+        let Some(base) = score
+            .anomaly_score
+            .or_else(|| evidence(&score.probabilities))
+        else {
+            return vec![];
+        };
+        let drops: Vec<f64> = occluded
+            .iter()
+            .map(|o| evidence(o).map_or(0.0, |e| (base - e).max(0.0)))
+            .collect();
+        vigil_core::scorer::shares(&drops)
+    }
+
     fn inference_error(&self, reason: String) -> OnnxError {
         OnnxError::Inference {
             model: self.version.clone(),
@@ -319,11 +346,38 @@ impl Scorer for OnnxScorer {
         input: &Matrix,
         _baseline: &mut Option<Baseline>,
     ) -> Result<Score, ScoreError> {
+        // The window and its occluded copies go through the model as one batch: one run.
+        let occluded = occlusions(input);
+        let mut batch: Vec<&Matrix> = vec![input];
+        batch.extend(occluded.iter());
         let mut out = self
-            .predict(&[input])
+            .predict(&batch)
             .map_err(|e| ScoreError::Failed(e.to_string()))?;
-        self.interpret(out.pop().unwrap_or_default())
+        let rest = out.split_off(1.min(out.len()));
+        let mut score = self.interpret(out.pop().unwrap_or_default())?;
+        score.contributions =
+            vigil_core::scorer::Contribution::unnamed(&self.occlusion_shares(&score, &rest));
+        Ok(score)
     }
+}
+
+/// One copy of the window per column, that column replaced by its mean over the window. None
+/// for a single column (nothing to tell apart). Costs one model row per column, run in the same
+/// batch as the window itself.
+pub fn occlusions(input: &Matrix) -> Vec<Matrix> {
+    if input.cols < 2 {
+        return vec![];
+    }
+    (0..input.cols)
+        .map(|c| {
+            let mean = input.column(c).sum::<f32>() / input.rows.max(1) as f32;
+            let mut m = input.clone();
+            for r in 0..m.rows {
+                m.data[r * m.cols + c] = mean;
+            }
+            m
+        })
+        .collect()
 }
 
 /// Builds scorers the core and this crate know: ONNX and the streaming statistics scorers.

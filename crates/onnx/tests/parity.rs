@@ -119,3 +119,46 @@ fn wrong_names_and_shapes_are_clear_errors() {
     let e = scorer.predict(&[&bad]).unwrap_err();
     assert!(e.to_string().contains("hydraulic-cooler"), "{e}");
 }
+
+/// Contributions by occlusion: shares of the four channels sum to 1, the verdict is the one the
+/// window alone gives, and a channel that is flat already (its own mean) can explain nothing.
+#[test]
+fn occlusion_contributions_explain_the_verdict() {
+    use vigil_core::scorer::Scorer;
+    let fixtures = fixtures();
+    let scorer = scorer(&fixtures);
+    let mut explained = 0;
+    for w in &fixtures.windows {
+        let rows = w.window.len();
+        let cols = w.window[0].len();
+        let mut data: Vec<f32> = w.window.iter().flatten().copied().collect();
+        let input = Matrix::new(rows, cols, data.clone());
+        let score = futures_executor::block_on(scorer.score(&input, &mut None)).unwrap();
+        let alone = scorer.predict(&[&input]).unwrap().remove(0);
+        assert_eq!(score.probabilities, alone, "cycle {}", w.cycle);
+        if score.contributions.is_empty() {
+            continue;
+        }
+        explained += 1;
+        assert_eq!(score.contributions.len(), cols);
+        let total: f64 = score.contributions.iter().map(|c| c.share).sum();
+        assert!((total - 1.0).abs() < 1e-4, "cycle {}: {total}", w.cycle);
+
+        // Flatten channel 0 to its mean: occluding it changes nothing, so it gets no share.
+        let mean = (0..rows).map(|r| data[r * cols]).sum::<f32>() / rows as f32;
+        for r in 0..rows {
+            data[r * cols] = mean;
+        }
+        let flat = Matrix::new(rows, cols, data);
+        let s = futures_executor::block_on(scorer.score(&flat, &mut None)).unwrap();
+        if let Some(first) = s.contributions.first() {
+            assert!(
+                first.share.abs() < 1e-6,
+                "cycle {}: {:?}",
+                w.cycle,
+                s.contributions
+            );
+        }
+    }
+    assert!(explained > 0, "no window was explained");
+}

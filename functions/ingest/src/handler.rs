@@ -146,6 +146,19 @@ pub async fn handle_detailed(app: &App<'_>, event: &Value, inv: &Invocation) -> 
         metrics: InvocationMetrics::default(),
         emf: Value::Null,
     };
+    // Operators' actions from the `alarm` shadow's delta rule ([`crate::alarm`]).
+    if crate::alarm::is_alarm_event(event) {
+        let now = inv.now_ms.unwrap_or_else(now_ms);
+        handled.response =
+            crate::alarm::handle(app, event, now)
+                .await
+                .map_err(|e| HandlerError::Failed {
+                    message_id: format!("alarm-delta-{}", inv.request_id),
+                    retryable: e.is_retryable(),
+                    error: e.to_string(),
+                });
+        return finish(app, handled, started, "alarm");
+    }
     let parsed = match parse_event(event, &inv.request_id) {
         Ok(p) => p,
         Err(e) => {
@@ -220,7 +233,7 @@ pub async fn handle_detailed(app: &App<'_>, event: &Value, inv: &Invocation) -> 
                     tracing::info!(request_id = %inv.request_id, device = %r.device, window = r.window, label = %r.label, source = %r.source, status = ?r.status, "window closed");
                 }
                 for a in &report.alerts {
-                    tracing::info!(request_id = %inv.request_id, device = %a.device, window = a.window, transition = a.transition.kind(), condition = a.transition.condition(), "alert sent");
+                    tracing::info!(request_id = %inv.request_id, device = %a.device, window = a.window, transition = a.transition.kind(), condition = a.transition.condition(), alarm_state = a.alarm.as_ref().map_or("none", |n| n.state.as_str()), "alert sent");
                 }
                 handled.results = report.results;
                 handled.alerts = report.alerts;

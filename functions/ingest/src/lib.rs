@@ -4,6 +4,7 @@
 //! `main.rs` is wiring only: [`config::Config::from_env`], [`wiring::build`], then
 //! [`handler::handle`] for every event.
 
+pub mod alarm;
 pub mod config;
 pub mod dead_letters;
 pub mod event;

@@ -135,6 +135,9 @@ data "aws_iam_policy_document" "device" {
     resources = ["${local.iot_arn}:topic/${local.shadow_topic}/get"]
   }
 
+  # No statement allows publishing to the `alarm` shadow: operators act through it
+  # (docs/operators.md), never the device itself (implicit deny).
+
   statement {
     sid       = "SubscribeOwnResults"
     actions   = ["iot:Subscribe"]

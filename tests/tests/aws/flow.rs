@@ -150,6 +150,8 @@ async fn kinesis_batches_alerts_and_the_registry() {
     assert_eq!(attr("condition"), "20");
     assert_eq!(attr("profile"), "hydraulic-cooler");
     assert_eq!(attr("transition"), "raised");
+    assert_eq!(attr("alarm_state"), "active_unacknowledged");
+    assert_eq!(attr("alarm_reason"), "transition");
     let subject = a["Subject"].as_str().unwrap();
     assert_eq!(
         subject,

@@ -1,6 +1,7 @@
 //! The ingest handler in-process with real SDK clients against DynamoDB Local and moto server.
 //! One binary, so the emulators start once; tests isolate themselves by resource names.
 
+mod alarms;
 mod bad_input;
 mod calibrate;
 mod concurrency;

@@ -13,6 +13,8 @@ use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 
 pub const VIGIL: &str = env!("CARGO_BIN_EXE_vigil");
 pub const SAMPLES_PER_WINDOW: u64 = 60;
+/// The edge's HTTP token in these tests (`--http-token`).
+pub const MONITOR_TOKEN: &str = "vigil-test-token-0123456789";
 
 pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -152,7 +154,12 @@ pub fn metric(http_port: u16, name: &str) -> u64 {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", http_port)).expect("monitor");
     stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: vigil\r\n\r\n")
+        .write_all(
+            format!(
+                "GET /metrics HTTP/1.1\r\nHost: vigil\r\nAuthorization: Bearer {MONITOR_TOKEN}\r\n\r\n"
+            )
+            .as_bytes(),
+        )
         .unwrap();
     let mut text = String::new();
     stream.read_to_string(&mut text).unwrap();

@@ -2,6 +2,7 @@
 //! in the device state (see [`Pipeline::close_window`] for the round trips).
 
 use super::*;
+use crate::scorer::Contribution;
 
 impl<'a> Pipeline<'a> {
     /// Closes the window if it is ready. Critical path, three round trips: (1) its samples,
@@ -286,6 +287,7 @@ impl<'a> Pipeline<'a> {
                 result.source = score.source.clone();
                 result.model_version = score.model_version.clone();
                 result.contributions = score.contributions.clone();
+                Contribution::name_columns(&mut result.contributions, &profile.profile.channels);
                 result.candidate = score.candidate.clone();
                 if fresh {
                     state.baseline = baseline;
@@ -297,8 +299,17 @@ impl<'a> Pipeline<'a> {
                     );
                     state.applied_window = Some(window);
                     state.last_label = Some(score.label.clone());
-                    if let Some(t) = transition {
-                        alerts.push(self.alert_event(stream_key, window, t, &result));
+                    // Operators' alarms decide which transitions are told (snoozed,
+                    // disabled) and add escalations and reminders.
+                    for n in alarm::on_window(
+                        &profile.profile.alert,
+                        &mut state.alarms,
+                        transition.as_ref(),
+                        now_ms,
+                    ) {
+                        let mut event = self.alert_event(stream_key, window, n.transition, &result);
+                        event.alarm = Some(n.note);
+                        alerts.push(event);
                     }
                 }
                 // Out of order: reported, not applied.
@@ -424,6 +435,8 @@ impl<'a> Pipeline<'a> {
             transition,
             ts: result.ts_end,
             model_version: result.model_version.clone(),
+            alarm: None,
+            contributions: result.contributions.clone(),
         }
     }
 }

@@ -1,0 +1,61 @@
+//! Operators' alarm actions through the `alarm` shadow's delta rule, against DynamoDB Local: the
+//! action lands in the device state, a redelivered delta (same shadow version) writes nothing,
+//! a refused action fails permanently.
+
+use serde_json::json;
+use vigil_tests::fixture::{Fixture, Options};
+
+fn delta(thing: &str, version: u64, action: serde_json::Value) -> serde_json::Value {
+    // What the topic rule (infra/modules/pipeline/alarms.tf) hands the function.
+    json!({"vigil_event": "alarm", "thing": thing, "version": version, "state": {"action": action}})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shadow_deltas_apply_alarm_actions_once() {
+    let fx = Fixture::new(Options::default()).await;
+    let thing = format!("{}-alarm", fx.name);
+    let snooze = delta(
+        &thing,
+        5,
+        json!({"condition": "20", "by": "ana", "action": "snooze", "for_s": 3600}),
+    );
+    let h = fx.invoke(&snooze, "req-alarm-1").await;
+    let answer = h.response.expect("the action is applied");
+    assert_eq!(answer["outcome"]["outcome"], "applied");
+    assert_eq!(answer["id"], "shadow-v5");
+    let (state, version) = fx.state(&thing, "hydraulic-cooler").await.unwrap();
+    assert_eq!(state["alarms"]["alarms"]["20"]["state"]["state"], "snoozed");
+
+    // Redelivered: same version, nothing written.
+    let h = fx.invoke(&snooze, "req-alarm-2").await;
+    assert_eq!(h.response.unwrap()["outcome"]["outcome"], "duplicate");
+    assert_eq!(
+        fx.state(&thing, "hydraulic-cooler").await.unwrap().1,
+        version
+    );
+
+    // Meaningless here (a snoozed, inactive alarm cannot be enabled): permanent, not retried.
+    let enable = delta(
+        &thing,
+        6,
+        json!({"condition": "20", "by": "ana", "action": "enable"}),
+    );
+    let err = fx
+        .invoke(&enable, "req-alarm-3")
+        .await
+        .response
+        .unwrap_err();
+    assert_eq!(err.error_type(), "Vigil.Permanent", "{err}");
+    // A condition the profile does not have: permanent too.
+    let bad = delta(
+        &thing,
+        7,
+        json!({"condition": "42", "by": "ana", "action": "reset"}),
+    );
+    let err = fx.invoke(&bad, "req-alarm-4").await.response.unwrap_err();
+    assert_eq!(err.error_type(), "Vigil.Permanent", "{err}");
+    assert_eq!(
+        fx.state(&thing, "hydraulic-cooler").await.unwrap().1,
+        version
+    );
+}
