@@ -12,8 +12,10 @@ say() { printf '[setup-browser] %s\n' "$*"; }
 if ! command -v chromium >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     say "installing chromium $CHROMIUM_VERSION with apt-get"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "chromium=$CHROMIUM_VERSION" \
-      || DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium
+    # A fresh machine has no package lists yet: read them first.
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "chromium=$CHROMIUM_VERSION" >/dev/null \
+      || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
   else
     say "chromium is missing: install Debian's chromium (apt-get install chromium) for the browser tests"
   fi
