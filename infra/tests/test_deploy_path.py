@@ -43,7 +43,10 @@ def test_iot_is_optional_for_localstack_community(infra):
     pipe, stack = infra.pipeline, infra.module("modules/stack")
     assert attr(pipe.resource("aws_iot_topic_rule", "ingest").body, "count") == "${var.enable_iot ? 1 : 0}"
     assert attr(pipe.data_source("aws_iot_endpoint", "data").body, "count") == "${var.enable_iot ? 1 : 0}"
-    assert attr(pipe.resources("aws_lambda_permission")[0].body, "count") == "${local.direct_mode && var.enable_iot ? 1 : 0}"
+    assert attr(pipe.resource("aws_lambda_permission", "iot_rule").body, "count") == "${local.direct_mode && var.enable_iot ? 1 : 0}"
+    # Operators' alarm actions come through IoT Core too.
+    assert attr(pipe.resource("aws_iot_topic_rule", "alarm_actions").body, "count") == "${var.enable_iot ? 1 : 0}"
+    assert attr(pipe.resource("aws_lambda_permission", "alarm_rule").body, "count") == "${var.enable_iot ? 1 : 0}"
     assert attr(stack.module_calls()["fleet"].body, "count") == "${var.enable_iot ? 1 : 0}"
     ls = infra.module("envs/localstack")
     assert attr(ls.variables()["enable_iot"].body, "default") is False

@@ -4,7 +4,9 @@
 # shadow version). The device is taken from the topic, never from the document. Devices cannot
 # write their `alarm` shadow: the fleet's device policy allows no publish to it.
 
+# Only with IoT Core (LocalStack Community has none: `enable_iot = false`).
 resource "aws_iot_topic_rule" "alarm_actions" {
+  count       = var.enable_iot ? 1 : 0
   name        = "${replace(var.name, "-", "_")}_alarm_actions"
   description = "Vigil operators' alarm actions (alarm shadow deltas) to the ingest function"
   enabled     = true
@@ -27,11 +29,12 @@ resource "aws_iot_topic_rule" "alarm_actions" {
 }
 
 resource "aws_lambda_permission" "alarm_rule" {
+  count          = var.enable_iot ? 1 : 0
   statement_id   = "AllowIotAlarmActionsRule"
   action         = "lambda:InvokeFunction"
   function_name  = aws_lambda_function.ingest.function_name
   principal      = "iot.amazonaws.com"
-  source_arn     = aws_iot_topic_rule.alarm_actions.arn
+  source_arn     = aws_iot_topic_rule.alarm_actions[0].arn
   source_account = local.account_id
 }
 
