@@ -119,6 +119,32 @@ impl Results {
     }
 }
 
+/// An embedded broker and an edge on it judging with `profile` from `models`, and a watcher of
+/// the condition topics; the broker lives as long as the first value.
+async fn start_edge(
+    models: &Path,
+    state: &Path,
+    profile: &str,
+    name: &str,
+) -> (broker::EmbeddedBroker, BrokerUrl, edge::EdgeHandle, Results) {
+    let broker = broker::start_embedded("127.0.0.1:0".parse().unwrap()).unwrap();
+    let url = BrokerUrl::parse(&broker.url()).unwrap();
+    let mut config = EdgeConfig::new(url.clone(), state);
+    config.models_dir = models.to_path_buf();
+    config.default_profile = profile.into();
+    config.client_id = format!("{name}-edge");
+    let mut edge = edge::start(config).await.expect("edge starts");
+    edge.ready(DEADLINE).await.expect("edge subscribes");
+    let watcher = format!("{name}-watch");
+    let results = Results {
+        sub: Subscriber::connect(&url, &watcher, &["dt/vigil/+/condition"])
+            .await
+            .unwrap(),
+        by_window: BTreeMap::new(),
+    };
+    (broker, url, edge, results)
+}
+
 /// Runs the `vigil calibrate` binary; returns its report (the last line, JSON).
 async fn calibrate(models: &Path, from: &Path, state: &Path) -> serde_json::Value {
     run_vigil("calibrate", models, PROFILE, THING, from, state).await
@@ -184,20 +210,8 @@ async fn the_edge_adopts_each_calibration_without_a_restart() {
     let state = tempfile::tempdir().unwrap();
     let work = tempfile::tempdir().unwrap();
 
-    let broker = broker::start_embedded("127.0.0.1:0".parse().unwrap()).unwrap();
-    let url = BrokerUrl::parse(&broker.url()).unwrap();
-    let mut config = EdgeConfig::new(url.clone(), state.path());
-    config.models_dir = models.path().to_path_buf();
-    config.default_profile = PROFILE.into();
-    config.client_id = "calib-edge".into();
-    let mut edge = edge::start(config).await.expect("edge starts");
-    edge.ready(DEADLINE).await.expect("edge subscribes");
-    let mut results = Results {
-        sub: Subscriber::connect(&url, "calib-watch", &["dt/vigil/+/condition"])
-            .await
-            .unwrap(),
-        by_window: BTreeMap::new(),
-    };
+    let (_broker, url, mut edge, mut results) =
+        start_edge(models.path(), state.path(), PROFILE, "calib").await;
 
     // 1. No baseline published: the scorer learns online around 10 (window means 9.8..10.2).
     let learn: Vec<(u64, f32)> = (0..12)
@@ -315,20 +329,8 @@ async fn the_edge_adopts_a_learned_normal_and_reports_why_and_the_candidate() {
     let state = tempfile::tempdir().unwrap();
     let work = tempfile::tempdir().unwrap();
 
-    let broker = broker::start_embedded("127.0.0.1:0".parse().unwrap()).unwrap();
-    let url = BrokerUrl::parse(&broker.url()).unwrap();
-    let mut config = EdgeConfig::new(url.clone(), state.path());
-    config.models_dir = models.path().to_path_buf();
-    config.default_profile = NORMAL.into();
-    config.client_id = "normal-edge".into();
-    let mut edge = edge::start(config).await.expect("edge starts");
-    edge.ready(DEADLINE).await.expect("edge subscribes");
-    let mut results = Results {
-        sub: Subscriber::connect(&url, "normal-watch", &["dt/vigil/+/condition"])
-            .await
-            .unwrap(),
-        by_window: BTreeMap::new(),
-    };
+    let (_broker, url, mut edge, mut results) =
+        start_edge(models.path(), state.path(), NORMAL, "normal").await;
     let channels = profile.channels.clone();
 
     // 1. Untrained: not judged.
