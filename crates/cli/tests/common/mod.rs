@@ -27,11 +27,28 @@ pub fn sample_dir() -> String {
         .to_string()
 }
 
+/// A loopback port nobody listens on, below the kernel's ephemeral range (32768 and up on
+/// Linux): a port the kernel handed out for `:0` and we released can be taken by any outgoing
+/// connection before the process we start binds it; these cannot. Never the same port twice in
+/// one test binary, and each binary starts elsewhere (by its pid).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        (std::process::id() * 97) % SPAN,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    for _ in 0..SPAN {
+        let port = (LOW + NEXT.fetch_add(1, Ordering::SeqCst) % SPAN) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in {LOW}..{}", LOW + SPAN)
 }
 
 pub fn wait_until(what: &str, deadline: Duration, mut ok: impl FnMut() -> bool) {
