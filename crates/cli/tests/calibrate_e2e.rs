@@ -210,7 +210,7 @@ async fn the_edge_adopts_each_calibration_without_a_restart() {
     let state = tempfile::tempdir().unwrap();
     let work = tempfile::tempdir().unwrap();
 
-    let (_broker, url, mut edge, mut results) =
+    let (_broker, url, edge, mut results) =
         start_edge(models.path(), state.path(), PROFILE, "calib").await;
 
     // 1. No baseline published: the scorer learns online around 10 (window means 9.8..10.2).
@@ -329,7 +329,7 @@ async fn the_edge_adopts_a_learned_normal_and_reports_why_and_the_candidate() {
     let state = tempfile::tempdir().unwrap();
     let work = tempfile::tempdir().unwrap();
 
-    let (_broker, url, mut edge, mut results) =
+    let (_broker, url, edge, mut results) =
         start_edge(models.path(), state.path(), NORMAL, "normal").await;
     let channels = profile.channels.clone();
 
