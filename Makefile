@@ -9,7 +9,7 @@ export CARGO_TERM_COLOR ?= never
 DATA         ?= ../shared/datasets
 CARGO_TEST   := cargo test --workspace --locked
 
-.PHONY: help setup setup-build demo test test-rust test-infra lint fmt bench bench-aws eval build deploy destroy test-localstack fuzz clean
+.PHONY: help setup setup-build demo test test-rust test-infra lint fmt bench bench-aws eval build deploy destroy test-localstack local fuzz clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -25,7 +25,10 @@ demo: setup ## Replay the committed hydraulic sample through the edge pipeline o
 
 test: setup test-rust test-infra ## Set up, then run every test
 
+# tests/tests/local.rs runs the ingest bootstrap under cargo-lambda's emulator: a debug build
+# (the release zip with cargo-lambda + zig costs minutes on 2 cores).
 test-rust:
+	cargo build --locked -q -p vigil-ingest --bin bootstrap
 	$(CARGO_TEST)
 
 # Its own venv: checkov pins boto3 and packaging below what moto (in .tools/venv) needs.
@@ -85,6 +88,17 @@ test-localstack: setup build ## Apply infra/envs/localstack to a running LocalSt
 	terraform -chdir=infra/envs/localstack init
 	terraform -chdir=infra/envs/localstack apply -auto-approve -var localstack_endpoint=$(LOCALSTACK_ENDPOINT) -var lambda_architecture=$(firstword $(ARCH))
 	VIGIL_TEST_ENDPOINT=$(LOCALSTACK_ENDPOINT) cargo test --locked -p vigil-tests
+
+local: setup ## The deployed cloud path on this machine: IoT Core stand-in, Lambda emulator, DynamoDB Local, moto (docs/local.md)
+	@if [ -f dist/ingest-x86_64.zip ]; then \
+	  rm -rf target/local/task && mkdir -p target/local/task && cd target/local/task && unzip -q ../../../dist/ingest-x86_64.zip; \
+	  echo "local: the bootstrap of dist/ingest-x86_64.zip (make build)"; \
+	else \
+	  cargo build --locked -q -p vigil-ingest --bin bootstrap; \
+	  echo "local: a debug bootstrap (run make build first to use the Lambda package)"; \
+	fi
+	VIGIL_LOCAL_BOOTSTRAP=$$( [ -f target/local/task/bootstrap ] && [ -f dist/ingest-x86_64.zip ] && echo $(CURDIR)/target/local/task/bootstrap || echo $(CURDIR)/target/debug/bootstrap ) \
+	  cargo run --locked -q -p vigil-tests --bin vigil-local
 
 clean:
 	cargo clean

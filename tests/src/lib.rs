@@ -22,6 +22,7 @@ use vigil_core::telemetry::Sample;
 pub mod bench;
 pub mod fixture;
 pub mod fleet;
+pub mod local;
 
 pub use fixture::Fixture;
 

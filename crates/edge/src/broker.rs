@@ -2,8 +2,10 @@
 //! broker URLs and topics are in `vigil_mqtt`.
 //!
 //! The embedded broker keeps everything in memory and lives until the process exits (rumqttd
-//! has no shutdown). It accepts MQTT 3.1.1 on one TCP listener, without TLS or authentication:
-//! bind it to loopback unless the network around it is trusted.
+//! has no shutdown). It accepts MQTT 3.1.1 and MQTT 5 on one TCP listener (each connection's
+//! CONNECT says which, see [`AnyVersion`]), without TLS or authentication: bind it to loopback
+//! unless the network around it is trusted. v4 and v5 clients share one rumqttd router, so a
+//! message published over either reaches subscribers of both.
 
 use std::net::{SocketAddr, TcpListener};
 use std::time::{Duration, Instant};
@@ -50,7 +52,7 @@ pub fn broker_config(addr: SocketAddr) -> rumqttd::Config {
         dynamic_filters: true,
     };
     let server = rumqttd::ServerSettings {
-        name: "vigil-v4".into(),
+        name: "vigil".into(),
         listen: addr,
         tls: None,
         next_connection_delay_ms: 0,
@@ -152,8 +154,7 @@ pub fn start_embedded_with(
                     }
                 }
                 let _ = seeded_tx.send(Ok(()));
-                let mut server =
-                    rumqttd::Server::new(settings, router_tx, rumqttd::protocol::v4::V4);
+                let mut server = rumqttd::Server::new(settings, router_tx, AnyVersion::default());
                 if let Err(e) = server.start(rumqttd::LinkType::Remote).await {
                     tracing::error!(error = %e, "embedded broker stopped");
                 }
@@ -197,6 +198,88 @@ pub fn start_embedded_with(
     }
     tracing::info!(%addr, "embedded MQTT broker listening");
     Ok(EmbeddedBroker { addr })
+}
+
+/// The MQTT version of one broker connection, chosen by its CONNECT: rumqttd serves one
+/// protocol per listener and clones this per connection, so one port speaks both.
+#[derive(Clone, Debug, Default)]
+pub struct AnyVersion {
+    v5: Option<bool>,
+}
+
+impl rumqttd::protocol::Protocol for AnyVersion {
+    fn read_mut(
+        &mut self,
+        stream: &mut bytes::BytesMut,
+        max_size: usize,
+    ) -> Result<rumqttd::protocol::Packet, rumqttd::protocol::Error> {
+        use rumqttd::protocol::{v4::V4, v5::V5};
+        if self.v5.is_none() {
+            // Until the CONNECT's protocol level is in the buffer, V4 reads: it reports too few
+            // bytes, or refuses a first packet that is not a CONNECT as the broker always did.
+            self.v5 = connect_protocol_level(stream).map(|level| level == 5);
+        }
+        match self.v5 {
+            Some(true) => V5.read_mut(stream, max_size),
+            _ => V4.read_mut(stream, max_size),
+        }
+    }
+
+    fn write(
+        &self,
+        packet: rumqttd::protocol::Packet,
+        write: &mut bytes::BytesMut,
+    ) -> Result<usize, rumqttd::protocol::Error> {
+        use rumqttd::protocol::{v4::V4, v5::V5};
+        match self.v5 {
+            Some(true) => V5.write(packet, write),
+            _ => V4.write(without_properties(packet), write),
+        }
+    }
+}
+
+/// `packet` as MQTT 3.1.1 can carry it. What a v5 client published keeps its v5 properties in
+/// the router (user properties, content type, ...), and rumqttd's V4 encoder panics on a packet
+/// with properties: without this, one v5 publisher cut off every v4 subscriber of its topic.
+fn without_properties(packet: rumqttd::protocol::Packet) -> rumqttd::protocol::Packet {
+    use rumqttd::protocol::Packet as P;
+    match packet {
+        P::Connect(c, _, will, _, login) => P::Connect(c, None, will, None, login),
+        P::ConnAck(a, _) => P::ConnAck(a, None),
+        P::Publish(p, _) => P::Publish(p, None),
+        P::PubAck(a, _) => P::PubAck(a, None),
+        P::Subscribe(s, _) => P::Subscribe(s, None),
+        P::SubAck(a, _) => P::SubAck(a, None),
+        P::PubRec(r, _) => P::PubRec(r, None),
+        P::PubRel(r, _) => P::PubRel(r, None),
+        P::PubComp(c, _) => P::PubComp(c, None),
+        P::Unsubscribe(u, _) => P::Unsubscribe(u, None),
+        P::UnsubAck(a, _) => P::UnsubAck(a, None),
+        P::Disconnect(d, _) => P::Disconnect(d, None),
+        other @ (P::PingReq(_) | P::PingResp(_)) => other,
+    }
+}
+
+/// The protocol level of the CONNECT at the start of `frame` (4: MQTT 3.1.1, 5: MQTT 5), or
+/// `None` when `frame` does not start with a CONNECT or is too short to tell.
+pub fn connect_protocol_level(frame: &[u8]) -> Option<u8> {
+    if frame.first()? >> 4 != 1 {
+        return None;
+    }
+    // The remaining length: 1 to 4 bytes, 7 bits each, high bit = more.
+    let mut at = 1;
+    loop {
+        let byte = *frame.get(at)?;
+        at += 1;
+        if byte & 0x80 == 0 {
+            break;
+        }
+        if at > 4 {
+            return None;
+        }
+    }
+    let name_len = u16::from_be_bytes([*frame.get(at)?, *frame.get(at + 1)?]) as usize;
+    frame.get(at + 2 + name_len).copied()
 }
 
 /// Whether a TCP socket listens on `port`, from `/proc/net/tcp{,6}` (`None` where unavailable).

@@ -22,6 +22,10 @@
 //!   no device can take over the edge's broker session.
 //! - A packet whose header announces more than the packet limit is refused from the header
 //!   alone (a violation, counted), before its body is read.
+//! - MQTT 5 devices: the CONNECT's protocol level picks the codec; [`v5`] holds the v5 side
+//!   (reason codes, topic aliases, session expiry) under the same policy.
+
+pub mod v5;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -85,6 +89,8 @@ pub struct GatewayCounters {
     /// Handshakes refused because the certificate is attached to no thing.
     pub unattached_certificates: AtomicU64,
     pub policy_violations: AtomicU64,
+    /// MQTT 5 sessions the gateway ended at their expiry.
+    pub sessions_expired: AtomicU64,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -93,6 +99,7 @@ pub struct GatewayStats {
     pub failed_handshakes: u64,
     pub unattached_certificates: u64,
     pub policy_violations: u64,
+    pub sessions_expired: u64,
 }
 
 impl GatewayCounters {
@@ -102,6 +109,7 @@ impl GatewayCounters {
             failed_handshakes: self.failed_handshakes.load(Ordering::Relaxed),
             unattached_certificates: self.unattached_certificates.load(Ordering::Relaxed),
             policy_violations: self.policy_violations.load(Ordering::Relaxed),
+            sessions_expired: self.sessions_expired.load(Ordering::Relaxed),
         }
     }
 }
@@ -112,6 +120,7 @@ pub struct Gateway {
     acceptor: TlsAcceptor,
     attached: Arc<HashMap<Vec<u8>, DeviceId>>,
     broker: (String, u16),
+    sessions: Arc<v5::Sessions>,
     pub counters: Arc<GatewayCounters>,
     pub addr: SocketAddr,
 }
@@ -157,6 +166,7 @@ impl Gateway {
             acceptor: TlsAcceptor::from(Arc::new(server)),
             attached,
             broker,
+            sessions: Arc::default(),
             counters,
             addr,
         })
@@ -177,6 +187,7 @@ impl Gateway {
             let attached = Arc::clone(&self.attached);
             let counters = Arc::clone(&self.counters);
             let broker = self.broker.clone();
+            let sessions = Arc::clone(&self.sessions);
             tokio::spawn(async move {
                 let _ = tcp.set_nodelay(true);
                 let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
@@ -203,7 +214,11 @@ impl Gateway {
                 };
                 counters.connections.fetch_add(1, Ordering::Relaxed);
                 let policy = DevicePolicy::new(&thing);
-                match admit(tls, &policy, &broker).await {
+                let ticket = sessions.begin(policy.thing());
+                let mut expiry = None;
+                let ended = admit(tls, &policy, &broker, &mut expiry).await;
+                sessions.end(ticket, expiry, broker, Arc::clone(&counters));
+                match ended {
                     Ok(()) => {}
                     Err(Ended::Policy(v)) => {
                         counters.policy_violations.fetch_add(1, Ordering::Relaxed);
@@ -337,6 +352,10 @@ pub enum Violation {
     ServerPacket(&'static str),
     #[error("malformed MQTT: {0}")]
     Malformed(String),
+    #[error("topic alias {0}, which this connection never set")]
+    TopicAlias(u16),
+    #[error("{0} is not supported")]
+    Unsupported(&'static str),
 }
 
 /// How a device connection ended early.
@@ -375,6 +394,18 @@ impl DevicePolicy {
             publish: [telemetry_topic(thing), format!("{shadow}/get")],
             subscribe,
         }
+    }
+
+    pub fn thing(&self) -> &str {
+        &self.thing
+    }
+
+    pub fn may_publish(&self, topic: &str) -> bool {
+        self.publish.iter().any(|t| t == topic)
+    }
+
+    pub fn may_subscribe(&self, filter: &str) -> bool {
+        self.subscribe.iter().any(|f| f == filter)
     }
 
     /// Whether the packet may pass; `connected` is whether CONNECT went through already.
@@ -436,19 +467,29 @@ fn name(packet: &Packet) -> &'static str {
 }
 
 /// The device's first packet must be an allowed CONNECT before the broker hears of the
-/// connection at all; then [`relay`] carries it.
-async fn admit<D>(device: D, policy: &DevicePolicy, broker: &(String, u16)) -> Result<(), Ended>
+/// connection at all; then [`relay`] carries it. An MQTT 5 CONNECT goes to [`v5::admit`], which
+/// sets `expiry` to how long the session outlives the connection.
+async fn admit<D>(
+    device: D,
+    policy: &DevicePolicy,
+    broker: &(String, u16),
+    expiry: &mut Option<Duration>,
+) -> Result<(), Ended>
 where
     D: AsyncRead + AsyncWrite + Unpin,
 {
     let (device_rx, device_tx) = tokio::io::split(device);
     let mut packets = Framer::new(device_rx);
-    let Ok(first) = tokio::time::timeout(HANDSHAKE_TIMEOUT, packets.next()).await else {
+    let Ok(first) = tokio::time::timeout(HANDSHAKE_TIMEOUT, packets.next_frame()).await else {
         return Ok(()); // silent client: nothing reached the broker
     };
-    let Some((raw, packet)) = first? else {
+    let Some(raw) = first? else {
         return Ok(());
     };
+    if crate::broker::connect_protocol_level(&raw) == Some(5) {
+        return v5::admit(raw, packets, device_tx, policy, broker, expiry).await;
+    }
+    let packet = parse_v4(&raw)?;
     policy.check(&packet, false)?;
     let mut upstream = TcpStream::connect((broker.0.as_str(), broker.1)).await?;
     let _ = upstream.set_nodelay(true);
@@ -498,8 +539,19 @@ impl<R: AsyncRead + Unpin> Framer<R> {
         }
     }
 
-    /// The next packet; `None` when the stream ends (between packets or inside one).
+    /// The next packet, parsed as MQTT 3.1.1; `None` when the stream ends (between packets or
+    /// inside one).
     async fn next(&mut self) -> Result<Option<(BytesMut, Packet)>, Ended> {
+        let Some(raw) = self.next_frame().await? else {
+            return Ok(None);
+        };
+        let packet = parse_v4(&raw)?;
+        Ok(Some((raw, packet)))
+    }
+
+    /// The next whole packet, unparsed (the fixed header is the same in MQTT 3.1.1 and 5).
+    /// Cancel-safe: what was read stays in the buffer.
+    async fn next_frame(&mut self) -> Result<Option<BytesMut>, Ended> {
         loop {
             match next_frame(&mut self.buf, MAX_PACKET_BYTES) {
                 Ok(Some(frame)) => return Ok(Some(frame)),
@@ -512,6 +564,11 @@ impl<R: AsyncRead + Unpin> Framer<R> {
             }
         }
     }
+}
+
+fn parse_v4(raw: &BytesMut) -> Result<Packet, Violation> {
+    Packet::read(&mut raw.clone(), MAX_PACKET_BYTES)
+        .map_err(|e| Violation::Malformed(format!("{e:?}")))
 }
 
 /// A device's whole packet stream, from its CONNECT on, through its policy into `to`: what a

@@ -1,0 +1,469 @@
+//! MQTT 5 at the edge, with a real v5 client (rumqttc's `v5` module): the embedded broker speaks
+//! 3.1.1 and 5 on one port and routes between them; the device gateway holds v5 devices to the
+//! same per-device policy, refuses with v5 reason codes, and ends sessions at their expiry.
+//! Certificates: the test PKI of crates/cli/tests/fixtures/tls (`device.pem` is thing `tls-rig`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rumqttc::v5::mqttbytes::v5::{ConnectReturnCode, DisconnectReasonCode, Packet};
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::{AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, StateError};
+use tokio_rustls::rustls;
+use vigil_edge::broker::start_embedded;
+use vigil_edge::gateway::{Gateway, GatewayConfig, GatewayCounters};
+
+const THING: &str = "tls-rig";
+const WAIT: Duration = Duration::from_secs(10);
+
+fn tls_file(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../cli/tests/fixtures/tls")
+        .join(name)
+}
+
+fn v5_options(id: &str, port: u16, clean_start: bool, expiry: Option<u32>) -> MqttOptions {
+    let mut options = MqttOptions::new(id, "127.0.0.1", port);
+    options
+        .set_keep_alive(Duration::from_secs(30))
+        .set_clean_start(clean_start)
+        .set_session_expiry_interval(expiry);
+    options
+}
+
+/// Polls until `want` picks something out of an event, or fails with what came instead.
+async fn until<T>(
+    events: &mut EventLoop,
+    mut want: impl FnMut(&Result<Event, ConnectionError>) -> Option<T>,
+) -> T {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let event = tokio::time::timeout(left, events.poll())
+            .await
+            .expect("an expected MQTT event within 10 s");
+        if let Some(found) = want(&event) {
+            return found;
+        }
+        if let Err(e) = event {
+            panic!("connection ended before the expected event: {e}");
+        }
+    }
+}
+
+async fn connack(events: &mut EventLoop) -> bool {
+    until(events, |e| match e {
+        Ok(Event::Incoming(Packet::ConnAck(c))) => Some(c.session_present),
+        _ => None,
+    })
+    .await
+}
+
+async fn suback(events: &mut EventLoop) {
+    until(events, |e| {
+        matches!(e, Ok(Event::Incoming(Packet::SubAck(_)))).then_some(())
+    })
+    .await
+}
+
+async fn message(events: &mut EventLoop, topic: &str) -> Vec<u8> {
+    until(events, |e| match e {
+        Ok(Event::Incoming(Packet::Publish(p))) if p.topic == topic.as_bytes() => {
+            Some(p.payload.to_vec())
+        }
+        _ => None,
+    })
+    .await
+}
+
+/// The embedded broker and a gateway in front of it, `tls-rig` attached to `device.pem`, plus a
+/// loopback TLS bridge that presents `cert`/`key` to the gateway (rumqttc is built without TLS
+/// here, as the device agent bridges).
+struct Edge {
+    broker: u16,
+    bridge: u16,
+    gateway: u16,
+    counters: Arc<GatewayCounters>,
+}
+
+async fn gateway_with_device(cert: &str, key: &str) -> Edge {
+    let broker = start_embedded("127.0.0.1:0".parse().unwrap()).expect("broker");
+    let certs = tempfile::tempdir().expect("tempdir").keep();
+    std::fs::copy(tls_file("device.pem"), certs.join(format!("{THING}.pem"))).unwrap();
+    let config = GatewayConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        cert: tls_file("endpoint.pem"),
+        key: tls_file("endpoint.key"),
+        device_ca: Some(tls_file("ca.pem")),
+        device_certs: certs,
+    };
+    let gateway = Gateway::bind(&config, ("127.0.0.1".into(), broker.addr().port()))
+        .await
+        .expect("gateway");
+    let counters = Arc::clone(&gateway.counters);
+    let gateway_addr = gateway.addr;
+    tokio::spawn(gateway.serve());
+    let bridge = tls_bridge(gateway_addr, cert, key).await;
+    Edge {
+        broker: broker.addr().port(),
+        bridge,
+        gateway: gateway_addr.port(),
+        counters,
+    }
+}
+
+async fn tls_bridge(to: SocketAddr, cert: &str, key: &str) -> u16 {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(vigil_mqtt::tls::roots("ca", &tls_file("ca.pem")).unwrap())
+        .with_client_auth_cert(
+            vigil_mqtt::tls::certificates("cert", &tls_file(cert)).unwrap(),
+            vigil_mqtt::tls::private_key("key", &tls_file(key)).unwrap(),
+        )
+        .unwrap();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut local, _)) = listener.accept().await {
+            let connector = connector.clone();
+            tokio::spawn(async move {
+                let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+                let Ok(tcp) = tokio::net::TcpStream::connect(to).await else {
+                    return;
+                };
+                if let Ok(mut tls) = connector.connect(name, tcp).await {
+                    let _ = tokio::io::copy_bidirectional(&mut local, &mut tls).await;
+                }
+            });
+        }
+    });
+    port
+}
+
+/// Waits (bounded) until a gateway counter, which the gateway bumps after the client has seen
+/// the outcome, is no longer 0.
+async fn eventually(counter: &std::sync::atomic::AtomicU64) {
+    let deadline = Instant::now() + WAIT;
+    while counter.load(Ordering::Relaxed) == 0 {
+        assert!(Instant::now() < deadline, "the gateway never counted it");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// A v4 client (what `vigil edge` itself is) on the broker.
+fn v4_client(id: &str, port: u16) -> (rumqttc::AsyncClient, rumqttc::EventLoop) {
+    rumqttc::AsyncClient::new(rumqttc::MqttOptions::new(id, "127.0.0.1", port), 16)
+}
+
+async fn v4_until_suback(events: &mut rumqttc::EventLoop) {
+    loop {
+        let event = tokio::time::timeout(WAIT, events.poll())
+            .await
+            .unwrap()
+            .unwrap();
+        if matches!(event, rumqttc::Event::Incoming(rumqttc::Packet::SubAck(_))) {
+            return;
+        }
+    }
+}
+
+async fn v4_message(events: &mut rumqttc::EventLoop) -> rumqttc::Publish {
+    loop {
+        let event = tokio::time::timeout(WAIT, events.poll())
+            .await
+            .unwrap()
+            .unwrap();
+        if let rumqttc::Event::Incoming(rumqttc::Packet::Publish(p)) = event {
+            return p;
+        }
+    }
+}
+
+/// A plain device (`vigil edge --listen`) may speak v5 to the broker's one port: its telemetry
+/// reaches a v4 subscriber and a v4 publisher's verdict reaches it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_broker_routes_between_v5_and_v4_clients_on_one_port() {
+    let broker = start_embedded("127.0.0.1:0".parse().unwrap()).expect("broker");
+    let port = broker.addr().port();
+    let (edge, mut edge_events) = v4_client("edge", port);
+    edge.subscribe("dt/vigil/+/telemetry", rumqttc::QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    v4_until_suback(&mut edge_events).await;
+
+    let (device, mut device_events) =
+        AsyncClient::new(v5_options("plain-rig", port, true, None), 16);
+    assert!(!connack(&mut device_events).await);
+    device
+        .subscribe("dt/vigil/plain-rig/condition", QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    suback(&mut device_events).await;
+    device
+        .publish(
+            "dt/vigil/plain-rig/telemetry",
+            QoS::AtLeastOnce,
+            false,
+            "{\"seq\":1}",
+        )
+        .await
+        .unwrap();
+    // Drive the v5 client while waiting on the v4 side.
+    let pump =
+        tokio::spawn(
+            async move { message(&mut device_events, "dt/vigil/plain-rig/condition").await },
+        );
+    let got = v4_message(&mut edge_events).await;
+    assert_eq!(got.topic, "dt/vigil/plain-rig/telemetry");
+    assert_eq!(&got.payload[..], b"{\"seq\":1}");
+    edge.publish(
+        "dt/vigil/plain-rig/condition",
+        rumqttc::QoS::AtLeastOnce,
+        false,
+        "healthy",
+    )
+    .await
+    .unwrap();
+    let edge_pump = tokio::spawn(async move { while edge_events.poll().await.is_ok() {} });
+    assert_eq!(pump.await.unwrap(), b"healthy");
+    edge_pump.abort();
+}
+
+/// Through the gateway: a v5 device on its own certificate uses its own topics (a topic alias
+/// included) and sees what is published to it; a v4 edge client receives its telemetry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_v5_device_is_admitted_on_its_certificate_and_its_own_topics() {
+    let Edge {
+        broker,
+        bridge,
+        counters,
+        ..
+    } = gateway_with_device("device.pem", "device.key").await;
+    let (edge, mut edge_events) = v4_client("edge", broker);
+    edge.subscribe("dt/vigil/+/telemetry", rumqttc::QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    v4_until_suback(&mut edge_events).await;
+
+    let (device, mut events) = AsyncClient::new(v5_options(THING, bridge, true, None), 16);
+    connack(&mut events).await;
+    device
+        .subscribe(format!("dt/vigil/{THING}/condition"), QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    suback(&mut events).await;
+    let alias = rumqttc::v5::mqttbytes::v5::PublishProperties {
+        topic_alias: Some(1),
+        ..Default::default()
+    };
+    device
+        .publish_with_properties(
+            format!("dt/vigil/{THING}/telemetry"),
+            QoS::AtLeastOnce,
+            false,
+            "{\"seq\":1}",
+            alias.clone(),
+        )
+        .await
+        .unwrap();
+    // The same topic, by alias only.
+    device
+        .publish_with_properties("", QoS::AtLeastOnce, false, "{\"seq\":2}", alias)
+        .await
+        .unwrap();
+    let pump =
+        tokio::spawn(
+            async move { message(&mut events, &format!("dt/vigil/{THING}/condition")).await },
+        );
+    for seq in 1..=2 {
+        let got = v4_message(&mut edge_events).await;
+        assert_eq!(got.topic, format!("dt/vigil/{THING}/telemetry"));
+        assert_eq!(got.payload, format!("{{\"seq\":{seq}}}").as_bytes());
+    }
+    edge.publish(
+        format!("dt/vigil/{THING}/condition"),
+        rumqttc::QoS::AtLeastOnce,
+        false,
+        "healthy",
+    )
+    .await
+    .unwrap();
+    let edge_pump = tokio::spawn(async move { while edge_events.poll().await.is_ok() {} });
+    assert_eq!(pump.await.unwrap(), b"healthy");
+    edge_pump.abort();
+    assert_eq!(counters.policy_violations.load(Ordering::Relaxed), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_v5_connect_as_another_thing_is_refused_with_not_authorized() {
+    let Edge {
+        bridge, counters, ..
+    } = gateway_with_device("device.pem", "device.key").await;
+    let (_c, mut events) = AsyncClient::new(v5_options("rig-other", bridge, true, None), 4);
+    let refused = until(&mut events, |e| match e {
+        Err(ConnectionError::ConnectionRefused(code)) => Some(*code),
+        _ => None,
+    })
+    .await;
+    assert_eq!(refused, ConnectReturnCode::NotAuthorized);
+    eventually(&counters.policy_violations).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_v5_publish_to_another_things_topic_ends_with_disconnect_not_authorized() {
+    let Edge {
+        broker,
+        bridge,
+        counters,
+        ..
+    } = gateway_with_device("device.pem", "device.key").await;
+    let (edge, mut edge_events) = v4_client("edge", broker);
+    edge.subscribe("#", rumqttc::QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    v4_until_suback(&mut edge_events).await;
+
+    let (device, mut events) = AsyncClient::new(v5_options(THING, bridge, true, None), 4);
+    connack(&mut events).await;
+    device
+        .publish("dt/vigil/rig-002/telemetry", QoS::AtLeastOnce, false, "{}")
+        .await
+        .unwrap();
+    let (reason, why) = until(&mut events, |e| match e {
+        Err(ConnectionError::MqttState(StateError::ServerDisconnect {
+            reason_code,
+            reason_string,
+        })) => Some((*reason_code, reason_string.clone())),
+        _ => None,
+    })
+    .await;
+    assert_eq!(reason, DisconnectReasonCode::NotAuthorized);
+    assert!(why
+        .unwrap_or_default()
+        .contains("dt/vigil/rig-002/telemetry"));
+    eventually(&counters.policy_violations).await;
+    // Nothing of it reached the broker: the next thing the edge sees is its own marker.
+    edge.publish("marker", rumqttc::QoS::AtLeastOnce, false, "m")
+        .await
+        .unwrap();
+    assert_eq!(v4_message(&mut edge_events).await.topic, "marker");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_impostor_certificate_gets_no_v5_session() {
+    let Edge {
+        bridge, counters, ..
+    } = gateway_with_device("impostor.pem", "impostor.key").await;
+    let (_c, mut events) = AsyncClient::new(v5_options(THING, bridge, true, None), 4);
+    until(&mut events, |e| e.is_err().then_some(())).await;
+    // With TLS 1.3 the client may finish before the gateway has judged its certificate.
+    eventually(&counters.failed_handshakes).await;
+    assert_eq!(counters.connections.load(Ordering::Relaxed), 0);
+}
+
+/// A session kept with `clean_start = false` lives as long as its Session Expiry Interval says:
+/// with 3600 s it is there on reconnect; with 0 the gateway ends it once the device is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_v5_session_is_kept_for_its_expiry_interval_and_then_ended() {
+    let Edge {
+        bridge, counters, ..
+    } = gateway_with_device("device.pem", "device.key").await;
+    async fn session(bridge: u16, expiry: u32) -> bool {
+        let (device, mut events) =
+            AsyncClient::new(v5_options(THING, bridge, false, Some(expiry)), 4);
+        let present = connack(&mut events).await;
+        device
+            .subscribe(format!("dt/vigil/{THING}/condition"), QoS::AtLeastOnce)
+            .await
+            .unwrap();
+        suback(&mut events).await;
+        device.disconnect().await.unwrap();
+        until(&mut events, |e| e.is_err().then_some(())).await;
+        present
+    }
+    assert!(!session(bridge, 3600).await, "a first session is new");
+    assert!(session(bridge, 0).await, "kept for its 3600 s");
+    eventually(&counters.sessions_expired).await;
+    assert!(!session(bridge, 0).await, "ended at its 0 s expiry");
+}
+
+/// The Python interpreter of the tools venv (`make setup` installs paho-mqtt there, pinned in
+/// scripts/requirements-tools.txt).
+fn tools_python() -> PathBuf {
+    std::env::var_os("VIGIL_TOOLS_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.tools/venv"))
+        .join("bin/python")
+}
+
+/// paho-mqtt, the client the issue was found with, speaking MQTT 5 over mutual TLS: admitted on
+/// its certificate, its telemetry answered; another thing's client id refused with 0x87.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paho_mqtt_over_v5_gets_its_verdict_and_a_foreign_client_id_gets_0x87() {
+    let python = tools_python();
+    assert!(
+        python.exists(),
+        "{} missing: run `make setup` (it installs paho-mqtt)",
+        python.display()
+    );
+    // paho does its own TLS, to the gateway itself.
+    let Edge {
+        broker,
+        gateway: port,
+        ..
+    } = gateway_with_device("device.pem", "device.key").await;
+    // The edge's part: every telemetry message is answered on the device's condition topic.
+    let (edge, mut edge_events) = v4_client("edge", broker);
+    edge.subscribe("dt/vigil/+/telemetry", rumqttc::QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    v4_until_suback(&mut edge_events).await;
+    let answer = tokio::spawn(async move {
+        let got = v4_message(&mut edge_events).await;
+        let thing = got.topic.split('/').nth(2).unwrap().to_string();
+        edge.publish(
+            format!("dt/vigil/{thing}/condition"),
+            rumqttc::QoS::AtLeastOnce,
+            false,
+            "healthy",
+        )
+        .await
+        .unwrap();
+        while edge_events.poll().await.is_ok() {}
+    });
+
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/paho_v5.py");
+    let run = tokio::time::timeout(
+        Duration::from_secs(40),
+        tokio::process::Command::new(&python)
+            .arg(script)
+            .arg(port.to_string())
+            .arg(tls_file(""))
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("paho script within 40 s")
+    .expect("run python");
+    answer.abort();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "paho: {stdout}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    assert_eq!(lines[0]["admitted"]["connack"], 0);
+    assert_eq!(lines[0]["admitted"]["suback"], serde_json::json!([1]));
+    assert_eq!(lines[0]["admitted"]["verdict"], "healthy");
+    assert_eq!(lines[1]["refused"]["connack"], 0x87);
+}

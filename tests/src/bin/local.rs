@@ -1,0 +1,96 @@
+//! `make local`: the cloud path as deployed, on this machine (docs/local.md). Starts DynamoDB
+//! Local and moto, the function's resources in them, and the IoT Core stand-in of `vigil-local`
+//! with the ingest `bootstrap` under cargo-lambda's Runtime API emulator; replays the committed
+//! hydraulic sample once from a `vigil device` with the test PKI's certificate, printing every
+//! verdict and every SNS alert, then keeps serving (gateway on 127.0.0.1:8883) until Ctrl-C.
+//!
+//! `VIGIL_LOCAL_BOOTSTRAP`: the bootstrap to run (default target/debug/bootstrap; `make local`
+//! passes the one unzipped from `make build`'s x86_64 package when it exists).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use vigil_tests::fixture::{Fixture, Options};
+use vigil_tests::local::{self, THING};
+use vigil_tests::repo_root;
+
+const GATEWAY: &str = "127.0.0.1:8883";
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let root = repo_root();
+    let bootstrap = std::env::var_os("VIGIL_LOCAL_BOOTSTRAP")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target/debug/bootstrap"));
+    anyhow::ensure!(
+        bootstrap.is_file(),
+        "{} missing (make build, or cargo build -p vigil-ingest --bin bootstrap)",
+        bootstrap.display()
+    );
+    let fx = Fixture::new(Options::default()).await;
+    let (stack, logs) = local::start(&fx, bootstrap, GATEWAY).await;
+    println!(
+        "IoT Core stand-in: gateway (mutual TLS) {GATEWAY}, broker {}, data plane {}",
+        stack.broker.url(),
+        stack.data_plane_url
+    );
+    println!(
+        "resources: table {}, alerts {}, logs {}",
+        fx.table,
+        fx.topic_arn,
+        logs.display()
+    );
+
+    // Verdicts as the device sees them, on its topic.
+    let (observer, mut observed) = AsyncClient::new(
+        MqttOptions::new(
+            "vigil-local-console",
+            "127.0.0.1",
+            stack.broker.addr().port(),
+        ),
+        256,
+    );
+    observer
+        .subscribe("dt/vigil/+/condition", QoS::AtLeastOnce)
+        .await?;
+    tokio::spawn(async move {
+        loop {
+            match observed.poll().await {
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    println!(
+                        "verdict  {} {}",
+                        p.topic,
+                        String::from_utf8_lossy(&p.payload)
+                    )
+                }
+                Ok(_) => {}
+                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        }
+    });
+
+    let state = root.join(format!("target/local/device-{}", std::process::id()));
+    println!("device {THING}: replaying models/samples/hydraulic over mutual TLS");
+    vigil_device::agent::run(local::device_args(stack.gateway.port(), 36, &state)).await?;
+
+    println!("serving until Ctrl-C; another device: vigil device --thing {THING} --endpoint {GATEWAY} --cert {} --key {} --ca {} --source replay-hydraulic:models/samples/hydraulic --no-shadow",
+        local::tls("device.pem").display(), local::tls("device.key").display(), local::tls("ca.pem").display());
+    let mut stop = std::pin::pin!(tokio::signal::ctrl_c());
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            () = tokio::time::sleep(Duration::from_secs(1)) => {
+                for alert in fx.alerts().await {
+                    println!("ALERT    {}", alert["Message"].as_str().unwrap_or_default());
+                }
+            }
+        }
+    }
+    println!(
+        "invocations: {:?}; gateway: {:?}",
+        stack.invocations,
+        stack.gateway_counters.snapshot()
+    );
+    Ok(())
+}

@@ -1,0 +1,135 @@
+//! The local cloud path (`make local`, tests/tests/local.rs): the IoT Core stand-in of
+//! `vigil-local` started against the emulators, with a fixture's resources, and the arguments
+//! of a `vigil device` that replays the committed hydraulic sample through it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Parser;
+use vigil_edge::gateway::GatewayConfig;
+use vigil_local::stack::{self, Stack};
+
+use crate::fixture::{models_dir, Fixture};
+use crate::{emulators, ort_dylib, repo_root};
+
+/// The thing of the test PKI's device certificate (crates/cli/tests/fixtures/tls).
+pub const THING: &str = "tls-rig";
+
+#[derive(Parser)]
+struct DeviceCli {
+    #[command(flatten)]
+    args: vigil_device::agent::DeviceArgs,
+}
+
+pub fn tls(name: &str) -> PathBuf {
+    repo_root().join("crates/cli/tests/fixtures/tls").join(name)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// The stand-in in front of `fx`'s table, topic, queues and buckets, running `bootstrap`; the
+/// gateway on `gateway_listen` (port 0: any).
+pub async fn start(fx: &Fixture, bootstrap: PathBuf, gateway_listen: &str) -> (Stack, PathBuf) {
+    let root = repo_root();
+    let cargo_lambda = root.join(".tools/venv/bin/cargo-lambda");
+    assert!(cargo_lambda.is_file(), "cargo-lambda missing: make setup");
+    let e = emulators();
+    let certs = root.join(format!("target/local-e2e/certs-{}", std::process::id()));
+    std::fs::create_dir_all(&certs).unwrap();
+    std::fs::copy(tls("device.pem"), certs.join(format!("{THING}.pem"))).unwrap();
+    let function_env: BTreeMap<String, String> = [
+        ("VIGIL_TABLE_NAME", fx.table.clone()),
+        ("VIGIL_ALERT_TOPIC_ARN", fx.topic_arn.clone()),
+        ("VIGIL_ARCHIVE_BUCKET", fx.archive_bucket.clone()),
+        ("VIGIL_MODELS_BUCKET", String::new()),
+        ("VIGIL_REJECTS_QUEUE_URL", fx.rejects_queue_url.clone()),
+        ("VIGIL_DEFAULT_PROFILE", "hydraulic-cooler".into()),
+        ("VIGIL_REQUIRED_PROFILES", "hydraulic-cooler".into()),
+        ("VIGIL_MODELS_DIR", models_dir().display().to_string()),
+        ("VIGIL_SAGEMAKER_ENDPOINT", String::new()),
+        ("VIGIL_SAGEMAKER_FALLBACK", "true".into()),
+        ("VIGIL_WINDOW_TTL_HOURS", "48".into()),
+        ("VIGIL_BASELINES_BUCKET", String::new()),
+        ("VIGIL_BASELINE_TTL_S", String::new()),
+        ("ORT_DYLIB_PATH", ort_dylib().display().to_string()),
+        ("RUST_LOG", "info".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let logs = root.join(format!("target/local-e2e/logs-{}", std::process::id()));
+    let stack = stack::start(stack::StackConfig {
+        repo: root.clone(),
+        gateway: GatewayConfig {
+            listen: gateway_listen.parse().expect("gateway address"),
+            cert: tls("endpoint.pem"),
+            key: tls("endpoint.key"),
+            device_ca: Some(tls("ca.pem")),
+            device_certs: certs,
+        },
+        moto: e.moto.clone(),
+        dynamodb: e.dynamodb.clone(),
+        function_env,
+        cargo_lambda,
+        bootstrap,
+        task_root: root.clone(),
+        logs: logs.clone(),
+        runtime_api_port: free_port(),
+        data_plane_listen: "127.0.0.1:0".parse().unwrap(),
+        first_retry_pause: Duration::from_millis(500),
+        rule_name: "vigil_ingest".into(),
+    })
+    .await
+    .expect("the local stand-in starts");
+    (stack, logs)
+}
+
+/// `vigil device` as `THING` over mutual TLS to the gateway on `gateway_port`, replaying
+/// `cycles` cycles of the committed hydraulic sample as fast as it can.
+pub fn device_args(
+    gateway_port: u16,
+    cycles: usize,
+    state: &Path,
+) -> vigil_device::agent::DeviceArgs {
+    let root = repo_root();
+    let endpoint = format!("127.0.0.1:{gateway_port}");
+    let source = format!(
+        "replay-hydraulic:{}",
+        root.join("models/samples/hydraulic").display()
+    );
+    let cycles = cycles.to_string();
+    let (cert, key, ca) = (tls("device.pem"), tls("device.key"), tls("ca.pem"));
+    DeviceCli::parse_from([
+        "device",
+        "--thing",
+        THING,
+        "--endpoint",
+        &endpoint,
+        "--cert",
+        cert.to_str().unwrap(),
+        "--key",
+        key.to_str().unwrap(),
+        "--ca",
+        ca.to_str().unwrap(),
+        "--source",
+        &source,
+        "--cycles",
+        &cycles,
+        "--speed",
+        "0",
+        "--batch",
+        "30",
+        "--state",
+        state.to_str().unwrap(),
+        "--no-shadow",
+        "--exit-when-drained",
+        "--quiet",
+    ])
+    .args
+}
