@@ -50,7 +50,7 @@ use vigil_core::DeviceId;
 
 use vigil_mqtt::MAX_PACKET_BYTES;
 
-use crate::mqtt_frames::{next_frame, FrameError};
+use crate::mqtt_frames::{next_raw_frame, FrameError};
 
 /// Client ids the edge's own connections use: no device may connect with one.
 pub const RESERVED_CLIENT_PREFIX: &str = "vigil-";
@@ -553,7 +553,7 @@ impl<R: AsyncRead + Unpin> Framer<R> {
     /// Cancel-safe: what was read stays in the buffer.
     async fn next_frame(&mut self) -> Result<Option<BytesMut>, Ended> {
         loop {
-            match next_frame(&mut self.buf, MAX_PACKET_BYTES) {
+            match next_raw_frame(&mut self.buf, MAX_PACKET_BYTES) {
                 Ok(Some(frame)) => return Ok(Some(frame)),
                 Ok(None) => {}
                 Err(FrameError::Oversize(n)) => return Err(Violation::Oversize(n).into()),

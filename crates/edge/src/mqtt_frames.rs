@@ -17,20 +17,29 @@ pub enum FrameError {
     Malformed(String),
 }
 
-/// The first whole packet of `buf`, taken out of it; `Ok(None)` when `buf` holds only part of
-/// one (read more and call again). No packet larger than `max_packet_bytes` (remaining length)
-/// is ever buffered beyond its header.
+/// The first whole packet of `buf`, taken out of it and parsed as MQTT 3.1.1; `Ok(None)` when
+/// `buf` holds only part of one (read more and call again). No packet larger than
+/// `max_packet_bytes` (remaining length) is ever buffered beyond its header.
 pub fn next_frame(
     buf: &mut BytesMut,
     max_packet_bytes: usize,
 ) -> Result<Option<(BytesMut, Packet)>, FrameError> {
+    let Some(raw) = next_raw_frame(buf, max_packet_bytes)? else {
+        return Ok(None);
+    };
+    let packet = Packet::read(&mut raw.clone(), max_packet_bytes)
+        .map_err(|e| FrameError::Malformed(format!("{e:?}")))?;
+    Ok(Some((raw, packet)))
+}
+
+/// The first whole packet of `buf`, unparsed (the fixed header is the same in MQTT 3.1.1 and 5):
+/// the same framing and limit as [`next_frame`].
+pub fn next_raw_frame(
+    buf: &mut BytesMut,
+    max_packet_bytes: usize,
+) -> Result<Option<BytesMut>, FrameError> {
     match mqttbytes::check(buf.iter(), max_packet_bytes) {
-        Ok(header) => {
-            let raw = buf.split_to(header.frame_length());
-            let packet = Packet::read(&mut raw.clone(), max_packet_bytes)
-                .map_err(|e| FrameError::Malformed(format!("{e:?}")))?;
-            Ok(Some((raw, packet)))
-        }
+        Ok(header) => Ok(Some(buf.split_to(header.frame_length()))),
         Err(mqttbytes::Error::InsufficientBytes(_)) => Ok(None),
         Err(mqttbytes::Error::PayloadSizeLimitExceeded(n)) => Err(FrameError::Oversize(n)),
         Err(e) => Err(FrameError::Malformed(format!("{e:?}"))),
