@@ -3,48 +3,21 @@
 //! snooze, acknowledgement).
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
-use async_trait::async_trait;
+mod common;
+
 use futures_executor::block_on;
 use vigil_core::alarm::{operate, AlarmState, Command, NoticeReason, OperatorAction};
 use vigil_core::alert::Severity;
 use vigil_core::memory::MemoryPorts;
 use vigil_core::ports::StreamKey;
-use vigil_core::scorer::{Baseline, Score, ScoreError, Scorer};
 use vigil_core::telemetry::encode_batch;
-use vigil_core::transform::Matrix;
-use vigil_core::{CompiledProfile, DeviceId, Message, Pipeline, PipelineConfig, Profile, Sample};
-
-/// "hot" when the window's mean is above 50.
-struct Threshold(Vec<String>);
-
-#[async_trait]
-impl Scorer for Threshold {
-    fn labels(&self) -> &[String] {
-        &self.0
-    }
-    fn version(&self) -> String {
-        "t1".into()
-    }
-    async fn score(&self, input: &Matrix, _: &mut Option<Baseline>) -> Result<Score, ScoreError> {
-        let mean = input.data.iter().sum::<f32>() / input.data.len() as f32;
-        Ok(Score {
-            label: if mean > 50.0 { "hot" } else { "ok" }.into(),
-            probabilities: vec![],
-            anomaly_score: Some(f64::from(mean)),
-            source: "test".into(),
-            model_version: self.version(),
-            contributions: vec![],
-            candidate: None,
-        })
-    }
-}
+use vigil_core::{CompiledProfile, DeviceId, Message, Pipeline, PipelineConfig, Sample};
 
 const MIN: u64 = 60_000;
 
 fn profiles() -> BTreeMap<String, CompiledProfile> {
-    let profile = Profile::from_toml(
+    common::threshold_profiles(
         r#"
 name = "test"
 channels = ["a"]
@@ -62,14 +35,7 @@ unhealthy = ["hot"]
 escalate_after_s = 600
 escalate_max = 1
 "#,
-        "test.toml",
     )
-    .unwrap();
-    let scorer = Arc::new(Threshold(vec!["ok".into(), "hot".into()]));
-    BTreeMap::from([(
-        "test".to_string(),
-        CompiledProfile::new(profile, scorer).unwrap(),
-    )])
 }
 
 struct Rig {

@@ -3,53 +3,25 @@
 //! of accepted windows, whatever their seqs and device times.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
-use async_trait::async_trait;
+mod common;
+
 use futures_executor::block_on;
 use proptest::prelude::*;
 use vigil_core::memory::MemoryPorts;
 use vigil_core::ports::StreamKey;
-use vigil_core::scorer::{Baseline, Score, ScoreError, Scorer};
 use vigil_core::seq_guard::{max_seq_jump, MAX_SEQ_JUMP_WINDOWS};
 use vigil_core::telemetry::{encode_batch, MAX_JSON_SAFE_INTEGER};
-use vigil_core::transform::Matrix;
 use vigil_core::{
-    CompiledProfile, DeviceId, Message, MessageOutcome, Pipeline, PipelineConfig, Profile, Sample,
+    CompiledProfile, DeviceId, Message, MessageOutcome, Pipeline, PipelineConfig, Sample,
 };
 
 const SIZE: u64 = 4;
 const COOLDOWN_MS: u64 = 60_000;
 
-/// "hot" when the window's mean is above 50.
-struct Threshold(Vec<String>);
-
-#[async_trait]
-impl Scorer for Threshold {
-    fn labels(&self) -> &[String] {
-        &self.0
-    }
-    fn version(&self) -> String {
-        "threshold".into()
-    }
-    async fn score(&self, input: &Matrix, _: &mut Option<Baseline>) -> Result<Score, ScoreError> {
-        let mean = input.data.iter().sum::<f32>() / input.data.len() as f32;
-        Ok(Score {
-            label: if mean > 50.0 { "hot" } else { "ok" }.into(),
-            probabilities: vec![],
-            anomaly_score: None,
-            source: "test".into(),
-            model_version: self.version(),
-            contributions: Vec::new(),
-            candidate: None,
-        })
-    }
-}
-
 fn profiles() -> BTreeMap<String, CompiledProfile> {
-    let profile = Profile::from_toml(
-        &format!(
-            r#"
+    common::threshold_profiles(&format!(
+        r#"
 name = "test"
 channels = ["a"]
 sample_rate_hz = 1.0
@@ -66,16 +38,8 @@ raise_after = 2
 clear_after = 2
 cooldown_s = {}
 "#,
-            COOLDOWN_MS / 1000
-        ),
-        "test.toml",
-    )
-    .unwrap();
-    let scorer = Arc::new(Threshold(vec!["ok".into(), "hot".into()]));
-    BTreeMap::from([(
-        "test".to_string(),
-        CompiledProfile::new(profile, scorer).unwrap(),
-    )])
+        COOLDOWN_MS / 1000
+    ))
 }
 
 struct Device {

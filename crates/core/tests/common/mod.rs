@@ -1,0 +1,47 @@
+//! What the pipeline tests over the in-memory ports share: a scorer that needs no model file and
+//! the profile set it judges with.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use vigil_core::scorer::{Baseline, Score, ScoreError, Scorer};
+use vigil_core::transform::Matrix;
+use vigil_core::{CompiledProfile, Profile};
+
+/// "hot" when the window's mean is above 50, else "ok".
+pub struct Threshold;
+
+const LABELS: [&str; 2] = ["ok", "hot"];
+
+#[async_trait]
+impl Scorer for Threshold {
+    fn labels(&self) -> &[String] {
+        static LABELS_OWNED: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+        LABELS_OWNED.get_or_init(|| LABELS.map(String::from).to_vec())
+    }
+    fn version(&self) -> String {
+        "threshold".into()
+    }
+    async fn score(&self, input: &Matrix, _: &mut Option<Baseline>) -> Result<Score, ScoreError> {
+        let mean = input.data.iter().sum::<f32>() / input.data.len() as f32;
+        Ok(Score {
+            label: LABELS[usize::from(mean > 50.0)].into(),
+            probabilities: vec![],
+            anomaly_score: Some(f64::from(mean)),
+            source: "test".into(),
+            model_version: self.version(),
+            contributions: vec![],
+            candidate: None,
+        })
+    }
+}
+
+/// The profile named `test` (its TOML, scored by [`Threshold`]) as the pipeline's profile set.
+pub fn threshold_profiles(toml: &str) -> BTreeMap<String, CompiledProfile> {
+    let profile = Profile::from_toml(toml, "test.toml").unwrap();
+    BTreeMap::from([(
+        "test".to_string(),
+        CompiledProfile::new(profile, Arc::new(Threshold)).unwrap(),
+    )])
+}
