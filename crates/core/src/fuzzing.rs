@@ -108,3 +108,53 @@ pub fn corpus(dir: &std::path::Path) -> std::io::Result<Vec<Vec<u8>>> {
     paths.sort();
     paths.iter().map(std::fs::read).collect()
 }
+
+/// The stable harness of one fuzz target, shared by the crates that own a target body: every
+/// committed seed runs, then proptest feeds arbitrary bytes and mutated seeds to `$body`.
+/// Used from an integration test (`tests/fuzz_harness.rs`), whose crate has proptest as a
+/// dev-dependency; `$corpus` names the folder under `fuzz/corpus/` (two levels above the crate).
+#[macro_export]
+macro_rules! stable_fuzz_harness {
+    ($body:path, $corpus:literal, cases = $cases:expr) => {
+        use proptest::prelude::*;
+        use $crate::fuzzing::{corpus, mutate, Edit};
+
+        fn seeds() -> Vec<Vec<u8>> {
+            let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join(concat!("../../fuzz/corpus/", $corpus));
+            let seeds = corpus(&dir).expect(concat!("fuzz/corpus/", $corpus));
+            assert!(seeds.len() >= 10, "seed corpus: {}", seeds.len());
+            seeds
+        }
+
+        fn edits() -> impl Strategy<Value = Vec<Edit>> {
+            prop::collection::vec(
+                (any::<usize>(), any::<u8>(), any::<u8>())
+                    .prop_map(|(at, byte, op)| Edit { at, byte, op }),
+                0..8,
+            )
+        }
+
+        #[test]
+        fn every_seed_runs() {
+            for seed in seeds() {
+                $body(&seed);
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: $cases, .. ProptestConfig::default() })]
+
+            #[test]
+            fn arbitrary_bytes(data in prop::collection::vec(any::<u8>(), 0..512)) {
+                $body(&data);
+            }
+
+            #[test]
+            fn mutated_seeds(i in any::<prop::sample::Index>(), edits in edits(), cut in any::<Option<usize>>()) {
+                let seeds = seeds();
+                $body(&mutate(&seeds[i.index(seeds.len())], &edits, cut));
+            }
+        }
+    };
+}
