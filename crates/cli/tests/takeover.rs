@@ -23,31 +23,42 @@ mod common;
 use common::*;
 
 const CYCLES: usize = 12;
+const CHANNELS: [&str; 4] = ["TS1", "TS2", "TS3", "TS4"];
 
-/// `vigil device` with its stdout (a line per result, the summary last) collected.
+/// `vigil device` reading the committed hydraulic sample as JSON lines that the test writes to
+/// its stdin (so that the test decides when each window's samples exist), with its stdout (a
+/// line per result, the summary last) collected.
 struct Agent {
     proc: Proc,
+    stdin: Option<std::process::ChildStdin>,
+    data: vigil_datasets::Hydraulic,
+    fed: usize,
     lines: Arc<Mutex<Vec<String>>>,
 }
 
 fn start_agent(thing: &str, port: u16, state: &Path) -> Agent {
+    let data = vigil_datasets::Hydraulic::load(Path::new(&sample_dir()), &CHANNELS)
+        .expect("the committed hydraulic sample");
+    assert!(data.cycles() >= CYCLES);
     let mut child = Command::new(VIGIL)
-        .args(["device", "--thing", thing, "--source"])
-        .arg(format!("replay-hydraulic:{}", sample_dir()))
+        .args(["device", "--thing", thing, "--source", "stdin"])
         .arg("--broker")
         .arg(format!("mqtt://127.0.0.1:{port}"))
         .arg("--state")
         .arg(state)
-        .args(["--cycles", &CYCLES.to_string(), "--speed", "100"])
-        .args(["--batch", "10", "--keep-alive", "10", "--resend-after", "2"])
+        // Paced (1 ms a line) so that each line is queued as it comes.
+        .args(["--speed", "1000", "--batch", "10"])
+        .args(["--keep-alive", "10", "--resend-after", "2"])
         .args(["--backoff-min", "0.05", "--backoff-max", "0.5"])
         // A stall is an error exit, not a test that hangs.
         .args(["--stall-after", "40", "--exit-when-drained"])
         .env("VIGIL_LOG", "warn")
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
         .expect("spawn vigil device");
+    let stdin = child.stdin.take();
     let stdout = child.stdout.take().expect("device stdout");
     let lines: Arc<Mutex<Vec<String>>> = Arc::default();
     let sink = lines.clone();
@@ -62,11 +73,38 @@ fn start_agent(thing: &str, port: u16, state: &Path) -> Agent {
     });
     Agent {
         proc: Proc::new(child, "vigil device"),
+        stdin,
+        data,
+        fed: 0,
         lines,
     }
 }
 
 impl Agent {
+    /// Writes the next cycles' samples (whole windows) to the agent's stdin, up to `to`;
+    /// at `CYCLES`, closes it (the source ends).
+    fn feed_to(&mut self, to: usize) {
+        use std::io::Write;
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        for cycle in self.fed..to {
+            for t in 0..60 {
+                let values: serde_json::Map<String, serde_json::Value> = CHANNELS
+                    .iter()
+                    .zip(&self.data.channels)
+                    .map(|(name, ch)| (name.to_string(), serde_json::json!(ch[cycle][t])))
+                    .collect();
+                let ts = 1_700_000_000_000u64 + (cycle * 60 + t) as u64 * 1000;
+                let line = serde_json::json!({ "ts": ts, "values": values });
+                writeln!(stdin, "{line}").expect("write to the agent's stdin");
+            }
+        }
+        stdin.flush().expect("flush the agent's stdin");
+        self.fed = to;
+        if to >= CYCLES {
+            self.stdin = None;
+        }
+    }
+
     /// The windows the agent printed a result for so far (`condition THING window N ...`).
     fn received(&self) -> BTreeSet<u64> {
         self.lines
@@ -76,6 +114,17 @@ impl Agent {
             .filter_map(|l| l.strip_prefix("condition "))
             .filter_map(|l| l.split(" window ").nth(1)?.split(' ').next()?.parse().ok())
             .collect()
+    }
+
+    /// Waits until the agent has a result for every window fed so far but `except`: it is
+    /// connected and subscribed.
+    fn wait_received(&self, except: &BTreeSet<u64>) {
+        let want: BTreeSet<u64> = (0..self.fed as u64)
+            .filter(|w| !except.contains(w))
+            .collect();
+        wait_until("the agent's results", Duration::from_secs(60), || {
+            self.received().is_superset(&want)
+        });
     }
 
     /// Waits for the exit, then returns the windows the agent got a result for and its summary.
@@ -96,30 +145,23 @@ impl Agent {
     }
 }
 
-/// Sets the link to lose what the broker sends back, and waits until the edge has published
-/// results the agent cannot get (at least `at_least` windows in all); returns the windows with
-/// a result the agent had not received when the link turned (a superset of those lost).
-fn lose_results(
+/// Sets the link to lose what the broker sends back, feeds the agent one more window and waits
+/// until the edge has published its result (which the agent cannot get); returns that window.
+fn lose_next_result(
     proxy: &FaultProxy,
     observer: &Observer,
-    agent: &Agent,
+    agent: &mut Agent,
     thing: &str,
-    at_least: usize,
-) -> BTreeSet<u64> {
-    let before = agent.received();
-    let seen = observer.windows_of(thing);
+) -> u64 {
     proxy.set(LinkMode::UpOnly);
-    let want = at_least.max(seen + 1);
+    let window = agent.fed;
+    agent.feed_to(window + 1);
     wait_until(
-        "results published into the lost link",
+        "the result published into the lost link",
         Duration::from_secs(30),
-        || observer.windows_of(thing) >= want,
+        || observer.windows_of(thing) > window,
     );
-    observer
-        .windows(thing)
-        .difference(&before)
-        .copied()
-        .collect()
+    window as u64
 }
 
 /// Connects as `thing` with a clean session (the broker drops the agent's connection and its
@@ -215,11 +257,14 @@ fn assert_scored_once(rig: &Rig, thing: &str) {
     rig.observer.assert_exactly_once(thing, CYCLES);
 }
 
-/// Three times another client takes the agent's client id over while results are on their way
-/// back (the last time with the last window's): the agent reconnects, takes its id back, and
-/// finishes in bounded time with every window scored exactly once. The results the takeover
-/// destroyed (it wipes the agent's session) are the only ones the agent did not receive, and
-/// exactly their samples are given up; none is left queued.
+/// Windows fed before each of the three faults; the third takes the last window's result.
+const FAULTS_AFTER: [usize; 3] = [3, 7, CYCLES - 1];
+
+/// Three times another client takes the agent's client id over while a result is on its way
+/// back (the last time the last window's): the agent reconnects, takes its id back, and
+/// finishes in bounded time with every window scored exactly once. The three results the
+/// takeovers destroyed (a clean session wipes the agent's persistent one) are the only ones
+/// the agent did not receive, and exactly their samples are given up; none is left queued.
 #[test]
 fn the_agent_recovers_from_its_client_id_being_taken_over_three_times() {
     let started = Instant::now();
@@ -227,51 +272,38 @@ fn the_agent_recovers_from_its_client_id_being_taken_over_three_times() {
     let thing = "twin-1";
     let mut agent = start_agent(thing, rig.proxy.addr().port(), &rig.state);
     let mut destroyed = BTreeSet::new();
-    for (round, at) in [(1, 2), (2, 5), (3, CYCLES)] {
-        // The agent is connected and receiving again.
-        wait_until(
-            "results before the takeover",
-            Duration::from_secs(60),
-            || rig.observer.windows_of(thing) >= at.min(CYCLES - 1).max(round),
-        );
-        let lost = lose_results(&rig.proxy, &rig.observer, &agent, thing, at);
+    for (round, after) in FAULTS_AFTER.into_iter().enumerate() {
+        agent.feed_to(after);
+        agent.wait_received(&destroyed);
+        destroyed.insert(lose_next_result(
+            &rig.proxy,
+            &rig.observer,
+            &mut agent,
+            thing,
+        ));
         let kicked = take_over(&rig.rt, rig.port, thing);
-        destroyed.extend(lost);
         rig.proxy.set(LinkMode::Forward);
         // The agent reconnects, which cuts the second client off.
         kicked
             .recv_timeout(Duration::from_secs(30))
-            .unwrap_or_else(|_| panic!("takeover {round}: the agent never took its id back"));
+            .unwrap_or_else(|_| panic!("takeover {}: the agent never took its id back", round + 1));
     }
+    assert_eq!(agent.fed, CYCLES);
     let (received, summary) = agent.finish(Duration::from_secs(60));
     assert_scored_once(&rig, thing);
 
     let all: BTreeSet<u64> = (0..CYCLES as u64).collect();
     let missing: BTreeSet<u64> = all.difference(&received).copied().collect();
-    assert!(
-        missing.is_subset(&destroyed),
-        "missing results {missing:?}, destroyed {destroyed:?}"
-    );
-    assert!(
-        missing.contains(&(CYCLES as u64 - 1)),
-        "the last window's result was destroyed: {missing:?}"
-    );
+    assert_eq!(missing, destroyed, "windows without a result at the agent");
     let samples = CYCLES as u64 * SAMPLES_PER_WINDOW;
+    let given_up = destroyed.len() as u64 * SAMPLES_PER_WINDOW;
     assert_eq!(summary["queued"], 0, "{summary}");
     assert_eq!(summary["next_seq"], samples, "{summary}");
-    assert_eq!(
-        summary["given_up"],
-        missing.len() as u64 * SAMPLES_PER_WINDOW,
-        "{summary}"
-    );
-    assert_eq!(
-        summary["confirmed"],
-        samples - missing.len() as u64 * SAMPLES_PER_WINDOW,
-        "{summary}"
-    );
+    assert_eq!(summary["given_up"], given_up, "{summary}");
+    assert_eq!(summary["confirmed"], samples - given_up, "{summary}");
     assert!(summary["reconnects"].as_u64() >= Some(4), "{summary}");
     eprintln!(
-        "takeover test took {:?}; destroyed {destroyed:?}, not received {missing:?}",
+        "takeover test took {:?}; results destroyed {destroyed:?}",
         started.elapsed()
     );
 }
@@ -284,12 +316,12 @@ fn results_lost_on_the_link_come_back_with_the_persistent_session() {
     let rig = rig();
     let thing = "oneway-1";
     let mut agent = start_agent(thing, rig.proxy.addr().port(), &rig.state);
-    for at in [2, 5, CYCLES] {
-        wait_until("results before the cut", Duration::from_secs(60), || {
-            rig.observer.windows_of(thing) >= at.min(CYCLES - 1)
-        });
-        lose_results(&rig.proxy, &rig.observer, &agent, thing, at);
-        rig.proxy.set(LinkMode::Drop);
+    let none = BTreeSet::new();
+    for after in FAULTS_AFTER {
+        agent.feed_to(after);
+        agent.wait_received(&none);
+        lose_next_result(&rig.proxy, &rig.observer, &mut agent, thing);
+        // Leaving the up-only mode ends the connection: the agent reconnects.
         rig.proxy.set(LinkMode::Forward);
     }
     let (received, summary) = agent.finish(Duration::from_secs(60));

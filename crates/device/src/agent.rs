@@ -684,7 +684,8 @@ pub async fn run(args: DeviceArgs) -> anyhow::Result<()> {
                         if outstanding == 0 && connected_at <= started {
                             let n = queue.remove(0..limit, true)?;
                             if n > 0 {
-                                tracing::warn!(samples = n, below = limit, "no result after re-sending: given up (their windows are closed)");
+                                let below = (limit < u64::MAX).then_some(limit);
+                                tracing::warn!(samples = n, ?below, "no result after re-sending: given up (their windows are closed)");
                             }
                         }
                     }
