@@ -46,8 +46,7 @@ fn start_agent(thing: &str, port: u16, state: &Path) -> Agent {
         .arg(format!("mqtt://127.0.0.1:{port}"))
         .arg("--state")
         .arg(state)
-        // Paced (1 ms a line) so that each line is queued as it comes.
-        .args(["--speed", "1000", "--batch", "10"])
+        .args(["--batch", "10"])
         .args(["--keep-alive", "10", "--resend-after", "2"])
         .args(["--backoff-min", "0.05", "--backoff-max", "0.5"])
         // A stall is an error exit, not a test that hangs.

@@ -86,7 +86,8 @@ pub struct DeviceArgs {
     /// Stop a dataset replay after this many cycles (from the start of the dataset).
     #[arg(long)]
     pub cycles: Option<usize>,
-    /// Replay speed: 1.0 is the recorded rate (1 Hz for the hydraulic rig), 0 as fast as possible.
+    /// Replay speed (dataset and CSV; stdin is live, never paced): 1.0 is the recorded rate
+    /// (1 Hz for the hydraulic rig), 0 as fast as possible.
     #[arg(long, default_value_t = 1.0)]
     pub speed: f64,
     /// State directory: the queue, the seq cursor and the source position (one per thing).
@@ -234,6 +235,8 @@ fn read_source(
     stop: Arc<AtomicBool>,
 ) -> anyhow::Result<()> {
     let start = queue.stats()?.source_pos as usize;
+    // A live source: each line is queued as it comes, unpaced (`--speed` is for replays).
+    let live = matches!(source, Source::Stdin);
     let readings: Box<dyn Iterator<Item = anyhow::Result<(u64, Vec<f32>)>>> = match source {
         Source::Hydraulic(dir) => {
             let names: Vec<&str> = args.channels.iter().map(String::as_str).collect();
@@ -303,7 +306,7 @@ fn read_source(
             )
         }
     };
-    let interval = if args.speed > 0.0 {
+    let interval = if args.speed > 0.0 && !live {
         Some(Duration::from_secs_f64(1.0 / args.speed))
     } else {
         None
@@ -376,7 +379,7 @@ fn read_source(
             }
             Err(e) => tracing::warn!(error = %e, "skipping a bad reading"),
         }
-        let batch_limit = if interval.is_some() { 1 } else { 500 };
+        let batch_limit = if interval.is_some() || live { 1 } else { 500 };
         if pending.len() >= batch_limit {
             flush(&mut pending, &mut lines_at, &mut consumed)?;
         }
