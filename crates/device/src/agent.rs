@@ -12,10 +12,17 @@
 //! - after every reconnect, and when no result has come for `--resend-after`, everything still
 //!   queued is sent again from the head, in order. The pipeline is idempotent by seq, so
 //!   duplicates cost bandwidth and nothing else;
-//! - a result can itself be lost (published while the device was offline). Samples older than
-//!   the newest confirmed window that were re-sent in a full round, all PUBACKed on one
-//!   connection, and still got no result, belong to windows the pipeline already closed: they
-//!   are removed and counted as `given_up` (it re-sends nothing for late samples);
+//! - the MQTT session is persistent (`clean_session = false`) and the agent subscribes again on
+//!   every connection: a broker that kept the session delivers the results published while the
+//!   link was down;
+//! - a result can still be lost (the broker lost the session: it restarted, or another client
+//!   connected with this thing's client id and a clean session). Samples that were re-sent in
+//!   a full round, all PUBACKed on one connection, and still got no result, belong to windows
+//!   the pipeline already closed (it answers nothing for late samples): they are removed and
+//!   counted as `given_up` — below the newest confirmed window while the source runs, all of
+//!   them once it has ended;
+//! - no result for `--stall-after` with samples queued is reported as a stall (an error; with
+//!   `--exit-when-drained` the agent exits with it) instead of a silent wait;
 //! - reconnects back off exponentially with full jitter (`--backoff-min` .. `--backoff-max`);
 //! - the queue is bounded by `--queue-max-samples`; when full, `--on-full drop-oldest` (the
 //!   default) removes the oldest samples and counts them in `dropped`, `--on-full block`
@@ -79,7 +86,8 @@ pub struct DeviceArgs {
     /// Stop a dataset replay after this many cycles (from the start of the dataset).
     #[arg(long)]
     pub cycles: Option<usize>,
-    /// Replay speed: 1.0 is the recorded rate (1 Hz for the hydraulic rig), 0 as fast as possible.
+    /// Replay speed (dataset and CSV; stdin is live, never paced): 1.0 is the recorded rate
+    /// (1 Hz for the hydraulic rig), 0 as fast as possible.
     #[arg(long, default_value_t = 1.0)]
     pub speed: f64,
     /// State directory: the queue, the seq cursor and the source position (one per thing).
@@ -107,6 +115,11 @@ pub struct DeviceArgs {
     /// Seconds without a new result, with samples sent and unconfirmed, before re-sending.
     #[arg(long, default_value_t = 60.0)]
     pub resend_after: f64,
+    /// Seconds without a new result, with samples queued, after which the agent reports a
+    /// stall (an error naming the unconfirmed seqs and the reconnects meanwhile); with
+    /// --exit-when-drained it then exits with an error instead of waiting for ever.
+    #[arg(long, default_value_t = 600.0)]
+    pub stall_after: f64,
     /// First reconnect delay, in seconds (doubles per failure, with full jitter).
     #[arg(long, default_value_t = 0.2)]
     pub backoff_min: f64,
@@ -222,6 +235,8 @@ fn read_source(
     stop: Arc<AtomicBool>,
 ) -> anyhow::Result<()> {
     let start = queue.stats()?.source_pos as usize;
+    // A live source: each line is queued as it comes, unpaced (`--speed` is for replays).
+    let live = matches!(source, Source::Stdin);
     let readings: Box<dyn Iterator<Item = anyhow::Result<(u64, Vec<f32>)>>> = match source {
         Source::Hydraulic(dir) => {
             let names: Vec<&str> = args.channels.iter().map(String::as_str).collect();
@@ -291,7 +306,7 @@ fn read_source(
             )
         }
     };
-    let interval = if args.speed > 0.0 {
+    let interval = if args.speed > 0.0 && !live {
         Some(Duration::from_secs_f64(1.0 / args.speed))
     } else {
         None
@@ -364,7 +379,7 @@ fn read_source(
             }
             Err(e) => tracing::warn!(error = %e, "skipping a bad reading"),
         }
-        let batch_limit = if interval.is_some() { 1 } else { 500 };
+        let batch_limit = if interval.is_some() || live { 1 } else { 500 };
         if pending.len() >= batch_limit {
             flush(&mut pending, &mut lines_at, &mut consumed)?;
         }
@@ -435,6 +450,8 @@ pub struct DeviceSummary {
     pub confirmed: u64,
     pub reconnects: u64,
     pub resend_rounds: u64,
+    /// Connections on which the broker had no session left (results may have been lost).
+    pub sessions_lost: u64,
     pub queued: u64,
     pub next_seq: u64,
     pub dropped: u64,
@@ -483,9 +500,11 @@ pub async fn run(args: DeviceArgs) -> anyhow::Result<()> {
         None => parse_broker(&args.broker)?,
     };
     let mut options = MqttOptions::new(thing.as_str(), host, port);
+    // A persistent session: the broker keeps the subscription while the link is down and
+    // delivers the results published meanwhile on the next connection (rumqttd, IoT Core).
     options
         .set_keep_alive(Duration::from_secs(args.keep_alive.max(1)))
-        .set_clean_session(true)
+        .set_clean_session(false)
         .set_inflight(args.inflight.max(1))
         .set_max_packet_size(256 * 1024, 256 * 1024)
         .set_request_channel_capacity(usize::from(args.inflight.max(1)));
@@ -517,6 +536,7 @@ pub async fn run(args: DeviceArgs) -> anyhow::Result<()> {
     );
     let want_shadow = !args.no_shadow && (args.shadow || args.endpoint.is_some());
     let resend_after = Duration::from_secs_f64(args.resend_after.max(0.1));
+    let stall_after = Duration::from_secs_f64(args.stall_after.max(0.1));
 
     let mut summary = DeviceSummary {
         thing: thing.to_string(),
@@ -528,6 +548,10 @@ pub async fn run(args: DeviceArgs) -> anyhow::Result<()> {
     let mut outstanding: u64 = 0;
     let mut confirmed_end: u64 = 0;
     let mut last_progress = Instant::now();
+    // The last result (or the last time nothing was waiting for one), for the stall deadline.
+    let mut last_result = Instant::now();
+    let mut reconnects_at_result: u64 = 0;
+    let mut failure: Option<anyhow::Error> = None;
     // Hole limit of the previous resend round, with the time it started.
     let mut prev_round: Option<(u64, Instant)> = None;
     let mut tick = tokio::time::interval(Duration::from_millis(200));
@@ -568,10 +592,20 @@ pub async fn run(args: DeviceArgs) -> anyhow::Result<()> {
                         connected_at = Instant::now();
                         summary.reconnects += 1;
                         outstanding = 0;
+                        prev_round = None;
                         // Everything unconfirmed goes again, from the head, in order.
                         next_send = queue.head()?.unwrap_or(next_send);
                         last_progress = Instant::now();
                         tracing::info!(session_present = ack.session_present, from = next_send, "connected");
+                        if !ack.session_present && summary.reconnects > 1 {
+                            summary.sessions_lost += 1;
+                            tracing::warn!("the broker has no session for this thing's client id \
+                                (it restarted, or another client connected with this id): results \
+                                published meanwhile are lost; the queue is re-sent, and what a full \
+                                acknowledged re-send gets no result for is given up");
+                        }
+                        // Again on every connection: a session that survived ignores it, a new
+                        // one gets the subscription it lacks.
                         client.subscribe(result_topic.clone(), QoS::AtLeastOnce).await.ok();
                         if want_shadow {
                             client.subscribe(shadow_topic.clone(), QoS::AtLeastOnce).await.ok();
@@ -590,6 +624,8 @@ pub async fn run(args: DeviceArgs) -> anyhow::Result<()> {
                                     summary.confirmed += removed;
                                     confirmed_end = confirmed_end.max(v.seq_end);
                                     last_progress = Instant::now();
+                                    last_result = last_progress;
+                                    reconnects_at_result = summary.reconnects;
                                     summary.last_label = Some(v.label.clone());
                                     if !args.quiet {
                                         println!(
@@ -626,21 +662,39 @@ pub async fn run(args: DeviceArgs) -> anyhow::Result<()> {
                     }
                 }
                 let stats = queue.stats()?;
+                if stats.queued == 0 {
+                    last_result = Instant::now();
+                    reconnects_at_result = summary.reconnects;
+                } else if last_result.elapsed() >= stall_after {
+                    let stall = stalled(&queue, stats.queued, connected, summary.reconnects - reconnects_at_result, stall_after)?;
+                    if args.exit_when_drained {
+                        failure = Some(stall);
+                        break;
+                    }
+                    tracing::error!("{stall:#}");
+                    last_result = Instant::now();
+                    reconnects_at_result = summary.reconnects;
+                }
                 if connected && stats.queued > 0 && next_send > queue.head()?.unwrap_or(0)
                     && last_progress.elapsed() >= resend_after
                 {
                     // Give up holes that a full, acknowledged round on this connection did
-                    // not get a result for: their windows were closed before.
+                    // not get a result for: their windows were closed before. Below the newest
+                    // result only while the source runs (the newest window may still be
+                    // filling); once it has ended nothing more is coming that could close a
+                    // window, and waiting longer gets nothing.
                     if let Some((limit, started)) = prev_round {
                         if outstanding == 0 && connected_at <= started {
                             let n = queue.remove(0..limit, true)?;
                             if n > 0 {
-                                tracing::warn!(samples = n, below = limit, "no result after re-sending: given up (their windows are closed)");
+                                let below = (limit < u64::MAX).then_some(limit);
+                                tracing::warn!(samples = n, ?below, "no result after re-sending: given up (their windows are closed)");
                             }
                         }
                     }
                     summary.resend_rounds += 1;
-                    prev_round = Some((confirmed_end, Instant::now()));
+                    let limit = if source_done.load(Ordering::Relaxed) { u64::MAX } else { confirmed_end };
+                    prev_round = Some((limit, Instant::now()));
                     next_send = queue.head()?.unwrap_or(next_send);
                     last_progress = Instant::now();
                     tracing::info!(from = next_send, "no result lately: re-sending the queue");
@@ -661,7 +715,32 @@ pub async fn run(args: DeviceArgs) -> anyhow::Result<()> {
     summary.dropped = stats.dropped;
     summary.given_up = stats.given_up;
     println!("{}", serde_json::to_string(&summary)?);
-    Ok(())
+    failure.map_or(Ok(()), Err)
+}
+
+/// The stall error: what is waiting, since when, and what may be the cause.
+fn stalled(
+    queue: &Queue,
+    queued: u64,
+    connected: bool,
+    reconnects: u64,
+    after: Duration,
+) -> anyhow::Result<anyhow::Error> {
+    let head = queue.head()?.unwrap_or(0);
+    let link = if !connected && reconnects == 0 {
+        "not connected to the broker".to_string()
+    } else if reconnects > 1 {
+        format!(
+            "{reconnects} reconnects in that time: another client may be connecting with this \
+             thing's client id, each taking the session over"
+        )
+    } else {
+        format!("connected: {connected}, {reconnects} reconnects in that time")
+    };
+    Ok(anyhow::anyhow!(
+        "stalled: no result for {:.0} s with {queued} samples unconfirmed (from seq {head}); {link}",
+        after.as_secs_f64()
+    ))
 }
 
 /// Polls the event loop, forwarding events; on errors backs off (exponential, full jitter).

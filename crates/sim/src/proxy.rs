@@ -1,6 +1,7 @@
 //! A TCP proxy that injects link faults, for tests: it sits between a device and its broker and
-//! can forward, drop every connection (and refuse new ones), or blackhole (accept, hold, and
-//! forward nothing — what a dead mobile link or a NAT that forgot the flow looks like).
+//! can forward, drop every connection (and refuse new ones), blackhole (accept, hold, and
+//! forward nothing — what a dead mobile link or a NAT that forgot the flow looks like), or let
+//! only the device's bytes through (what the broker sends back is lost).
 //!
 //! Loopback only in our tests; nothing here is MQTT-specific.
 
@@ -21,6 +22,9 @@ pub enum LinkMode {
     /// Connections are accepted and held, but no byte goes through. Leaving this mode closes
     /// the held connections (the flow is gone), so clients must reconnect.
     Blackhole,
+    /// The device's bytes reach the broker; the broker's are read and thrown away (acks and
+    /// results published back are lost on the way). Leaving this mode closes the connections.
+    UpOnly,
 }
 
 #[derive(Debug, Default)]
@@ -104,14 +108,14 @@ async fn handle(
     mut rx: watch::Receiver<LinkMode>,
     stats: Arc<ProxyStats>,
 ) -> std::io::Result<()> {
-    let mode = *rx.borrow_and_update();
+    let mut mode = *rx.borrow_and_update();
     match mode {
         LinkMode::Drop => return Ok(()),
         LinkMode::Blackhole => {
             hold_until_change(&mut rx, LinkMode::Blackhole).await;
             return Ok(());
         }
-        LinkMode::Forward => {}
+        LinkMode::Forward | LinkMode::UpOnly => {}
     }
     let _ = client.set_nodelay(true);
     let mut server = TcpStream::connect(upstream).await?;
@@ -124,9 +128,11 @@ async fn handle(
         tokio::select! {
             changed = rx.changed() => {
                 if changed.is_err() { return Ok(()); }
-                let mode = *rx.borrow_and_update();
-                match mode {
-                    LinkMode::Forward => {}
+                let now = *rx.borrow_and_update();
+                match now {
+                    // What was thrown away broke the stream: the flow ends.
+                    _ if mode == LinkMode::UpOnly && now != LinkMode::UpOnly => return Ok(()),
+                    LinkMode::Forward | LinkMode::UpOnly => mode = now,
                     LinkMode::Drop => return Ok(()),
                     LinkMode::Blackhole => {
                         hold_until_change(&mut rx, LinkMode::Blackhole).await;
@@ -143,6 +149,7 @@ async fn handle(
             n = sr.read(&mut down) => {
                 let n = n?;
                 if n == 0 { return Ok(()); }
+                if mode == LinkMode::UpOnly { continue; }
                 cw.write_all(&down[..n]).await?;
                 stats.bytes_down.fetch_add(n as u64, Ordering::Relaxed);
             }

@@ -247,6 +247,17 @@ impl Observer {
         Self { seen, _rt: rt }
     }
 
+    /// The windows of `thing` with at least one result.
+    pub fn windows(&self, thing: &str) -> std::collections::BTreeSet<u64> {
+        self.seen
+            .lock()
+            .unwrap()
+            .keys()
+            .filter(|(t, _)| t == thing)
+            .map(|(_, w)| *w)
+            .collect()
+    }
+
     pub fn windows_of(&self, thing: &str) -> usize {
         self.seen
             .lock()
