@@ -4,6 +4,9 @@
 //! are judged on: for each series in turn, every candidate of [`candidates`] is scored on the
 //! other series, the rule of [`choose`] picks one, and that one is judged on the held-out series.
 //! The held-out figures of every series are the folds; the worst fold is reported first.
+//! The whole protocol is repeated at other false-episode limits of the rule ([`TRADEOFF_LIMITS`]):
+//! the trade-off between windows and false episodes, every point held out; and the family's
+//! ceiling (per series, the most windows any candidate finds) bounds what retuning could reach.
 //! The shipped profiles (`nab-robust`, and the older `nab-ewma`, `nab-zscore` for comparison)
 //! then stream every series through the full pipeline.
 //!
