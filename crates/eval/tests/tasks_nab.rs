@@ -3,8 +3,8 @@
 //! against the older `nab-ewma` and `nab-zscore` under the same scoring.
 //!
 //! The bar is ≥ 90 % of windows with ≤ 2 false episodes per series; what the detector
-//! holds today (26 / 33 windows, 1.94 false episodes per series, NAB 68.2; models/nab.md) is
-//! asserted as a floor so that a regression fails, with the false-episode limit of the bar.
+//! holds today (26 / 33 windows, 1.65 false episodes per series, NAB 69.0; models/nab.md) is
+//! asserted as a floor so that a regression fails.
 //! The bar is not met: the trade-off curve (the same protocol at other false-episode limits)
 //! and the family's in-sample ceiling are checked for consistency with the main result.
 
@@ -41,10 +41,10 @@ async fn nab_robust_leave_one_series_out_on_the_corpus() {
     let nab = j["nab_score"].as_f64().unwrap();
     assert!(detected >= 26.0 / 33.0, "{detected} of the windows: {j}");
     assert!(
-        per_series <= 2.0,
+        per_series <= 1.7,
         "{per_series} false episodes per series: {j}"
     );
-    assert!(nab >= 65.0, "NAB {nab}: {j}");
+    assert!(nab >= 68.5, "NAB {nab}: {j}");
 
     // Every fold names the windows it missed: as many as the figures say.
     for f in j["folds"].as_array().unwrap() {

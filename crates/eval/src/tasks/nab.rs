@@ -121,9 +121,10 @@ impl Candidate {
     pub fn label(&self) -> String {
         let s = &self.scorer;
         format!(
-            "threshold={} record_margin={} record_half_life={} record_block={} settle={} cooldown_s={}",
+            "threshold={} record_margin={} early_margin={} record_half_life={} record_block={} settle={} cooldown_s={}",
             s.threshold,
             s.record_margin,
+            s.early_margin,
             s.record_half_life,
             s.record_block,
             s.settle,
@@ -132,30 +133,34 @@ impl Candidate {
     }
 }
 
-/// The search grid around the shipped profile: threshold, record margin and half-life, record
-/// block, settle time, alert cooldown. Everything else is the shipped profile's.
+/// The search grid around the shipped profile: threshold, record margin and its early raise,
+/// record half-life and block, settle time, alert cooldown. Everything else is the shipped
+/// profile's.
 pub fn candidates(base: &RobustConfig, alert: &AlertPolicy) -> Vec<Candidate> {
     let mut out = Vec::new();
     for threshold in [2.5, 3.0, 4.0, 5.0] {
         for record_margin in [1.2, 1.5, 2.0] {
-            for record_half_life in [336.0, 1008.0, 4032.0] {
-                for record_block in [24, 48] {
-                    for settle in [24, 72] {
-                        for cooldown_s in [0, 86_400] {
-                            out.push(Candidate {
-                                scorer: RobustConfig {
-                                    threshold,
-                                    record_margin,
-                                    record_half_life,
-                                    record_block,
-                                    settle,
-                                    ..base.clone()
-                                },
-                                alert: AlertPolicy {
-                                    cooldown_s,
-                                    ..alert.clone()
-                                },
-                            });
+            for early_margin in [0.0, 1.0] {
+                for record_half_life in [336.0, 1008.0, 4032.0] {
+                    for record_block in [24, 48] {
+                        for settle in [24, 72] {
+                            for cooldown_s in [0, 86_400] {
+                                out.push(Candidate {
+                                    scorer: RobustConfig {
+                                        threshold,
+                                        record_margin,
+                                        early_margin,
+                                        record_half_life,
+                                        record_block,
+                                        settle,
+                                        ..base.clone()
+                                    },
+                                    alert: AlertPolicy {
+                                        cooldown_s,
+                                        ..alert.clone()
+                                    },
+                                });
+                            }
                         }
                     }
                 }
