@@ -372,7 +372,7 @@ pub fn missed_windows(candidate: &Candidate, size: usize, series: &NabSeries) ->
     let alerts = replay_alerts(candidate, size, series);
     (1..)
         .zip(&series.windows)
-        .filter(|&(_, &(a, b))| !alerts.iter().any(|&(ts, _, _)| a <= ts && ts <= b))
+        .filter(|&(_, &window)| !detected(&alerts, window))
         .map(|(k, _)| k)
         .collect()
 }
@@ -418,13 +418,18 @@ pub fn score_alerts(
     figures(series, &raised)
 }
 
+/// Whether an alert was raised or changed inside a labelled window (inclusive times).
+fn detected(alerts: &[(u64, usize, bool)], (a, b): (u64, u64)) -> bool {
+    alerts.iter().any(|&(ts, _, _)| a <= ts && ts <= b)
+}
+
 /// Figures of raised (`true`) or changed (`false`) alerts at `(ts, row)`.
 fn figures(series: &NabSeries, alerts: &[(u64, usize, bool)]) -> NabFigures {
     let inside = |ts: u64| series.windows.iter().any(|&(a, b)| a <= ts && ts <= b);
     let windows_detected = series
         .windows
         .iter()
-        .filter(|&&(a, b)| alerts.iter().any(|&(ts, _, _)| a <= ts && ts <= b))
+        .filter(|&&window| detected(alerts, window))
         .count() as u64;
     let false_episodes = alerts
         .iter()
