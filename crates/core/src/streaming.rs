@@ -82,6 +82,11 @@ pub struct RobustConfig {
     /// Least rate at which a seasonal bin follows a new value (the first values weigh 1/n).
     #[serde(default = "default_season_rate")]
     pub season_rate: f64,
+    /// While the records have seen few blocks, `record_margin` is raised by this much over the
+    /// square of the blocks seen (0: never): the largest of one or two days' deviations
+    /// understates the largest of a week's, so a young record alarms on ordinary days.
+    #[serde(default = "default_early_margin")]
+    pub early_margin: f64,
 }
 
 fn default_warmup() -> u64 {
@@ -104,6 +109,9 @@ fn default_record_half_life() -> f64 {
 }
 fn default_record_block() -> u64 {
     48
+}
+fn default_early_margin() -> f64 {
+    1.0
 }
 fn yes() -> bool {
     true
@@ -140,6 +148,7 @@ impl Default for RobustConfig {
             season_bins: default_season_bins(),
             season_ratio: default_season_ratio(),
             season_rate: default_season_rate(),
+            early_margin: default_early_margin(),
         }
     }
 }
@@ -183,6 +192,12 @@ impl RobustConfig {
             return Err(("season_bin_s", "must be at least 1 second".into()));
         }
         positive("season_ratio", self.season_ratio)?;
+        if !(self.early_margin.is_finite() && self.early_margin >= 0.0) {
+            return Err((
+                "early_margin",
+                format!("{} must be zero or a positive number", self.early_margin),
+            ));
+        }
         if !(self.season_rate > 0.0 && self.season_rate <= 1.0) {
             return Err((
                 "season_rate",
@@ -390,8 +405,9 @@ impl RobustScorer {
             }
         }
         let judged = st.windows >= c.warmup + c.settle;
-        let anomalous = judged
-            && (0..z.len()).any(|i| z[i] > c.threshold && dev[i] > c.record_margin * st.record[i]);
+        let margin = c.record_margin * (1.0 + c.early_margin / self.blocks_seen(st).powi(2));
+        let anomalous =
+            judged && (0..z.len()).any(|i| z[i] > c.threshold && dev[i] > margin * st.record[i]);
         let worst = z.iter().copied().fold(0.0, f64::max);
         if learn {
             self.remember(st, &dev);
@@ -421,6 +437,12 @@ impl RobustScorer {
                 *m = 0.0;
             }
         }
+    }
+
+    /// Record blocks completed since the warm-up (at least 1; windows without blocks).
+    fn blocks_seen(&self, st: &RobustState) -> f64 {
+        let since = st.windows.saturating_sub(self.config.warmup);
+        (since / self.config.record_block.max(1)).max(1) as f64
     }
 
     /// Whether a warmed-up state has the shape this configuration and input need.
@@ -508,9 +530,10 @@ impl Scorer for RobustScorer {
     fn version(&self) -> String {
         let c = &self.config;
         format!(
-            "robust(threshold={},record_margin={},record_half_life={},record_block={},half_life={},spikes={},season={}x{}s)",
+            "robust(threshold={},record_margin={},early_margin={},record_half_life={},record_block={},half_life={},spikes={},season={}x{}s)",
             c.threshold,
             c.record_margin,
+            c.early_margin,
             c.record_half_life,
             c.record_block,
             c.half_life,
@@ -624,6 +647,36 @@ mod tests {
     }
 
     #[test]
+    fn a_young_record_asks_for_a_larger_deviation() {
+        // A quiet level with a 0.1 excursion every 20 windows, and a 0.18 spike twice: two windows
+        // after the settling time (the record has seen one block) and ten days later.
+        let alarms = |early_margin: f64| {
+            let s = RobustScorer::new(RobustConfig {
+                season_bins: 0,
+                early_margin,
+                ..RobustConfig::default()
+            });
+            let mut b = None;
+            let mut alarms = Vec::new();
+            for i in 0..700u64 {
+                let mut v = 1.0 + (i % 3) as f64 * 0.01;
+                if i % 20 == 0 {
+                    v += 0.1;
+                }
+                if i == 98 || i == 600 {
+                    v += 0.18;
+                }
+                if s.score_sync(&one(v), &mut b, i * 1_800_000).label == "anomaly" {
+                    alarms.push(i);
+                }
+            }
+            alarms
+        };
+        assert_eq!(alarms(0.0), vec![98, 600], "without the early raise");
+        assert_eq!(alarms(1.0), vec![600], "the young record: margin doubled");
+    }
+
+    #[test]
     fn a_frozen_baseline_is_judged_without_learning() {
         let s = RobustScorer::new(RobustConfig::default());
         let mut b = None;
@@ -674,6 +727,11 @@ mod tests {
             ..RobustConfig::default()
         };
         assert_eq!(bad.validate().unwrap_err().0, "season_bins");
+        let bad = RobustConfig {
+            early_margin: -1.0,
+            ..RobustConfig::default()
+        };
+        assert_eq!(bad.validate().unwrap_err().0, "early_margin");
         assert!(RobustConfig::default().validate().is_ok());
     }
 }

@@ -3,8 +3,10 @@
 //! against the older `nab-ewma` and `nab-zscore` under the same scoring.
 //!
 //! The bar is ≥ 90 % of windows with ≤ 2 false episodes per series; what the detector
-//! holds today (26 / 33 windows, 1.94 false episodes per series, NAB 68.2; models/nab.md) is
-//! asserted as a floor so that a regression fails, with the false-episode limit of the bar.
+//! holds today (26 / 33 windows, 1.65 false episodes per series, NAB 69.0; models/nab.md) is
+//! asserted as a floor so that a regression fails.
+//! The bar is not met: the trade-off curve (the same protocol at other false-episode limits)
+//! and the family's in-sample ceiling are checked for consistency with the main result.
 
 use std::path::PathBuf;
 
@@ -37,12 +39,46 @@ async fn nab_robust_leave_one_series_out_on_the_corpus() {
     let detected = j["windows_detected"].as_f64().unwrap() / 33.0;
     let per_series = j["false_episodes_per_series"].as_f64().unwrap();
     let nab = j["nab_score"].as_f64().unwrap();
-    assert!(detected >= 0.78, "{detected} of the windows: {j}");
+    assert!(detected >= 26.0 / 33.0, "{detected} of the windows: {j}");
     assert!(
-        per_series <= 2.0,
+        per_series <= 1.7,
         "{per_series} false episodes per series: {j}"
     );
-    assert!(nab >= 65.0, "NAB {nab}: {j}");
+    assert!(nab >= 68.5, "NAB {nab}: {j}");
+
+    // Every fold names the windows it missed: as many as the figures say.
+    for f in j["folds"].as_array().unwrap() {
+        let missed = f["missed_windows"].as_array().unwrap().len() as u64;
+        assert_eq!(
+            missed + f["windows_detected"].as_u64().unwrap(),
+            f["windows"].as_u64().unwrap(),
+            "{f}"
+        );
+    }
+
+    // The trade-off curve: the point at the bar's limit is the main result; a tighter limit is
+    // quieter; no point finds more windows than the family's ceiling.
+    let curve = j["tradeoff"].as_array().unwrap();
+    assert_eq!(
+        curve.len(),
+        vigil_eval::tasks::nab::TRADEOFF_LIMITS.len(),
+        "{j}"
+    );
+    let at_bar = curve.iter().find(|p| p["limit"] == 2.0).unwrap();
+    for key in ["windows_detected", "false_episodes", "nab_score"] {
+        assert_eq!(at_bar[key], j[key], "{key}: {at_bar}");
+    }
+    let ceiling = j["ceiling_windows"].as_u64().unwrap();
+    assert!(ceiling >= j["windows_detected"].as_u64().unwrap() && ceiling <= 33);
+    for p in curve {
+        assert!(p["windows_detected"].as_u64().unwrap() <= ceiling, "{p}");
+    }
+    assert!(
+        curve[0]["false_episodes"].as_u64().unwrap() < j["false_episodes"].as_u64().unwrap(),
+        "the tightest limit is quieter: {}",
+        curve[0]
+    );
+    assert_eq!(j["anchors"]["Numenta HTM"], 70.5, "{j}");
 
     // The shipped profile is the search's choice on all series, and the pipeline raises what
     // the search's replay raised.
