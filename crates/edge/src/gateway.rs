@@ -10,13 +10,16 @@
 //!   thing name, and a CA may sign two certificates with one name.) With `--device-ca` the
 //!   certificate must also chain to it; without, attachment alone admits it, so the certificates
 //!   AWS IoT issued (from a CA it does not publish) work at the edge unchanged.
-//! - The policy, with `thing` from the certificate, is `infra/modules/fleet`'s:
-//!   CONNECT with client id = thing (a will only on a topic the thing may publish to); PUBLISH to
-//!   `dt/vigil/{thing}/telemetry` or `$aws/things/{thing}/shadow/name/condition/get`; SUBSCRIBE to
-//!   `dt/vigil/{thing}/condition` and the replies of its `condition` shadow, exactly (no
-//!   wildcards). Anything else closes the connection, as IoT Core does, and is logged and
-//!   counted. Packets are parsed with rumqttc's MQTT 3.1.1 codec and forwarded byte for byte;
-//!   what the broker sends goes back unchanged.
+//! - The policy, with `thing` from the certificate, is `infra/modules/fleet`'s ([`policy`]: the
+//!   Terraform's document when the caller gives it, as `make local` does, else the built-in
+//!   copy): CONNECT with client id = thing (a will only on a topic the thing may publish to);
+//!   PUBLISH to `dt/vigil/{thing}/telemetry` (or through Basic Ingest) or
+//!   `$aws/things/{thing}/shadow/name/condition/get`; SUBSCRIBE to `dt/vigil/{thing}/condition`
+//!   and the replies of its `condition` shadow, exactly (no wildcards); RECEIVE the same.
+//!   Anything else closes the connection, as IoT Core does, and is logged and counted. Packets
+//!   are parsed with rumqttc's codecs and forwarded byte for byte, except that `$aws/` topics
+//!   travel the broker under another name ([`topics`]) and, with a rule sink, Basic Ingest
+//!   publishes go to the rule instead of the broker ([`Gateway::with_basic_ingest`]).
 //! - Client ids (so thing names) starting with [`RESERVED_CLIENT_PREFIX`] are the edge's own
 //!   (`vigil-edge`): a thing so named is refused at start and such a CONNECT is a violation, so
 //!   no device can take over the edge's broker session.
@@ -25,7 +28,11 @@
 //! - MQTT 5 devices: the CONNECT's protocol level picks the codec; [`v5`] holds the v5 side
 //!   (reason codes, topic aliases, session expiry) under the same policy.
 
+pub mod policy;
+pub mod topics;
 pub mod v5;
+
+pub use policy::{DevicePolicy, PolicyDocument};
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -35,17 +42,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use rumqttc::Packet;
 use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
 use tokio_rustls::rustls;
 use tokio_rustls::rustls::client::danger::HandshakeSignatureValid;
 use tokio_rustls::rustls::pki_types::{CertificateDer, UnixTime};
 use tokio_rustls::rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use tokio_rustls::TlsAcceptor;
-use vigil_core::telemetry::{condition_topic, telemetry_topic, CONDITION_SHADOW};
 use vigil_core::DeviceId;
 
 use vigil_mqtt::MAX_PACKET_BYTES;
@@ -121,6 +128,8 @@ pub struct Gateway {
     attached: Arc<HashMap<Vec<u8>, DeviceId>>,
     broker: (String, u16),
     sessions: Arc<v5::Sessions>,
+    policy: Arc<PolicyDocument>,
+    ingest: Option<IngestSink>,
     pub counters: Arc<GatewayCounters>,
     pub addr: SocketAddr,
 }
@@ -167,9 +176,24 @@ impl Gateway {
             attached,
             broker,
             sessions: Arc::default(),
+            policy: Arc::new(PolicyDocument::builtin(None)),
+            ingest: None,
             counters,
             addr,
         })
+    }
+
+    /// Enforces `policy` instead of the built-in copy of the fleet's policy.
+    pub fn with_policy(mut self, policy: PolicyDocument) -> Self {
+        self.policy = Arc::new(policy);
+        self
+    }
+
+    /// Hands Basic Ingest publishes (`$aws/rules/...`) to `sink` instead of the broker, and
+    /// acknowledges them to the device once the sink took them.
+    pub fn with_basic_ingest(mut self, sink: IngestSink) -> Self {
+        self.ingest = Some(sink);
+        self
     }
 
     /// Serves until the task is aborted.
@@ -188,6 +212,8 @@ impl Gateway {
             let counters = Arc::clone(&self.counters);
             let broker = self.broker.clone();
             let sessions = Arc::clone(&self.sessions);
+            let document = Arc::clone(&self.policy);
+            let ingest = self.ingest.clone();
             tokio::spawn(async move {
                 let _ = tcp.set_nodelay(true);
                 let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
@@ -213,10 +239,10 @@ impl Gateway {
                     return;
                 };
                 counters.connections.fetch_add(1, Ordering::Relaxed);
-                let policy = DevicePolicy::new(&thing);
+                let policy = DevicePolicy::for_thing(&document, &thing);
                 let ticket = sessions.begin(policy.thing());
                 let mut expiry = None;
-                let ended = admit(tls, &policy, &broker, &mut expiry).await;
+                let ended = admit(tls, &policy, &broker, ingest.as_ref(), &mut expiry).await;
                 sessions.end(ticket, expiry, broker, Arc::clone(&counters));
                 match ended {
                     Ok(()) => {}
@@ -367,86 +393,6 @@ pub enum Ended {
     Io(#[from] std::io::Error),
 }
 
-/// IoT Core's per-device policy for one thing (`infra/modules/fleet/main.tf`).
-#[derive(Debug)]
-pub struct DevicePolicy {
-    thing: String,
-    publish: [String; 2],
-    subscribe: Vec<String>,
-}
-
-impl DevicePolicy {
-    pub fn new(thing: &DeviceId) -> Self {
-        let shadow = format!("$aws/things/{thing}/shadow/name/{CONDITION_SHADOW}");
-        let mut subscribe = vec![condition_topic(thing)];
-        for reply in [
-            "get/accepted",
-            "get/rejected",
-            "update/accepted",
-            "update/rejected",
-            "update/delta",
-            "update/documents",
-        ] {
-            subscribe.push(format!("{shadow}/{reply}"));
-        }
-        Self {
-            thing: thing.to_string(),
-            publish: [telemetry_topic(thing), format!("{shadow}/get")],
-            subscribe,
-        }
-    }
-
-    pub fn thing(&self) -> &str {
-        &self.thing
-    }
-
-    pub fn may_publish(&self, topic: &str) -> bool {
-        self.publish.iter().any(|t| t == topic)
-    }
-
-    pub fn may_subscribe(&self, filter: &str) -> bool {
-        self.subscribe.iter().any(|f| f == filter)
-    }
-
-    /// Whether the packet may pass; `connected` is whether CONNECT went through already.
-    pub fn check(&self, packet: &Packet, connected: bool) -> Result<(), Violation> {
-        match packet {
-            Packet::Connect(_) if connected => Err(Violation::Reconnect),
-            Packet::Connect(c) => {
-                if is_reserved_client_id(&c.client_id) {
-                    return Err(Violation::Reserved(c.client_id.clone()));
-                }
-                if c.client_id != self.thing {
-                    return Err(Violation::ClientId {
-                        thing: self.thing.clone(),
-                        got: c.client_id.clone(),
-                    });
-                }
-                match &c.last_will {
-                    Some(will) if !self.publish.contains(&will.topic) => {
-                        Err(Violation::Will(will.topic.clone()))
-                    }
-                    _ => Ok(()),
-                }
-            }
-            other if !connected => Err(Violation::NotConnected(name(other))),
-            Packet::Publish(p) if !self.publish.contains(&p.topic) => {
-                Err(Violation::Publish(p.topic.clone()))
-            }
-            Packet::Subscribe(s) => {
-                match s.filters.iter().find(|f| !self.subscribe.contains(&f.path)) {
-                    Some(f) => Err(Violation::Subscribe(f.path.clone())),
-                    None => Ok(()),
-                }
-            }
-            Packet::ConnAck(_) | Packet::SubAck(_) | Packet::UnsubAck(_) | Packet::PingResp => {
-                Err(Violation::ServerPacket(name(packet)))
-            }
-            _ => Ok(()),
-        }
-    }
-}
-
 fn name(packet: &Packet) -> &'static str {
     match packet {
         Packet::Connect(_) => "CONNECT",
@@ -466,6 +412,130 @@ fn name(packet: &Packet) -> &'static str {
     }
 }
 
+/// A Basic Ingest message, for the rule it names (`$aws/rules/<rule>/<topic>`): what the
+/// gateway hands its rule sink instead of the broker.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IngestMessage {
+    /// The certificate's thing.
+    pub thing: String,
+    /// The topic as published (`$aws/rules/...`).
+    pub topic: String,
+    pub payload: Bytes,
+}
+
+/// Where Basic Ingest messages go (a bounded channel: a full one holds the device's PUBACK
+/// back, which is IoT Core's throttling in small).
+pub type IngestSink = mpsc::Sender<IngestMessage>;
+
+/// Where a checked device packet goes.
+#[derive(Debug)]
+pub(crate) enum Route {
+    Broker(BytesMut),
+    /// A Basic Ingest publish, acknowledged by the gateway when `pkid` is set (QoS 1).
+    Ingest {
+        topic: String,
+        payload: Bytes,
+        pkid: Option<u16>,
+    },
+}
+
+/// How one connection's packets are held to the policy and routed (MQTT 3.1.1 or 5).
+pub(crate) trait Checker {
+    fn route(&mut self, raw: BytesMut) -> Result<Route, Violation>;
+    /// What the device is told when a violation ends the connection.
+    fn farewell(&self, violation: &Violation) -> Option<BytesMut>;
+}
+
+/// A PUBLISH whose policy-checked topic is `topic` (an alias resolved): to the rule sink for
+/// Basic Ingest when there is one, else to the broker with `$aws/` topics renamed.
+pub(crate) fn publish_route(
+    raw: BytesMut,
+    topic: &str,
+    qos: u8,
+    payload: Bytes,
+    ingest: bool,
+) -> Result<Route, Violation> {
+    if ingest && topics::is_basic_ingest(topic) {
+        if qos > 1 {
+            return Err(Violation::Unsupported("QoS 2 (IoT Core has none)"));
+        }
+        let pkid = if qos == 1 {
+            topics::publish_pkid(&raw)
+        } else {
+            None
+        };
+        return Ok(Route::Ingest {
+            topic: topic.to_string(),
+            payload,
+            pkid,
+        });
+    }
+    // The frame's own topic, which is empty when a v5 alias stands for it (the broker resolves
+    // the alias to what it was set to: the renamed topic).
+    match topics::publish_topic(&raw).and_then(topics::to_broker) {
+        Some(renamed) => topics::with_topic(&raw, &renamed)
+            .map(Route::Broker)
+            .ok_or_else(|| Violation::Malformed("PUBLISH frame".into())),
+        None => Ok(Route::Broker(raw)),
+    }
+}
+
+/// Renames the `$aws/` filters among `filters` for the broker; whether there was one.
+pub(crate) fn renamed_filters<'a>(filters: impl Iterator<Item = &'a mut String>) -> bool {
+    let mut any = false;
+    for f in filters {
+        if let Some(renamed) = topics::to_broker(f) {
+            *f = renamed;
+            any = true;
+        }
+    }
+    any
+}
+
+/// The MQTT 3.1.1 side of [`Checker`].
+struct V4<'p> {
+    policy: &'p DevicePolicy,
+    connected: bool,
+    ingest: bool,
+}
+
+impl Checker for V4<'_> {
+    fn route(&mut self, raw: BytesMut) -> Result<Route, Violation> {
+        let packet = parse_v4(&raw)?;
+        self.policy.check(&packet, self.connected)?;
+        self.connected |= matches!(packet, Packet::Connect(_));
+        let reencode = |packet: Packet| {
+            let mut out = BytesMut::new();
+            packet
+                .write(&mut out, MAX_PACKET_BYTES)
+                .map(|_| Route::Broker(out))
+                .map_err(|e| Violation::Malformed(format!("{e:?}")))
+        };
+        match packet {
+            Packet::Publish(p) => publish_route(raw, &p.topic, p.qos as u8, p.payload, self.ingest),
+            Packet::Subscribe(mut s) => {
+                if renamed_filters(s.filters.iter_mut().map(|f| &mut f.path)) {
+                    reencode(Packet::Subscribe(s))
+                } else {
+                    Ok(Route::Broker(raw))
+                }
+            }
+            Packet::Unsubscribe(mut u) => {
+                if renamed_filters(u.topics.iter_mut()) {
+                    reencode(Packet::Unsubscribe(u))
+                } else {
+                    Ok(Route::Broker(raw))
+                }
+            }
+            _ => Ok(Route::Broker(raw)),
+        }
+    }
+
+    fn farewell(&self, _violation: &Violation) -> Option<BytesMut> {
+        None // MQTT 3.1.1 has no server DISCONNECT: the connection is closed
+    }
+}
+
 /// The device's first packet must be an allowed CONNECT before the broker hears of the
 /// connection at all; then [`relay`] carries it. An MQTT 5 CONNECT goes to [`v5::admit`], which
 /// sets `expiry` to how long the session outlives the connection.
@@ -473,6 +543,7 @@ async fn admit<D>(
     device: D,
     policy: &DevicePolicy,
     broker: &(String, u16),
+    ingest: Option<&IngestSink>,
     expiry: &mut Option<Duration>,
 ) -> Result<(), Ended>
 where
@@ -487,41 +558,160 @@ where
         return Ok(());
     };
     if crate::broker::connect_protocol_level(&raw) == Some(5) {
-        return v5::admit(raw, packets, device_tx, policy, broker, expiry).await;
+        return v5::admit(raw, packets, device_tx, policy, broker, ingest, expiry).await;
     }
-    let packet = parse_v4(&raw)?;
-    policy.check(&packet, false)?;
+    let mut checker = V4 {
+        policy,
+        connected: false,
+        ingest: ingest.is_some(),
+    };
+    let Route::Broker(connect) = checker.route(raw)? else {
+        return Err(Violation::NotConnected("PUBLISH").into());
+    };
     let mut upstream = TcpStream::connect((broker.0.as_str(), broker.1)).await?;
     let _ = upstream.set_nodelay(true);
-    upstream.write_all(&raw).await?;
-    relay(packets, device_tx, upstream, policy).await
+    upstream.write_all(&connect).await?;
+    relay(packets, device_tx, upstream, checker, policy, ingest, None).await
 }
 
-/// Carries an admitted connection: the device's packets through the policy to the broker, the
-/// broker's bytes back. Ends when either side closes; a violation closes both.
-async fn relay<R, W>(
-    packets: Framer<R>,
+/// What goes to the device besides the broker's packets.
+enum ToDevice {
+    /// A packet of the gateway's own (a Basic Ingest PUBACK).
+    Packet(BytesMut),
+    /// The end: a last packet (a v5 DISCONNECT) or none.
+    Bye(Option<BytesMut>),
+}
+
+/// Carries an admitted connection until either side closes: the device's packets through the
+/// policy to the broker (or the rule sink), the broker's back whole packet by whole packet
+/// (`$aws/` topics renamed back, each held to the policy's Receive), so that what the gateway
+/// adds never lands inside another packet. With `granted_expiry` (MQTT 5), the broker's CONNACK
+/// carries the session expiry the gateway grants. A violation ends both sides, after the
+/// checker's farewell.
+async fn relay<R, W, C>(
+    mut packets: Framer<R>,
     mut device_tx: W,
     broker: TcpStream,
+    mut checker: C,
     policy: &DevicePolicy,
+    ingest: Option<&IngestSink>,
+    granted_expiry: Option<u32>,
 ) -> Result<(), Ended>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
+    C: Checker,
 {
-    let (mut broker_rx, mut broker_tx) = broker.into_split();
+    let (broker_rx, broker_tx) = broker.into_split();
+    let broker_tx = tokio::sync::Mutex::new(broker_tx);
+    let (to_device, mut extra) = mpsc::unbounded_channel::<ToDevice>();
     let downstream = async {
-        let _ = tokio::io::copy(&mut broker_rx, &mut device_tx).await;
+        let mut from_broker = Framer::new(broker_rx);
+        let mut granted_expiry = granted_expiry;
+        loop {
+            let frame = tokio::select! {
+                biased;
+                more = extra.recv() => match more {
+                    Some(ToDevice::Packet(p)) => p,
+                    Some(ToDevice::Bye(last)) => {
+                        if let Some(last) = last {
+                            let _ = device_tx.write_all(&last).await;
+                        }
+                        break;
+                    }
+                    None => break,
+                },
+                frame = from_broker.next_frame() => match frame {
+                    Ok(Some(frame)) if frame.first().is_some_and(|b| b >> 4 == 2) => {
+                        match granted_expiry.take() {
+                            Some(secs) => v5::with_session_expiry(frame, secs),
+                            None => frame,
+                        }
+                    }
+                    Ok(Some(frame)) => match delivered(frame, policy) {
+                        Ok(frame) => frame,
+                        Err(Some(pkid)) => {
+                            // Not for this device: acknowledged to the broker, not delivered.
+                            let _ = broker_tx.lock().await.write_all(&topics::puback(pkid)).await;
+                            continue;
+                        }
+                        Err(None) => continue,
+                    },
+                    _ => break,
+                },
+            };
+            if device_tx.write_all(&frame).await.is_err() {
+                break;
+            }
+        }
         let _ = device_tx.shutdown().await;
     };
     let upstream = async {
-        let checked = forward_checked(packets, &mut broker_tx, policy, true).await;
-        let _ = broker_tx.shutdown().await;
+        let checked: Result<(), Ended> = async {
+            while let Some(raw) = packets.next_frame().await? {
+                match checker.route(raw)? {
+                    Route::Broker(raw) => broker_tx.lock().await.write_all(&raw).await?,
+                    Route::Ingest {
+                        topic,
+                        payload,
+                        pkid,
+                    } => {
+                        if let Some(sink) = ingest {
+                            let message = IngestMessage {
+                                thing: policy.thing().to_string(),
+                                topic,
+                                payload,
+                            };
+                            if sink.send(message).await.is_err() {
+                                return Err(std::io::Error::other("the rule sink is gone").into());
+                            }
+                        }
+                        if let Some(pkid) = pkid {
+                            let _ = to_device.send(ToDevice::Packet(topics::puback(pkid)));
+                        }
+                    }
+                }
+            }
+            Ok(())
+        }
+        .await;
+        let last = match &checked {
+            Err(Ended::Policy(violation)) => checker.farewell(violation),
+            _ => None,
+        };
+        let _ = to_device.send(ToDevice::Bye(last));
+        let _ = broker_tx.lock().await.shutdown().await;
         checked
     };
+    tokio::pin!(downstream);
     tokio::select! {
-        checked = upstream => checked,
-        () = downstream => Ok(()),
+        checked = upstream => {
+            // Let the farewell out (bounded: a device that stops reading cannot hold us).
+            let _ = tokio::time::timeout(HANDSHAKE_TIMEOUT, &mut downstream).await;
+            checked
+        }
+        () = &mut downstream => Ok(()),
+    }
+}
+
+/// A frame from the broker as the device gets it: a PUBLISH on a renamed `$aws/` topic under
+/// its own name again; `Err` with the packet id to acknowledge (QoS 1) for a PUBLISH the
+/// policy does not let the device receive.
+fn delivered(frame: BytesMut, policy: &DevicePolicy) -> Result<BytesMut, Option<u16>> {
+    let Some(topic) = topics::publish_topic(&frame) else {
+        return Ok(frame);
+    };
+    if topic.is_empty() {
+        return Ok(frame); // a v5 alias the broker set, for a topic it delivered before
+    }
+    let renamed = topics::from_broker(topic);
+    let topic = renamed.as_deref().unwrap_or(topic);
+    if !policy.may_receive(topic) {
+        return Err(topics::publish_pkid(&frame));
+    }
+    match renamed {
+        Some(renamed) => topics::with_topic(&frame, &renamed).ok_or(None),
+        None => Ok(frame),
     }
 }
 
@@ -537,16 +727,6 @@ impl<R: AsyncRead + Unpin> Framer<R> {
             from,
             buf: BytesMut::with_capacity(4096),
         }
-    }
-
-    /// The next packet, parsed as MQTT 3.1.1; `None` when the stream ends (between packets or
-    /// inside one).
-    async fn next(&mut self) -> Result<Option<(BytesMut, Packet)>, Ended> {
-        let Some(raw) = self.next_frame().await? else {
-            return Ok(None);
-        };
-        let packet = parse_v4(&raw)?;
-        Ok(Some((raw, packet)))
     }
 
     /// The next whole packet, unparsed (the fixed header is the same in MQTT 3.1.1 and 5).
@@ -578,25 +758,16 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    forward_checked(Framer::new(from), to, policy, false).await
-}
-
-/// Checks each packet and forwards the accepted ones, byte for byte, until the stream ends or
-/// a packet is refused (nothing of which is forwarded).
-async fn forward_checked<R, W>(
-    mut packets: Framer<R>,
-    to: &mut W,
-    policy: &DevicePolicy,
-    mut connected: bool,
-) -> Result<(), Ended>
-where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
-{
-    while let Some((raw, packet)) = packets.next().await? {
-        policy.check(&packet, connected)?;
-        connected |= matches!(packet, Packet::Connect(_));
-        to.write_all(&raw).await?;
+    let mut packets = Framer::new(from);
+    let mut checker = V4 {
+        policy,
+        connected: false,
+        ingest: false,
+    };
+    while let Some(raw) = packets.next_frame().await? {
+        if let Route::Broker(raw) = checker.route(raw)? {
+            to.write_all(&raw).await?;
+        }
     }
     Ok(())
 }
