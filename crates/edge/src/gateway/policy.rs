@@ -297,17 +297,21 @@ impl DevicePolicy {
 
     /// Whether the document allows `action` on `name` (a client id, topic or filter).
     pub fn allows(&self, action: Action, name: &str) -> bool {
-        let resource = format!("{}{name}", action.resource_type());
+        let kind = action.resource_type();
+        // `<kind><name>` against each resource pattern, without building the string: a pattern
+        // either starts with the kind, or with a wildcard that may cover part of it.
+        let matches = |r: &String| match r.strip_prefix(kind) {
+            Some(pattern) => glob(pattern.as_bytes(), name.as_bytes()),
+            None => {
+                r.contains(['*', '?']) && glob(r.as_bytes(), format!("{kind}{name}").as_bytes())
+            }
+        };
         let mut allowed = false;
         for (effect, actions, resources) in &self.rules {
             let acts = actions
                 .iter()
                 .any(|a| glob(a.as_bytes(), action.name().as_bytes()));
-            if !acts
-                || !resources
-                    .iter()
-                    .any(|r| glob(r.as_bytes(), resource.as_bytes()))
-            {
+            if !acts || !resources.iter().any(matches) {
                 continue;
             }
             match effect {
