@@ -504,6 +504,61 @@ async fn shadow_topics_reach_the_device_and_basic_ingest_goes_to_the_rule_only()
     assert_eq!(counters.policy_violations.load(Ordering::Relaxed), 0);
 }
 
+/// iot:Receive is enforced on what the broker delivers: with a document that lets the thing
+/// subscribe to a wildcard but receive only its results, a message on another topic under it
+/// never reaches the device (the gateway acknowledges it to the broker), the next one does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receive_is_held_to_the_policy_document() {
+    let document = PolicyDocument::from_json(
+        r#"{"Statement":[
+            {"Effect":"Allow","Action":"iot:Connect","Resource":"arn:aws:iot:*:*:client/${iot:ClientId}"},
+            {"Effect":"Allow","Action":"iot:Subscribe","Resource":"arn:aws:iot:*:*:topicfilter/dt/vigil/${iot:Connection.Thing.ThingName}/#"},
+            {"Effect":"Allow","Action":"iot:Receive","Resource":"arn:aws:iot:*:*:topic/dt/vigil/${iot:Connection.Thing.ThingName}/*"},
+            {"Effect":"Deny","Action":"iot:Receive","Resource":"arn:aws:iot:*:*:topic/dt/vigil/*/alerts"}
+        ]}"#,
+    )
+    .unwrap();
+    let Edge {
+        broker,
+        bridge,
+        counters,
+        ..
+    } = gateway_with("device.pem", "device.key", |g| g.with_policy(document)).await;
+    let (device, mut events) = AsyncClient::new(v5_options(THING, bridge, true, None), 16);
+    connack(&mut events).await;
+    device
+        .subscribe(format!("dt/vigil/{THING}/#"), QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    suback(&mut events).await;
+    let (edge, mut edge_events) = v4_client("edge", broker);
+    for (topic, payload) in [("alerts", "denied"), ("condition", "allowed")] {
+        edge.publish(
+            format!("dt/vigil/{THING}/{topic}"),
+            rumqttc::QoS::AtLeastOnce,
+            false,
+            payload,
+        )
+        .await
+        .unwrap();
+    }
+    let edge_pump = tokio::spawn(async move { while edge_events.poll().await.is_ok() {} });
+    let first = until(&mut events, |e| match e {
+        Ok(Event::Incoming(Packet::Publish(p))) => Some((p.topic.clone(), p.payload.clone())),
+        _ => None,
+    })
+    .await;
+    assert_eq!(
+        (&first.0[..], &first.1[..]),
+        (
+            format!("dt/vigil/{THING}/condition").as_bytes(),
+            &b"allowed"[..]
+        )
+    );
+    edge_pump.abort();
+    assert_eq!(counters.policy_violations.load(Ordering::Relaxed), 0);
+}
+
 /// The Python interpreter of the tools venv (`make setup` installs paho-mqtt there, pinned in
 /// scripts/requirements-tools.txt).
 fn tools_python() -> PathBuf {

@@ -204,8 +204,10 @@ where
     W: AsyncWrite + Unpin,
     C: Checker,
 {
-    let (broker_rx, broker_tx) = broker.into_split();
-    let broker_tx = tokio::sync::Mutex::new(broker_tx);
+    let (broker_rx, mut broker_tx) = broker.into_split();
+    // PUBACKs the gateway owes the broker (for what it did not deliver): written by the upstream
+    // side, the only writer to the broker, between the device's packets.
+    let (owed_tx, mut owed) = mpsc::unbounded_channel::<BytesMut>();
     let (to_device, mut extra) = mpsc::unbounded_channel::<ToDevice>();
     let downstream = async {
         let mut from_broker = Framer::new(broker_rx);
@@ -234,7 +236,7 @@ where
                         Ok(frame) => frame,
                         Err(Some(pkid)) => {
                             // Not for this device: acknowledged to the broker, not delivered.
-                            let _ = broker_tx.lock().await.write_all(&topics::puback(pkid)).await;
+                            let _ = owed_tx.send(topics::puback(pkid));
                             continue;
                         }
                         Err(None) => continue,
@@ -250,9 +252,20 @@ where
     };
     let upstream = async {
         let checked: Result<(), Ended> = async {
-            while let Some(raw) = packets.next_frame().await? {
+            loop {
+                let raw = tokio::select! {
+                    // Cancel-safe: a partly read packet stays in the framer's buffer.
+                    raw = packets.next_frame() => match raw? {
+                        Some(raw) => raw,
+                        None => break,
+                    },
+                    Some(ack) = owed.recv() => {
+                        broker_tx.write_all(&ack).await?;
+                        continue;
+                    }
+                };
                 match checker.route(raw)? {
-                    Route::Broker(raw) => broker_tx.lock().await.write_all(&raw).await?,
+                    Route::Broker(raw) => broker_tx.write_all(&raw).await?,
                     Route::Ingest {
                         topic,
                         payload,
@@ -282,7 +295,7 @@ where
             _ => None,
         };
         let _ = to_device.send(ToDevice::Bye(last));
-        let _ = broker_tx.lock().await.shutdown().await;
+        let _ = broker_tx.shutdown().await;
         checked
     };
     tokio::pin!(downstream);
