@@ -9,6 +9,8 @@
 //!   topic the policy denies, 0x94 for a topic alias never set, 0x82 for a packet out of order);
 //! - topic aliases: a PUBLISH may name its topic by an alias set by an earlier PUBLISH on the
 //!   same connection; the policy is checked on the topic the alias stands for;
+//! - the broker is not offered topic aliases towards the device (the CONNECT's Topic Alias
+//!   Maximum is left out towards it), so every PUBLISH it delivers names its topic;
 //! - session expiry: the broker (rumqttd) keeps a persistent session until a clean connect, so
 //!   the gateway ends it: when a v5 connection with `clean_start = false` ends and its thing has
 //!   not connected again within the Session Expiry Interval (0 when absent, capped at IoT Core's
@@ -332,8 +334,21 @@ where
         v5.check(&packet)?;
         Ok(packet)
     });
-    let connect = match checked {
-        Ok(Packet::Connect(connect, ..)) => connect,
+    let (connect, connect_raw) = match checked {
+        Ok(Packet::Connect(mut connect, will, login)) => {
+            // The broker must name every topic it delivers, so that the gateway can rename
+            // `$aws/` topics back and hold each to the policy's Receive: no broker-side aliases
+            // (a server need not use them; the device still may, towards the broker).
+            let asked_aliases = connect
+                .properties
+                .as_mut()
+                .and_then(|p| p.topic_alias_max.take().filter(|max| *max > 0));
+            let raw = match asked_aliases {
+                Some(_) => encode(&Packet::Connect(connect.clone(), will, login)),
+                None => connect_raw,
+            };
+            (connect, raw)
+        }
         Ok(other) => Err(Violation::NotConnected(name(&other)))?,
         Err(violation) => {
             let _ = device_tx
