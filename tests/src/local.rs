@@ -1,9 +1,12 @@
 //! The local cloud path (`make local`, tests/tests/local.rs): the IoT Core stand-in of
 //! `vigil-local` started against the emulators, with a fixture's resources, and the arguments
-//! of a `vigil device` that replays the committed hydraulic sample through it.
+//! of a `vigil device` that replays the committed hydraulic sample through it. The certificates
+//! come from a CA made for the run ([`pki`]).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use clap::Parser;
@@ -13,8 +16,12 @@ use vigil_local::stack::{self, Stack};
 use crate::fixture::{models_dir, Fixture};
 use crate::{emulators, ort_dylib, repo_root};
 
-/// The thing of the test PKI's device certificate (crates/cli/tests/fixtures/tls).
-pub const THING: &str = "tls-rig";
+/// The thing `make local` runs.
+pub const THING: &str = "local-rig";
+/// The topic rule's name (`var.basic_ingest_rule_name` of the fleet module).
+pub const RULE: &str = "vigil_ingest";
+/// A second thing with its own certificate: an impostor for [`THING`]'s topics.
+pub const OTHER_THING: &str = "other-rig";
 
 #[derive(Parser)]
 struct DeviceCli {
@@ -22,8 +29,131 @@ struct DeviceCli {
     args: vigil_device::agent::DeviceArgs,
 }
 
+/// A file of this run's PKI (see [`pki`]).
 pub fn tls(name: &str) -> PathBuf {
-    repo_root().join("crates/cli/tests/fixtures/tls").join(name)
+    pki().join(name)
+}
+
+/// The PKI of this run, made once per process with `openssl` (in
+/// `target/local-e2e/pki-<pid>`): `ca` (stands for Amazon's root and IoT Core's device CA),
+/// `endpoint` (the gateway's certificate, 127.0.0.1), `device` ([`THING`]'s), `other`
+/// ([`OTHER_THING`]'s, same CA) and `impostor` (a certificate naming [`THING`] from another
+/// CA), each `.pem` with its `.key`; valid for two days. The CA keys are deleted once signed.
+pub fn pki() -> &'static Path {
+    static PKI: OnceLock<PathBuf> = OnceLock::new();
+    PKI.get_or_init(|| {
+        let dir = repo_root().join(format!("target/local-e2e/pki-{}", std::process::id()));
+        make_pki(&dir).unwrap_or_else(|e| panic!("a local CA in {}: {e:#}", dir.display()));
+        dir
+    })
+}
+
+fn make_pki(dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let openssl = |args: &[&str]| -> anyhow::Result<()> {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .map_err(|e| anyhow::anyhow!("openssl (needed for the local CA): {e}"))?;
+        anyhow::ensure!(
+            out.status.success(),
+            "openssl {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(())
+    };
+    let key = |name: &str| {
+        openssl(&[
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-out",
+            &format!("{name}.key"),
+        ])
+    };
+    let ca = |name: &str, cn: &str| -> anyhow::Result<()> {
+        key(name)?;
+        openssl(&[
+            "req",
+            "-x509",
+            "-new",
+            "-key",
+            &format!("{name}.key"),
+            "-subj",
+            &format!("/CN={cn}"),
+            "-days",
+            "2",
+            "-out",
+            &format!("{name}.pem"),
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ])
+    };
+    let leaf = |name: &str, cn: &str, ca: &str, ext: &str| -> anyhow::Result<()> {
+        key(name)?;
+        openssl(&[
+            "req",
+            "-new",
+            "-key",
+            &format!("{name}.key"),
+            "-subj",
+            &format!("/CN={cn}"),
+            "-out",
+            &format!("{name}.csr"),
+        ])?;
+        std::fs::write(dir.join(format!("{name}.ext")), ext)?;
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &format!("{name}.csr"),
+            "-CA",
+            &format!("{ca}.pem"),
+            "-CAkey",
+            &format!("{ca}.key"),
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            &format!("{name}.ext"),
+            "-out",
+            &format!("{name}.pem"),
+        ])
+    };
+    let client = "extendedKeyUsage=clientAuth\nbasicConstraints=critical,CA:FALSE\n";
+    ca("ca", "Vigil local CA")?;
+    ca("other-ca", "Someone else's CA")?;
+    leaf(
+        "endpoint",
+        "127.0.0.1",
+        "ca",
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\nbasicConstraints=critical,CA:FALSE\n",
+    )?;
+    leaf("device", THING, "ca", client)?;
+    leaf("other", OTHER_THING, "ca", client)?;
+    leaf("impostor", THING, "other-ca", client)?;
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        if name.ends_with(".csr")
+            || name.ends_with(".ext")
+            || name.ends_with(".srl")
+            || name == "ca.key"
+            || name == "other-ca.key"
+        {
+            std::fs::remove_file(&path)?;
+        }
+    }
+    Ok(())
 }
 
 fn free_port() -> u16 {
@@ -42,7 +172,9 @@ pub async fn start(fx: &Fixture, bootstrap: PathBuf, gateway_listen: &str) -> (S
     let e = emulators();
     let certs = root.join(format!("target/local-e2e/certs-{}", std::process::id()));
     std::fs::create_dir_all(&certs).unwrap();
+    // Both things' certificates attached, as `aws_iot_thing_principal_attachment` does.
     std::fs::copy(tls("device.pem"), certs.join(format!("{THING}.pem"))).unwrap();
+    std::fs::copy(tls("other.pem"), certs.join(format!("{OTHER_THING}.pem"))).unwrap();
     let function_env: BTreeMap<String, String> = [
         ("VIGIL_TABLE_NAME", fx.table.clone()),
         ("VIGIL_ALERT_TOPIC_ARN", fx.topic_arn.clone()),
@@ -83,7 +215,7 @@ pub async fn start(fx: &Fixture, bootstrap: PathBuf, gateway_listen: &str) -> (S
         runtime_api_port: free_port(),
         data_plane_listen: "127.0.0.1:0".parse().unwrap(),
         first_retry_pause: Duration::from_millis(500),
-        rule_name: "vigil_ingest".into(),
+        rule_name: RULE.into(),
     })
     .await
     .expect("the local stand-in starts");
@@ -91,11 +223,24 @@ pub async fn start(fx: &Fixture, bootstrap: PathBuf, gateway_listen: &str) -> (S
 }
 
 /// `vigil device` as `THING` over mutual TLS to the gateway on `gateway_port`, replaying
-/// `cycles` cycles of the committed hydraulic sample as fast as it can.
+/// `cycles` cycles of the committed hydraulic sample as fast as it can, subscribed to its
+/// shadow.
 pub fn device_args(
     gateway_port: u16,
     cycles: usize,
     state: &Path,
+) -> vigil_device::agent::DeviceArgs {
+    device_args_via(gateway_port, cycles, state, None, 30)
+}
+
+/// [`device_args`], publishing through Basic Ingest to `basic_ingest` (a rule name) when
+/// given, `batch` samples per message.
+pub fn device_args_via(
+    gateway_port: u16,
+    cycles: usize,
+    state: &Path,
+    basic_ingest: Option<&str>,
+    batch: usize,
 ) -> vigil_device::agent::DeviceArgs {
     let root = repo_root();
     let endpoint = format!("127.0.0.1:{gateway_port}");
@@ -104,8 +249,9 @@ pub fn device_args(
         root.join("models/samples/hydraulic").display()
     );
     let cycles = cycles.to_string();
+    let batch = batch.to_string();
     let (cert, key, ca) = (tls("device.pem"), tls("device.key"), tls("ca.pem"));
-    DeviceCli::parse_from([
+    let mut args = vec![
         "device",
         "--thing",
         THING,
@@ -124,12 +270,14 @@ pub fn device_args(
         "--speed",
         "0",
         "--batch",
-        "30",
+        &batch,
         "--state",
         state.to_str().unwrap(),
-        "--no-shadow",
         "--exit-when-drained",
         "--quiet",
-    ])
-    .args
+    ];
+    if let Some(rule) = basic_ingest {
+        args.extend(["--basic-ingest", rule]);
+    }
+    DeviceCli::parse_from(args).args
 }

@@ -131,7 +131,7 @@ fn device_as(
             "--resend-after",
             "3",
         ])
-        // The embedded broker behind the terminator refuses `$aws/...` shadow subscriptions.
+        // Nothing at the edge answers shadow requests (the gateway passes them; no data plane there).
         .args(["--no-shadow", "--exit-when-drained", "--quiet"])
         .env("VIGIL_LOG", "warn")
         .stdout(Stdio::null())

@@ -457,6 +457,8 @@ pub struct DeviceSummary {
     pub dropped: u64,
     pub given_up: u64,
     pub last_label: Option<String>,
+    /// Updates of the `condition` shadow heard (`.../update/accepted`).
+    pub shadow_updates: u64,
 }
 
 enum Net {
@@ -465,6 +467,11 @@ enum Net {
 }
 
 pub async fn run(args: DeviceArgs) -> anyhow::Result<()> {
+    run_with_summary(args).await.map(|_| ())
+}
+
+/// [`run`], giving back the summary it prints.
+pub async fn run_with_summary(args: DeviceArgs) -> anyhow::Result<DeviceSummary> {
     let thing = DeviceId::new(args.thing.clone()).map_err(|e| anyhow::anyhow!("--thing: {e}"))?;
     let source = Source::parse(&args.source)?;
     if args.batch == 0 || args.batch > vigil_core::telemetry::MAX_SAMPLES_PER_MESSAGE {
@@ -638,8 +645,11 @@ pub async fn run(args: DeviceArgs) -> anyhow::Result<()> {
                                 }
                                 Err(e) => tracing::warn!(error = %e, "unreadable result"),
                             }
-                        } else if p.topic == shadow_topic && !args.quiet {
-                            println!("shadow {thing}: {}", String::from_utf8_lossy(&p.payload));
+                        } else if p.topic == shadow_topic {
+                            summary.shadow_updates += 1;
+                            if !args.quiet {
+                                println!("shadow {thing}: {}", String::from_utf8_lossy(&p.payload));
+                            }
                         }
                     }
                     Net::Event(_) => {}
@@ -715,7 +725,7 @@ pub async fn run(args: DeviceArgs) -> anyhow::Result<()> {
     summary.dropped = stats.dropped;
     summary.given_up = stats.given_up;
     println!("{}", serde_json::to_string(&summary)?);
-    failure.map_or(Ok(()), Err)
+    failure.map_or(Ok(summary), Err)
 }
 
 /// The stall error: what is waiting, since when, and what may be the cause.
@@ -773,7 +783,7 @@ async fn drive(mut eventloop: EventLoop, tx: mpsc::UnboundedSender<Net>, (min, m
 
 /// Starts a loopback listener whose connections are carried over mutual TLS to `endpoint`
 /// (port 8883 unless given), and returns its address: rumqttc then speaks plain MQTT to it.
-async fn start_tls_bridge(
+pub async fn start_tls_bridge(
     endpoint: &str,
     cert: &Path,
     key: &Path,

@@ -10,13 +10,16 @@
 //!   thing name, and a CA may sign two certificates with one name.) With `--device-ca` the
 //!   certificate must also chain to it; without, attachment alone admits it, so the certificates
 //!   AWS IoT issued (from a CA it does not publish) work at the edge unchanged.
-//! - The policy, with `thing` from the certificate, is `infra/modules/fleet`'s:
-//!   CONNECT with client id = thing (a will only on a topic the thing may publish to); PUBLISH to
-//!   `dt/vigil/{thing}/telemetry` or `$aws/things/{thing}/shadow/name/condition/get`; SUBSCRIBE to
-//!   `dt/vigil/{thing}/condition` and the replies of its `condition` shadow, exactly (no
-//!   wildcards). Anything else closes the connection, as IoT Core does, and is logged and
-//!   counted. Packets are parsed with rumqttc's MQTT 3.1.1 codec and forwarded byte for byte;
-//!   what the broker sends goes back unchanged.
+//! - The policy, with `thing` from the certificate, is `infra/modules/fleet`'s ([`policy`]: the
+//!   Terraform's document when the caller gives it, as `make local` does, else the built-in
+//!   copy): CONNECT with client id = thing (a will only on a topic the thing may publish to);
+//!   PUBLISH to `dt/vigil/{thing}/telemetry` (or through Basic Ingest) or
+//!   `$aws/things/{thing}/shadow/name/condition/get`; SUBSCRIBE to `dt/vigil/{thing}/condition`
+//!   and the replies of its `condition` shadow, exactly (no wildcards); RECEIVE the same.
+//!   Anything else closes the connection, as IoT Core does, and is logged and counted. Packets
+//!   are parsed with rumqttc's codecs and forwarded byte for byte, except that `$aws/` topics
+//!   travel the broker under another name ([`topics`]) and, with a rule sink, Basic Ingest
+//!   publishes go to the rule instead of the broker ([`Gateway::with_basic_ingest`]).
 //! - Client ids (so thing names) starting with [`RESERVED_CLIENT_PREFIX`] are the edge's own
 //!   (`vigil-edge`): a thing so named is refused at start and such a CONNECT is a violation, so
 //!   no device can take over the edge's broker session.
@@ -25,7 +28,14 @@
 //! - MQTT 5 devices: the CONNECT's protocol level picks the codec; [`v5`] holds the v5 side
 //!   (reason codes, topic aliases, session expiry) under the same policy.
 
+mod connection;
+pub mod policy;
+pub mod topics;
 pub mod v5;
+
+use connection::{admit, publish_route, relay, renamed_filters, Checker, Route, V4};
+pub use connection::{IngestMessage, IngestSink};
+pub use policy::{DevicePolicy, PolicyDocument};
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -39,13 +49,12 @@ use bytes::BytesMut;
 use rumqttc::Packet;
 use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio_rustls::rustls;
 use tokio_rustls::rustls::client::danger::HandshakeSignatureValid;
 use tokio_rustls::rustls::pki_types::{CertificateDer, UnixTime};
 use tokio_rustls::rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use tokio_rustls::TlsAcceptor;
-use vigil_core::telemetry::{condition_topic, telemetry_topic, CONDITION_SHADOW};
 use vigil_core::DeviceId;
 
 use vigil_mqtt::MAX_PACKET_BYTES;
@@ -121,6 +130,8 @@ pub struct Gateway {
     attached: Arc<HashMap<Vec<u8>, DeviceId>>,
     broker: (String, u16),
     sessions: Arc<v5::Sessions>,
+    policy: Arc<PolicyDocument>,
+    ingest: Option<IngestSink>,
     pub counters: Arc<GatewayCounters>,
     pub addr: SocketAddr,
 }
@@ -167,9 +178,24 @@ impl Gateway {
             attached,
             broker,
             sessions: Arc::default(),
+            policy: Arc::new(PolicyDocument::builtin(None)),
+            ingest: None,
             counters,
             addr,
         })
+    }
+
+    /// Enforces `policy` instead of the built-in copy of the fleet's policy.
+    pub fn with_policy(mut self, policy: PolicyDocument) -> Self {
+        self.policy = Arc::new(policy);
+        self
+    }
+
+    /// Hands Basic Ingest publishes (`$aws/rules/...`) to `sink` instead of the broker, and
+    /// acknowledges them to the device once the sink took them.
+    pub fn with_basic_ingest(mut self, sink: IngestSink) -> Self {
+        self.ingest = Some(sink);
+        self
     }
 
     /// Serves until the task is aborted.
@@ -188,6 +214,8 @@ impl Gateway {
             let counters = Arc::clone(&self.counters);
             let broker = self.broker.clone();
             let sessions = Arc::clone(&self.sessions);
+            let document = Arc::clone(&self.policy);
+            let ingest = self.ingest.clone();
             tokio::spawn(async move {
                 let _ = tcp.set_nodelay(true);
                 let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
@@ -213,10 +241,10 @@ impl Gateway {
                     return;
                 };
                 counters.connections.fetch_add(1, Ordering::Relaxed);
-                let policy = DevicePolicy::new(&thing);
+                let policy = DevicePolicy::for_thing(&document, &thing);
                 let ticket = sessions.begin(policy.thing());
                 let mut expiry = None;
-                let ended = admit(tls, &policy, &broker, &mut expiry).await;
+                let ended = admit(tls, &policy, &broker, ingest.as_ref(), &mut expiry).await;
                 sessions.end(ticket, expiry, broker, Arc::clone(&counters));
                 match ended {
                     Ok(()) => {}
@@ -367,86 +395,6 @@ pub enum Ended {
     Io(#[from] std::io::Error),
 }
 
-/// IoT Core's per-device policy for one thing (`infra/modules/fleet/main.tf`).
-#[derive(Debug)]
-pub struct DevicePolicy {
-    thing: String,
-    publish: [String; 2],
-    subscribe: Vec<String>,
-}
-
-impl DevicePolicy {
-    pub fn new(thing: &DeviceId) -> Self {
-        let shadow = format!("$aws/things/{thing}/shadow/name/{CONDITION_SHADOW}");
-        let mut subscribe = vec![condition_topic(thing)];
-        for reply in [
-            "get/accepted",
-            "get/rejected",
-            "update/accepted",
-            "update/rejected",
-            "update/delta",
-            "update/documents",
-        ] {
-            subscribe.push(format!("{shadow}/{reply}"));
-        }
-        Self {
-            thing: thing.to_string(),
-            publish: [telemetry_topic(thing), format!("{shadow}/get")],
-            subscribe,
-        }
-    }
-
-    pub fn thing(&self) -> &str {
-        &self.thing
-    }
-
-    pub fn may_publish(&self, topic: &str) -> bool {
-        self.publish.iter().any(|t| t == topic)
-    }
-
-    pub fn may_subscribe(&self, filter: &str) -> bool {
-        self.subscribe.iter().any(|f| f == filter)
-    }
-
-    /// Whether the packet may pass; `connected` is whether CONNECT went through already.
-    pub fn check(&self, packet: &Packet, connected: bool) -> Result<(), Violation> {
-        match packet {
-            Packet::Connect(_) if connected => Err(Violation::Reconnect),
-            Packet::Connect(c) => {
-                if is_reserved_client_id(&c.client_id) {
-                    return Err(Violation::Reserved(c.client_id.clone()));
-                }
-                if c.client_id != self.thing {
-                    return Err(Violation::ClientId {
-                        thing: self.thing.clone(),
-                        got: c.client_id.clone(),
-                    });
-                }
-                match &c.last_will {
-                    Some(will) if !self.publish.contains(&will.topic) => {
-                        Err(Violation::Will(will.topic.clone()))
-                    }
-                    _ => Ok(()),
-                }
-            }
-            other if !connected => Err(Violation::NotConnected(name(other))),
-            Packet::Publish(p) if !self.publish.contains(&p.topic) => {
-                Err(Violation::Publish(p.topic.clone()))
-            }
-            Packet::Subscribe(s) => {
-                match s.filters.iter().find(|f| !self.subscribe.contains(&f.path)) {
-                    Some(f) => Err(Violation::Subscribe(f.path.clone())),
-                    None => Ok(()),
-                }
-            }
-            Packet::ConnAck(_) | Packet::SubAck(_) | Packet::UnsubAck(_) | Packet::PingResp => {
-                Err(Violation::ServerPacket(name(packet)))
-            }
-            _ => Ok(()),
-        }
-    }
-}
-
 fn name(packet: &Packet) -> &'static str {
     match packet {
         Packet::Connect(_) => "CONNECT",
@@ -466,65 +414,6 @@ fn name(packet: &Packet) -> &'static str {
     }
 }
 
-/// The device's first packet must be an allowed CONNECT before the broker hears of the
-/// connection at all; then [`relay`] carries it. An MQTT 5 CONNECT goes to [`v5::admit`], which
-/// sets `expiry` to how long the session outlives the connection.
-async fn admit<D>(
-    device: D,
-    policy: &DevicePolicy,
-    broker: &(String, u16),
-    expiry: &mut Option<Duration>,
-) -> Result<(), Ended>
-where
-    D: AsyncRead + AsyncWrite + Unpin,
-{
-    let (device_rx, device_tx) = tokio::io::split(device);
-    let mut packets = Framer::new(device_rx);
-    let Ok(first) = tokio::time::timeout(HANDSHAKE_TIMEOUT, packets.next_frame()).await else {
-        return Ok(()); // silent client: nothing reached the broker
-    };
-    let Some(raw) = first? else {
-        return Ok(());
-    };
-    if crate::broker::connect_protocol_level(&raw) == Some(5) {
-        return v5::admit(raw, packets, device_tx, policy, broker, expiry).await;
-    }
-    let packet = parse_v4(&raw)?;
-    policy.check(&packet, false)?;
-    let mut upstream = TcpStream::connect((broker.0.as_str(), broker.1)).await?;
-    let _ = upstream.set_nodelay(true);
-    upstream.write_all(&raw).await?;
-    relay(packets, device_tx, upstream, policy).await
-}
-
-/// Carries an admitted connection: the device's packets through the policy to the broker, the
-/// broker's bytes back. Ends when either side closes; a violation closes both.
-async fn relay<R, W>(
-    packets: Framer<R>,
-    mut device_tx: W,
-    broker: TcpStream,
-    policy: &DevicePolicy,
-) -> Result<(), Ended>
-where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
-{
-    let (mut broker_rx, mut broker_tx) = broker.into_split();
-    let downstream = async {
-        let _ = tokio::io::copy(&mut broker_rx, &mut device_tx).await;
-        let _ = device_tx.shutdown().await;
-    };
-    let upstream = async {
-        let checked = forward_checked(packets, &mut broker_tx, policy, true).await;
-        let _ = broker_tx.shutdown().await;
-        checked
-    };
-    tokio::select! {
-        checked = upstream => checked,
-        () = downstream => Ok(()),
-    }
-}
-
 /// MQTT packets out of a byte stream: each one raw (to forward verbatim) and parsed (to check).
 struct Framer<R> {
     from: R,
@@ -537,16 +426,6 @@ impl<R: AsyncRead + Unpin> Framer<R> {
             from,
             buf: BytesMut::with_capacity(4096),
         }
-    }
-
-    /// The next packet, parsed as MQTT 3.1.1; `None` when the stream ends (between packets or
-    /// inside one).
-    async fn next(&mut self) -> Result<Option<(BytesMut, Packet)>, Ended> {
-        let Some(raw) = self.next_frame().await? else {
-            return Ok(None);
-        };
-        let packet = parse_v4(&raw)?;
-        Ok(Some((raw, packet)))
     }
 
     /// The next whole packet, unparsed (the fixed header is the same in MQTT 3.1.1 and 5).
@@ -578,25 +457,16 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    forward_checked(Framer::new(from), to, policy, false).await
-}
-
-/// Checks each packet and forwards the accepted ones, byte for byte, until the stream ends or
-/// a packet is refused (nothing of which is forwarded).
-async fn forward_checked<R, W>(
-    mut packets: Framer<R>,
-    to: &mut W,
-    policy: &DevicePolicy,
-    mut connected: bool,
-) -> Result<(), Ended>
-where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
-{
-    while let Some((raw, packet)) = packets.next().await? {
-        policy.check(&packet, connected)?;
-        connected |= matches!(packet, Packet::Connect(_));
-        to.write_all(&raw).await?;
+    let mut packets = Framer::new(from);
+    let mut checker = V4 {
+        policy,
+        connected: false,
+        ingest: false,
+    };
+    while let Some(raw) = packets.next_frame().await? {
+        if let Route::Broker(raw) = checker.route(raw)? {
+            to.write_all(&raw).await?;
+        }
     }
     Ok(())
 }

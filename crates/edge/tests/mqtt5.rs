@@ -14,7 +14,7 @@ use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::{AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, StateError};
 use tokio_rustls::rustls;
 use vigil_edge::broker::start_embedded;
-use vigil_edge::gateway::{Gateway, GatewayConfig, GatewayCounters};
+use vigil_edge::gateway::{Gateway, GatewayConfig, GatewayCounters, PolicyDocument};
 
 const THING: &str = "tls-rig";
 const WAIT: Duration = Duration::from_secs(10);
@@ -90,6 +90,10 @@ struct Edge {
 }
 
 async fn gateway_with_device(cert: &str, key: &str) -> Edge {
+    gateway_with(cert, key, |g| g).await
+}
+
+async fn gateway_with(cert: &str, key: &str, setup: impl FnOnce(Gateway) -> Gateway) -> Edge {
     let broker = start_embedded("127.0.0.1:0".parse().unwrap()).expect("broker");
     let certs = tempfile::tempdir().expect("tempdir").keep();
     std::fs::copy(tls_file("device.pem"), certs.join(format!("{THING}.pem"))).unwrap();
@@ -103,6 +107,7 @@ async fn gateway_with_device(cert: &str, key: &str) -> Edge {
     let gateway = Gateway::bind(&config, ("127.0.0.1".into(), broker.addr().port()))
         .await
         .expect("gateway");
+    let gateway = setup(gateway);
     let counters = Arc::clone(&gateway.counters);
     let gateway_addr = gateway.addr;
     tokio::spawn(gateway.serve());
@@ -391,6 +396,172 @@ async fn a_v5_session_is_kept_for_its_expiry_interval_and_then_ended() {
     assert!(session(bridge, 0).await, "kept for its 3600 s");
     eventually(&counters.sessions_expired).await;
     assert!(!session(bridge, 0).await, "ended at its 0 s expiry");
+}
+
+/// The CONNACK says which Session Expiry Interval the gateway uses when it is not the one the
+/// device asked for (MQTT 5 §3.2.2.3.2): the one-hour cap, or 0 for a clean start (the broker
+/// ends that session with the connection); nothing when it is the device's own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_connack_carries_the_session_expiry_the_gateway_grants() {
+    let Edge { bridge, .. } = gateway_with_device("device.pem", "device.key").await;
+    for (clean_start, asked, announced) in [
+        (false, Some(7200), Some(3600)),
+        (false, Some(600), None),
+        (false, None, None),
+        (true, Some(600), Some(0)),
+    ] {
+        let (device, mut events) =
+            AsyncClient::new(v5_options(THING, bridge, clean_start, asked), 4);
+        let got = until(&mut events, |e| match e {
+            Ok(Event::Incoming(Packet::ConnAck(c))) => Some(
+                c.properties
+                    .as_ref()
+                    .and_then(|p| p.session_expiry_interval),
+            ),
+            _ => None,
+        })
+        .await;
+        assert_eq!(got, announced, "clean start {clean_start}, asked {asked:?}");
+        device.disconnect().await.unwrap();
+        until(&mut events, |e| e.is_err().then_some(())).await;
+    }
+}
+
+/// `$aws/` topics through a broker that refuses them: the device's shadow subscription and its
+/// shadow `get` travel the broker renamed, and what is published for its shadow reaches it as
+/// `$aws/...`; a Basic Ingest publish goes to the rule sink only, acknowledged to the device.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shadow_topics_reach_the_device_and_basic_ingest_goes_to_the_rule_only() {
+    let (sink, mut rule) = tokio::sync::mpsc::channel(4);
+    let Edge {
+        broker,
+        bridge,
+        counters,
+        ..
+    } = gateway_with("device.pem", "device.key", |g| {
+        g.with_policy(PolicyDocument::builtin(Some("vigil_ingest")))
+            .with_basic_ingest(sink)
+    })
+    .await;
+    let (service, mut service_events) = v4_client("shadow-service", broker);
+    service
+        .subscribe("#", rumqttc::QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    v4_until_suback(&mut service_events).await;
+
+    let shadow = format!("$aws/things/{THING}/shadow/name/condition");
+    let (device, mut events) = AsyncClient::new(v5_options(THING, bridge, true, None), 16);
+    connack(&mut events).await;
+    device
+        .subscribe(format!("{shadow}/update/accepted"), QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    suback(&mut events).await;
+    let ingest = format!("$aws/rules/vigil_ingest/dt/vigil/{THING}/telemetry");
+    device
+        .publish(&ingest, QoS::AtLeastOnce, false, "{\"seq\":7}")
+        .await
+        .unwrap();
+    until(&mut events, |e| {
+        matches!(e, Ok(Event::Incoming(Packet::PubAck(_)))).then_some(())
+    })
+    .await;
+    let taken = rule.recv().await.expect("the rule got the message");
+    assert_eq!(
+        (
+            taken.thing.as_str(),
+            taken.topic.as_str(),
+            &taken.payload[..]
+        ),
+        (THING, ingest.as_str(), &b"{\"seq\":7}"[..])
+    );
+    device
+        .publish(format!("{shadow}/get"), QoS::AtLeastOnce, false, "")
+        .await
+        .unwrap();
+    let accepted = format!("{shadow}/update/accepted");
+    let pump = tokio::spawn(async move { message(&mut events, &accepted).await });
+    // The first thing the broker saw is the `get`, renamed (the Basic Ingest message never
+    // reached it).
+    let get = v4_message(&mut service_events).await;
+    assert_eq!(
+        get.topic,
+        format!("vigil-aws/things/{THING}/shadow/name/condition/get")
+    );
+    service
+        .publish(
+            format!("vigil-aws/things/{THING}/shadow/name/condition/update/accepted"),
+            rumqttc::QoS::AtLeastOnce,
+            false,
+            "{\"version\":1}",
+        )
+        .await
+        .unwrap();
+    let service_pump = tokio::spawn(async move { while service_events.poll().await.is_ok() {} });
+    assert_eq!(pump.await.unwrap(), b"{\"version\":1}");
+    service_pump.abort();
+    assert_eq!(counters.policy_violations.load(Ordering::Relaxed), 0);
+}
+
+/// iot:Receive is enforced on what the broker delivers: with a document that lets the thing
+/// subscribe to a wildcard but receive only its results, a message on another topic under it
+/// never reaches the device (the gateway acknowledges it to the broker), the next one does,
+/// under its own topic name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receive_is_held_to_the_policy_document() {
+    let document = PolicyDocument::from_json(
+        r#"{"Statement":[
+            {"Effect":"Allow","Action":"iot:Connect","Resource":"arn:aws:iot:*:*:client/${iot:ClientId}"},
+            {"Effect":"Allow","Action":"iot:Subscribe","Resource":"arn:aws:iot:*:*:topicfilter/dt/vigil/${iot:Connection.Thing.ThingName}/#"},
+            {"Effect":"Allow","Action":"iot:Receive","Resource":"arn:aws:iot:*:*:topic/dt/vigil/${iot:Connection.Thing.ThingName}/*"},
+            {"Effect":"Deny","Action":"iot:Receive","Resource":"arn:aws:iot:*:*:topic/dt/vigil/*/alerts"}
+        ]}"#,
+    )
+    .unwrap();
+    let Edge {
+        broker,
+        bridge,
+        counters,
+        ..
+    } = gateway_with("device.pem", "device.key", |g| g.with_policy(document)).await;
+    // The device offers the server topic aliases: the gateway keeps the broker from using them,
+    // so that every delivered topic is seen (and checked).
+    let mut options = v5_options(THING, bridge, true, None);
+    options.set_topic_alias_max(Some(10));
+    let (device, mut events) = AsyncClient::new(options, 16);
+    connack(&mut events).await;
+    device
+        .subscribe(format!("dt/vigil/{THING}/#"), QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    suback(&mut events).await;
+    let (edge, mut edge_events) = v4_client("edge", broker);
+    for (topic, payload) in [("alerts", "denied"), ("condition", "allowed")] {
+        edge.publish(
+            format!("dt/vigil/{THING}/{topic}"),
+            rumqttc::QoS::AtLeastOnce,
+            false,
+            payload,
+        )
+        .await
+        .unwrap();
+    }
+    let edge_pump = tokio::spawn(async move { while edge_events.poll().await.is_ok() {} });
+    let first = until(&mut events, |e| match e {
+        Ok(Event::Incoming(Packet::Publish(p))) => Some((p.topic.clone(), p.payload.clone())),
+        _ => None,
+    })
+    .await;
+    assert_eq!(
+        (&first.0[..], &first.1[..]),
+        (
+            format!("dt/vigil/{THING}/condition").as_bytes(),
+            &b"allowed"[..]
+        )
+    );
+    edge_pump.abort();
+    assert_eq!(counters.policy_violations.load(Ordering::Relaxed), 0);
 }
 
 /// The Python interpreter of the tools venv (`make setup` installs paho-mqtt there, pinned in

@@ -1,11 +1,15 @@
 //! The rules engine's side of IoT Core: a broker subscriber that runs every message through the
-//! topic rule and hands the rule's output to the function asynchronously.
+//! topic rule and hands the rule's output to the function asynchronously; and the same for the
+//! Basic Ingest messages the gateway hands over directly ([`run_basic_ingest`]), which never
+//! pass the broker.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use tokio::sync::mpsc;
+use vigil_edge::gateway::IngestMessage;
 
 use crate::invoke::AsyncInvoker;
 use crate::rule::TopicRule;
@@ -16,6 +20,8 @@ pub struct BridgeCounters {
     pub matched: AtomicU64,
     /// Messages the rule could not evaluate (IoT counts these as rule errors).
     pub rule_errors: AtomicU64,
+    /// Basic Ingest messages for another rule (IoT drops them).
+    pub other_rule: AtomicU64,
 }
 
 fn now_ms() -> u64 {
@@ -50,27 +56,55 @@ pub async fn run(
                 }
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
-                let Some(topic) = rule.applies_to(&p.topic) else {
-                    continue;
-                };
-                counters.matched.fetch_add(1, Ordering::Relaxed);
-                match rule.evaluate(&topic, &p.payload, now_ms()) {
-                    Ok(event) => {
-                        if !invoker.submit(event) {
-                            tracing::warn!(%topic, "rule bridge: invoke queue full; message dropped");
-                        }
-                    }
-                    Err(e) => {
-                        counters.rule_errors.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(%topic, error = %e, "rule bridge: rule error");
-                    }
-                }
+                handle(&rule, &invoker, &counters, &p.topic, &p.payload);
             }
             Ok(_) => {}
             Err(e) => {
                 tracing::warn!(error = %e, "rule bridge: broker connection; reconnecting");
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
+        }
+    }
+}
+
+/// Runs each Basic Ingest message from the gateway through `rule` until the gateway is gone.
+pub async fn run_basic_ingest(
+    mut messages: mpsc::Receiver<IngestMessage>,
+    rule: TopicRule,
+    invoker: AsyncInvoker,
+    counters: Arc<BridgeCounters>,
+) {
+    while let Some(m) = messages.recv().await {
+        if rule.applies_to(&m.topic).is_none() {
+            counters.other_rule.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(topic = %m.topic, thing = %m.thing, "rule bridge: Basic Ingest for another rule; dropped");
+            continue;
+        }
+        handle(&rule, &invoker, &counters, &m.topic, &m.payload);
+    }
+}
+
+/// One message published on `published`: through the rule, if it applies, to the function.
+fn handle(
+    rule: &TopicRule,
+    invoker: &AsyncInvoker,
+    counters: &BridgeCounters,
+    published: &str,
+    payload: &[u8],
+) {
+    let Some(topic) = rule.applies_to(published) else {
+        return;
+    };
+    counters.matched.fetch_add(1, Ordering::Relaxed);
+    match rule.evaluate(&topic, payload, now_ms()) {
+        Ok(event) => {
+            if !invoker.submit(event) {
+                tracing::warn!(%topic, "rule bridge: invoke queue full; message dropped");
+            }
+        }
+        Err(e) => {
+            counters.rule_errors.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(%topic, error = %e, "rule bridge: rule error");
         }
     }
 }

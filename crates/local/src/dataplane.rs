@@ -5,7 +5,15 @@
 //! - UpdateThingShadow: `POST /things/{thing}/shadow?name={name}` → the `reported`/`desired`
 //!   sections merged into the named shadow (objects merged, `null` deletes, as IoT does), the
 //!   version bumped, and `.../update/accepted` and `.../update/documents` published;
-//! - GetThingShadow: `GET /things/{thing}/shadow?name={name}` → the document, or 404.
+//! - GetThingShadow: `GET /things/{thing}/shadow?name={name}` → the document, or 404;
+//! - the shadow service's MQTT side ([`DataPlane::serve_mqtt`]): a device's
+//!   `$aws/things/{thing}/shadow/name/{name}/get` is answered on `.../get/accepted` (the
+//!   document) or `.../get/rejected` (404), and an update that leaves `desired` different from
+//!   `reported` also publishes `.../update/delta`, as IoT's shadow service does.
+//!
+//! `$aws/...` topics reach the broker under the gateway's name for them
+//! ([`vigil_edge::gateway::topics`]): the broker (rumqttd) carries no `$` topic, and the gateway
+//! renames them back for the devices.
 //!
 //! Requests are bounded (head 16 KiB, body 128 KiB: IoT's message limit) and answered with IoT's
 //! error shapes for what it would refuse. No SigV4 check: the endpoint listens on loopback.
@@ -14,10 +22,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rumqttc::{AsyncClient, QoS};
+use rumqttc::{AsyncClient, Event, EventLoop, Packet, QoS};
 use serde_json::{json, Map, Value};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
+use vigil_edge::gateway::topics;
 
 const MAX_HEAD_BYTES: usize = 16 * 1024;
 /// IoT Core's largest message, and so the largest Publish or shadow update body.
@@ -42,6 +51,70 @@ impl DataPlane {
         Self {
             mqtt,
             shadows: Arc::default(),
+        }
+    }
+
+    /// Drives the data plane's broker connection (`events`, of the client given to [`Self::new`])
+    /// until the task is aborted, answering devices' shadow `get` requests.
+    pub async fn serve_mqtt(self, mut events: EventLoop) {
+        let requests = [
+            format!("{}things/+/shadow/name/+/get", topics::BROKER_PREFIX),
+            format!("{}things/+/shadow/get", topics::BROKER_PREFIX),
+        ];
+        loop {
+            match events.poll().await {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    for filter in &requests {
+                        if let Err(e) = self.mqtt.subscribe(filter, QoS::AtLeastOnce).await {
+                            tracing::warn!(error = %e, "data plane: subscribe to shadow requests");
+                        }
+                    }
+                }
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    if let Some((thing, name)) = topics::from_broker(&p.topic)
+                        .as_deref()
+                        .and_then(shadow_get_request)
+                    {
+                        self.answer_get(&thing, &name).await;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::debug!(error = %e, "data plane: broker connection; reconnecting");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+    }
+
+    /// The shadow service's reply to an MQTT `get`.
+    async fn answer_get(&self, thing: &str, name: &str) {
+        let (status, doc) = self.get_shadow(thing, name);
+        let (suffix, body) = if status == 200 {
+            ("get/accepted", doc)
+        } else {
+            let message = doc["message"].clone();
+            (
+                "get/rejected",
+                json!({ "code": status, "message": message, "timestamp": now_secs() }),
+            )
+        };
+        self.deliver(
+            &format!("{}/{suffix}", Self::shadow_topic(thing, name)),
+            body.to_string().into_bytes(),
+        )
+        .await;
+    }
+
+    /// Publishes at QoS 1 to `topic` (`$aws/...` under the broker's name for it).
+    async fn deliver(&self, topic: &str, payload: Vec<u8>) {
+        let topic = topics::to_broker(topic).unwrap_or_else(|| topic.to_string());
+        if let Err(e) = self
+            .mqtt
+            .publish(topic, QoS::AtLeastOnce, false, payload)
+            .await
+        {
+            tracing::warn!(error = %e, "data plane: publish to the broker");
         }
     }
 
@@ -119,6 +192,7 @@ impl DataPlane {
     }
 
     async fn publish(&self, topic: &str, qos: QoS, payload: Vec<u8>) -> (u16, Value) {
+        let topic = topics::to_broker(topic).unwrap_or_else(|| topic.to_string());
         match self.mqtt.publish(topic, qos, false, payload).await {
             Ok(()) => (200, json!({})),
             Err(e) => (503, json!({ "message": format!("broker: {e}") })),
@@ -179,22 +253,50 @@ impl DataPlane {
             "timestamp": now,
         });
         let documents = json!({ "previous": previous, "current": current, "timestamp": now });
-        for (suffix, doc) in [
-            ("update/accepted", &accepted),
-            ("update/documents", &documents),
-        ] {
-            let _ = self
-                .mqtt
-                .publish(
-                    format!("{topic}/{suffix}"),
-                    QoS::AtLeastOnce,
-                    false,
-                    doc.to_string(),
-                )
+        let mut replies = vec![("update/accepted", accepted.clone())];
+        if let Some(delta) = delta(&current["state"]) {
+            replies.push((
+                "update/delta",
+                json!({ "state": delta, "version": current["version"], "timestamp": now }),
+            ));
+        }
+        replies.push(("update/documents", documents));
+        for (suffix, doc) in replies {
+            self.deliver(&format!("{topic}/{suffix}"), doc.to_string().into_bytes())
                 .await;
         }
         (200, accepted)
     }
+}
+
+/// `(thing, shadow name)` of a shadow `get` request topic (`""` for the classic shadow).
+fn shadow_get_request(topic: &str) -> Option<(String, String)> {
+    let rest = topic.strip_prefix("$aws/things/")?.strip_suffix("/get")?;
+    let (thing, shadow) = rest.split_once("/shadow")?;
+    let name = match shadow {
+        "" => "",
+        named => named.strip_prefix("/name/")?,
+    };
+    (valid_name(thing) && (name.is_empty() || valid_name(name)))
+        .then(|| (thing.to_string(), name.to_string()))
+}
+
+/// The `desired` fields that `reported` does not match (the shadow service's delta), if any.
+fn delta(state: &Value) -> Option<Value> {
+    fn diff(desired: &Value, reported: Option<&Value>) -> Option<Value> {
+        match (desired, reported) {
+            (Value::Object(d), Some(Value::Object(r))) => {
+                let out: Map<String, Value> = d
+                    .iter()
+                    .filter_map(|(k, v)| diff(v, r.get(k)).map(|v| (k.clone(), v)))
+                    .collect();
+                (!out.is_empty()).then_some(Value::Object(out))
+            }
+            (d, Some(r)) if d == r => None,
+            (d, _) => Some(d.clone()),
+        }
+    }
+    diff(state.get("desired")?, state.get("reported"))
 }
 
 fn invalid(message: &str) -> (u16, Value) {
@@ -374,6 +476,33 @@ async fn respond<W: tokio::io::AsyncWrite + Unpin>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shadow_get_requests_and_deltas() {
+        assert_eq!(
+            shadow_get_request("$aws/things/rig-001/shadow/name/condition/get"),
+            Some(("rig-001".into(), "condition".into()))
+        );
+        assert_eq!(
+            shadow_get_request("$aws/things/rig-001/shadow/get"),
+            Some(("rig-001".into(), String::new()))
+        );
+        for not in [
+            "$aws/things/rig-001/shadow/name/condition/update",
+            "$aws/things/rig+/shadow/get",
+            "dt/vigil/rig-001/condition",
+        ] {
+            assert_eq!(shadow_get_request(not), None, "{not}");
+        }
+        let state = json!({"desired": {"mode": "run", "limits": {"a": 1, "b": 2}},
+                           "reported": {"mode": "run", "limits": {"a": 1, "b": 3}, "x": 0}});
+        assert_eq!(delta(&state), Some(json!({"limits": {"b": 2}})));
+        assert_eq!(delta(&json!({"reported": {"mode": "run"}})), None);
+        assert_eq!(
+            delta(&json!({"desired": {"mode": "run"}, "reported": {"mode": "run"}})),
+            None
+        );
+    }
 
     #[test]
     fn shadow_merge_is_iots() {

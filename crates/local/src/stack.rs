@@ -14,7 +14,7 @@ use rumqttc::{AsyncClient, MqttOptions};
 use serde_json::Value;
 use tokio::sync::mpsc;
 use vigil_edge::broker::EmbeddedBroker;
-use vigil_edge::gateway::{Gateway, GatewayConfig, GatewayCounters};
+use vigil_edge::gateway::{Gateway, GatewayConfig, GatewayCounters, PolicyDocument};
 
 use crate::dataplane::DataPlane;
 use crate::invoke::{AsyncInvoker, InvokeCounters};
@@ -59,6 +59,8 @@ pub struct Stack {
     pub invocations: Arc<InvokeCounters>,
     /// Lambda's on-failure records of events whose retries were exhausted.
     pub failures: mpsc::UnboundedReceiver<Value>,
+    /// The rule's side: messages matched, rule errors.
+    pub bridge: Arc<crate::bridge::BridgeCounters>,
     _lambda: RunningLambda,
 }
 
@@ -68,22 +70,25 @@ pub async fn start(config: StackConfig) -> anyhow::Result<Stack> {
 
     let broker = vigil_edge::broker::start_embedded("127.0.0.1:0".parse()?)?;
     let broker_at = ("127.0.0.1".to_string(), broker.addr().port());
-    let gateway = Gateway::bind(&config.gateway, broker_at.clone()).await?;
+    // The device policy the Terraform attaches, and Basic Ingest straight to the rule.
+    let policy = crate::terraform::policy::device_policy_json(
+        &config.repo.join("infra/modules/fleet"),
+        &crate::terraform::policy::local_values(&config.rule_name),
+    )?;
+    let (basic_ingest, basic_ingest_rx) = mpsc::channel(1024);
+    let gateway = Gateway::bind(&config.gateway, broker_at.clone())
+        .await?
+        .with_policy(PolicyDocument::from_json(&policy)?)
+        .with_basic_ingest(basic_ingest);
     let (gateway_addr, gateway_counters) = (gateway.addr, Arc::clone(&gateway.counters));
     tokio::spawn(gateway.serve());
 
-    let (mqtt, mut mqtt_events) = AsyncClient::new(
+    let (mqtt, mqtt_events) = AsyncClient::new(
         MqttOptions::new("vigil-local-data-plane", "127.0.0.1", broker_at.1),
         256,
     );
-    tokio::spawn(async move {
-        loop {
-            if mqtt_events.poll().await.is_err() {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        }
-    });
     let plane = DataPlane::new(mqtt);
+    tokio::spawn(plane.clone().serve_mqtt(mqtt_events));
     let listener = tokio::net::TcpListener::bind(config.data_plane_listen)
         .await
         .with_context(|| format!("data plane: bind {}", config.data_plane_listen))?;
@@ -144,7 +149,19 @@ pub async fn start(config: StackConfig) -> anyhow::Result<Stack> {
         Some(failed_tx),
     );
     let invocations = Arc::clone(&invoker.counters);
-    tokio::spawn(crate::bridge::run(broker_at, rule, invoker, Arc::default()));
+    let bridge = Arc::<crate::bridge::BridgeCounters>::default();
+    tokio::spawn(crate::bridge::run_basic_ingest(
+        basic_ingest_rx,
+        rule.clone(),
+        invoker.clone(),
+        Arc::clone(&bridge),
+    ));
+    tokio::spawn(crate::bridge::run(
+        broker_at,
+        rule,
+        invoker,
+        Arc::clone(&bridge),
+    ));
     Ok(Stack {
         broker,
         gateway: gateway_addr,
@@ -153,6 +170,7 @@ pub async fn start(config: StackConfig) -> anyhow::Result<Stack> {
         plane,
         invocations,
         failures,
+        bridge,
         _lambda: lambda,
     })
 }

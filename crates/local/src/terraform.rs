@@ -6,6 +6,9 @@
 
 use std::path::Path;
 
+/// The device policy, from `infra/modules/fleet`.
+pub mod policy;
+
 use anyhow::{bail, Context};
 
 /// The pipeline module's Terraform, all `*.tf` files of the directory concatenated.

@@ -1,5 +1,7 @@
 //! The local IoT data plane, driven by the AWS SDK client the function uses
-//! (aws-sdk-iotdataplane, pointed at it with a per-service endpoint), delivers to a real broker.
+//! (aws-sdk-iotdataplane, pointed at it with a per-service endpoint), delivers to a real broker;
+//! and answers a device's MQTT shadow `get`. The device here is a plain client of the broker,
+//! so it names `$aws/...` topics as the gateway carries them there (`vigil-aws/...`).
 
 use std::time::Duration;
 
@@ -29,28 +31,31 @@ async fn the_sdk_publishes_and_keeps_shadows_through_the_local_data_plane() {
     // The device's side: its condition topic and its shadow's replies.
     let (device, mut device_events) =
         AsyncClient::new(MqttOptions::new("rig-001", "127.0.0.1", port), 16);
-    device
-        .subscribe("dt/vigil/rig-001/condition", QoS::AtLeastOnce)
-        .await
-        .unwrap();
-    // (Not the shadow's `$aws/...` replies: the embedded broker, rumqttd, refuses `$` filters;
-    // docs/local.md.)
-    loop {
-        if let Event::Incoming(Packet::SubAck(_)) = tokio::time::timeout(WAIT, device_events.poll())
-            .await
-            .unwrap()
-            .unwrap()
-        {
-            break;
+    let shadow = "vigil-aws/things/rig-001/shadow/name/condition";
+    for filter in [
+        "dt/vigil/rig-001/condition".to_string(),
+        format!("{shadow}/update/accepted"),
+        format!("{shadow}/get/+"),
+    ] {
+        device.subscribe(filter, QoS::AtLeastOnce).await.unwrap();
+        loop {
+            if let Event::Incoming(Packet::SubAck(_)) =
+                tokio::time::timeout(WAIT, device_events.poll())
+                    .await
+                    .unwrap()
+                    .unwrap()
+            {
+                break;
+            }
         }
     }
 
-    let (mqtt, mut mqtt_events) = AsyncClient::new(
+    let (mqtt, mqtt_events) = AsyncClient::new(
         MqttOptions::new("vigil-local-data-plane", "127.0.0.1", port),
         64,
     );
-    tokio::spawn(async move { while mqtt_events.poll().await.is_ok() {} });
     let plane = DataPlane::new(mqtt);
+    tokio::spawn(plane.clone().serve_mqtt(mqtt_events));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let endpoint = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(plane.clone().serve(listener));
@@ -84,6 +89,15 @@ async fn the_sdk_publishes_and_keeps_shadows_through_the_local_data_plane() {
         )
     );
 
+    // No shadow yet: a `get` over MQTT is rejected with 404.
+    device
+        .publish(format!("{shadow}/get"), QoS::AtLeastOnce, false, "")
+        .await
+        .unwrap();
+    let (topic, rejected) = next_publish(&mut device_events).await;
+    assert_eq!(topic, format!("{shadow}/get/rejected"));
+    assert_eq!(rejected["code"], 404, "{rejected}");
+
     let missing = client
         .get_thing_shadow()
         .thing_name("rig-001")
@@ -114,7 +128,20 @@ async fn the_sdk_publishes_and_keeps_shadows_through_the_local_data_plane() {
             .expect("UpdateThingShadow");
         let accepted: Value = serde_json::from_slice(update.payload().unwrap().as_ref()).unwrap();
         assert_eq!(accepted["state"]["reported"]["label"], label);
+        assert_eq!(
+            next_publish(&mut device_events).await,
+            (format!("{shadow}/update/accepted"), accepted)
+        );
     }
+    // The device asks for its shadow over MQTT.
+    device
+        .publish(format!("{shadow}/get"), QoS::AtLeastOnce, false, "")
+        .await
+        .unwrap();
+    let (topic, doc) = next_publish(&mut device_events).await;
+    assert_eq!(topic, format!("{shadow}/get/accepted"));
+    assert_eq!(doc["state"]["reported"]["label"], "degraded");
+
     let shadow = client
         .get_thing_shadow()
         .thing_name("rig-001")

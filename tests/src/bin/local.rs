@@ -1,8 +1,9 @@
 //! `make local`: the cloud path as deployed, on this machine (docs/local.md). Starts DynamoDB
 //! Local and moto, the function's resources in them, and the IoT Core stand-in of `vigil-local`
 //! with the ingest `bootstrap` under cargo-lambda's Runtime API emulator; replays the committed
-//! hydraulic sample once from a `vigil device` with the test PKI's certificate, printing every
-//! verdict and every SNS alert, then keeps serving (gateway on 127.0.0.1:8883) until Ctrl-C.
+//! hydraulic sample once from a `vigil device` with a certificate from a CA made for the run
+//! (target/local-e2e/pki-<pid>), printing every verdict and every SNS alert, then keeps serving
+//! (gateway on 127.0.0.1:8883) until Ctrl-C.
 //!
 //! `VIGIL_LOCAL_BOOTSTRAP`: the bootstrap to run (default target/debug/bootstrap; `make local`
 //! passes the one unzipped from `make build`'s x86_64 package when it exists).
@@ -74,7 +75,7 @@ async fn main() -> anyhow::Result<()> {
     println!("device {THING}: replaying models/samples/hydraulic over mutual TLS");
     vigil_device::agent::run(local::device_args(stack.gateway.port(), 36, &state)).await?;
 
-    println!("serving until Ctrl-C; another device: vigil device --thing {THING} --endpoint {GATEWAY} --cert {} --key {} --ca {} --source replay-hydraulic:models/samples/hydraulic --no-shadow",
+    println!("serving until Ctrl-C; another device: vigil device --thing {THING} --endpoint {GATEWAY} --cert {} --key {} --ca {} --source replay-hydraulic:models/samples/hydraulic",
         local::tls("device.pem").display(), local::tls("device.key").display(), local::tls("ca.pem").display());
     let mut stop = std::pin::pin!(tokio::signal::ctrl_c());
     loop {

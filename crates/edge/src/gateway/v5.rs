@@ -9,6 +9,8 @@
 //!   topic the policy denies, 0x94 for a topic alias never set, 0x82 for a packet out of order);
 //! - topic aliases: a PUBLISH may name its topic by an alias set by an earlier PUBLISH on the
 //!   same connection; the policy is checked on the topic the alias stands for;
+//! - the broker is not offered topic aliases towards the device (the CONNECT's Topic Alias
+//!   Maximum is left out towards it), so every PUBLISH it delivers names its topic;
 //! - session expiry: the broker (rumqttd) keeps a persistent session until a clean connect, so
 //!   the gateway ends it: when a v5 connection with `clean_start = false` ends and its thing has
 //!   not connected again within the Session Expiry Interval (0 when absent, capped at IoT Core's
@@ -25,14 +27,16 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use rumqttc::v5::mqttbytes::v5::{
-    ConnAck, Connect, ConnectReturnCode, Disconnect, DisconnectProperties, DisconnectReasonCode,
-    Packet,
+    ConnAck, ConnAckProperties, Connect, ConnectReturnCode, Disconnect, DisconnectProperties,
+    DisconnectReasonCode, Packet,
 };
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::oneshot;
 
-use super::{DevicePolicy, Ended, Framer, GatewayCounters, Violation, HANDSHAKE_TIMEOUT};
+use super::{
+    publish_route, relay, renamed_filters, Checker, DevicePolicy, Ended, Framer, GatewayCounters,
+    IngestSink, Route, Violation, HANDSHAKE_TIMEOUT,
+};
 use vigil_mqtt::MAX_PACKET_BYTES;
 
 /// The longest session the gateway lets a device keep after it disconnects (IoT Core's default
@@ -64,6 +68,11 @@ impl<'p> V5Policy<'p> {
 
     /// Whether the packet may pass (and, for a PUBLISH that sets an alias, records it).
     pub fn check(&mut self, packet: &Packet) -> Result<(), Violation> {
+        self.checked_topic(packet).map(|_| ())
+    }
+
+    /// [`Self::check`], giving a PUBLISH's topic (the one its alias stands for, if it has one).
+    pub fn checked_topic(&mut self, packet: &Packet) -> Result<Option<String>, Violation> {
         match packet {
             Packet::Connect(..) if self.connected => return Err(Violation::Reconnect),
             Packet::Connect(connect, will, _login) => {
@@ -74,15 +83,7 @@ impl<'p> V5Policy<'p> {
                 {
                     return Err(Violation::Unsupported("enhanced authentication"));
                 }
-                if super::is_reserved_client_id(&connect.client_id) {
-                    return Err(Violation::Reserved(connect.client_id.clone()));
-                }
-                if connect.client_id != self.policy.thing() {
-                    return Err(Violation::ClientId {
-                        thing: self.policy.thing().to_string(),
-                        got: connect.client_id.clone(),
-                    });
-                }
+                self.policy.check_client_id(&connect.client_id)?;
                 if let Some(will) = will {
                     let topic = String::from_utf8_lossy(&will.topic);
                     if !self.policy.may_publish(&topic) {
@@ -90,7 +91,7 @@ impl<'p> V5Policy<'p> {
                     }
                 }
                 self.connected = true;
-                return Ok(());
+                return Ok(None);
             }
             other if !self.connected => return Err(Violation::NotConnected(name(other))),
             Packet::Publish(publish) => {
@@ -110,8 +111,9 @@ impl<'p> V5Policy<'p> {
                     return Err(Violation::Publish(topic));
                 }
                 if let Some(alias) = alias {
-                    self.aliases.insert(alias, topic);
+                    self.aliases.insert(alias, topic.clone());
                 }
+                return Ok(Some(topic));
             }
             Packet::Subscribe(subscribe) => {
                 if let Some(f) = subscribe
@@ -128,7 +130,52 @@ impl<'p> V5Policy<'p> {
             }
             _ => {}
         }
-        Ok(())
+        Ok(None)
+    }
+}
+
+/// The MQTT 5 side of [`Checker`].
+struct V5Checker<'p> {
+    policy: V5Policy<'p>,
+    ingest: bool,
+}
+
+impl Checker for V5Checker<'_> {
+    fn route(&mut self, raw: BytesMut) -> Result<Route, Violation> {
+        let packet = parse(&raw)?;
+        let topic = self.policy.checked_topic(&packet)?;
+        let reencode = |packet: Packet| Ok(Route::Broker(encode(&packet)));
+        match packet {
+            Packet::Publish(p) => publish_route(
+                raw,
+                topic.as_deref().unwrap_or_default(),
+                p.qos as u8,
+                p.payload,
+                self.ingest,
+            ),
+            Packet::Subscribe(mut s) => {
+                if renamed_filters(s.filters.iter_mut().map(|f| &mut f.path)) {
+                    reencode(Packet::Subscribe(s))
+                } else {
+                    Ok(Route::Broker(raw))
+                }
+            }
+            Packet::Unsubscribe(mut u) => {
+                if renamed_filters(u.filters.iter_mut()) {
+                    reencode(Packet::Unsubscribe(u))
+                } else {
+                    Ok(Route::Broker(raw))
+                }
+            }
+            _ => Ok(Route::Broker(raw)),
+        }
+    }
+
+    fn farewell(&self, violation: &Violation) -> Option<BytesMut> {
+        Some(farewell(
+            disconnect_code(violation),
+            Some(violation.to_string()),
+        ))
     }
 }
 
@@ -222,14 +269,60 @@ pub fn session_expiry(connect: &Connect) -> Option<Duration> {
     Some(Duration::from_secs(secs.into()).min(MAX_SESSION_EXPIRY))
 }
 
+/// The Session Expiry Interval the CONNACK must announce (MQTT 5 §3.2.2.3.2: only when the
+/// server uses another value than the client asked for): the capped one, or 0 for a clean
+/// start (the broker ends such a session with its connection).
+pub fn announced_expiry(connect: &Connect) -> Option<u32> {
+    let asked = connect
+        .properties
+        .as_ref()
+        .and_then(|p| p.session_expiry_interval)
+        .unwrap_or(0);
+    let used = session_expiry(connect).map_or(0, |d| d.as_secs() as u32);
+    (used != asked).then_some(used)
+}
+
+/// The broker's CONNACK frame with the Session Expiry Interval the gateway grants. A frame
+/// that does not parse goes through unchanged (the device then sees what the broker sent).
+pub fn with_session_expiry(frame: BytesMut, secs: u32) -> BytesMut {
+    match parse(&frame) {
+        Ok(Packet::ConnAck(mut ack)) => {
+            ack.properties
+                .get_or_insert_with(|| ConnAckProperties {
+                    session_expiry_interval: None,
+                    receive_max: None,
+                    max_qos: None,
+                    retain_available: None,
+                    max_packet_size: None,
+                    assigned_client_identifier: None,
+                    topic_alias_max: None,
+                    reason_string: None,
+                    user_properties: Vec::new(),
+                    wildcard_subscription_available: None,
+                    subscription_identifiers_available: None,
+                    shared_subscription_available: None,
+                    server_keep_alive: None,
+                    response_information: None,
+                    server_reference: None,
+                    authentication_method: None,
+                    authentication_data: None,
+                })
+                .session_expiry_interval = Some(secs);
+            encode(&Packet::ConnAck(ack))
+        }
+        _ => frame,
+    }
+}
+
 /// Admits a v5 device whose first packet is `connect_raw`, then relays it like the v4 path.
-/// Returns the session expiry to apply when the connection has ended.
+/// Sets `expiry` to the session expiry to apply when the connection has ended.
 pub(super) async fn admit<R, W>(
     connect_raw: BytesMut,
     packets: Framer<R>,
     mut device_tx: W,
     policy: &DevicePolicy,
     broker: &(String, u16),
+    ingest: Option<&IngestSink>,
     expiry: &mut Option<Duration>,
 ) -> Result<(), Ended>
 where
@@ -241,8 +334,21 @@ where
         v5.check(&packet)?;
         Ok(packet)
     });
-    let connect = match checked {
-        Ok(Packet::Connect(connect, ..)) => connect,
+    let (connect, connect_raw) = match checked {
+        Ok(Packet::Connect(mut connect, will, login)) => {
+            // The broker must name every topic it delivers, so that the gateway can rename
+            // `$aws/` topics back and hold each to the policy's Receive: no broker-side aliases
+            // (a server need not use them; the device still may, towards the broker).
+            let asked_aliases = connect
+                .properties
+                .as_mut()
+                .and_then(|p| p.topic_alias_max.take().filter(|max| *max > 0));
+            let raw = match asked_aliases {
+                Some(_) => encode(&Packet::Connect(connect.clone(), will, login)),
+                None => connect_raw,
+            };
+            (connect, raw)
+        }
         Ok(other) => Err(Violation::NotConnected(name(&other)))?,
         Err(violation) => {
             let _ = device_tx
@@ -256,73 +362,15 @@ where
     let _ = upstream.set_nodelay(true);
     upstream.write_all(&connect_raw).await?;
     *expiry = session_expiry(&connect);
-    relay(packets, device_tx, upstream, v5).await
-}
-
-/// Carries an admitted v5 connection until either side closes; a violation sends the device a
-/// DISCONNECT with its reason code and closes both sides.
-async fn relay<R, W>(
-    mut packets: Framer<R>,
-    mut device_tx: W,
-    broker: TcpStream,
-    mut policy: V5Policy<'_>,
-) -> Result<(), Ended>
-where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
-{
-    let (broker_rx, mut broker_tx) = broker.into_split();
-    let (bye_tx, mut bye_rx) = oneshot::channel::<BytesMut>();
-    let downstream = async move {
-        let mut from_broker = Framer::new(broker_rx);
-        loop {
-            tokio::select! {
-                biased;
-                bye = &mut bye_rx => {
-                    if let Ok(bye) = bye {
-                        let _ = device_tx.write_all(&bye).await;
-                    }
-                    break;
-                }
-                frame = from_broker.next_frame() => match frame {
-                    Ok(Some(frame)) => {
-                        if device_tx.write_all(&frame).await.is_err() {
-                            break;
-                        }
-                    }
-                    _ => break,
-                },
-            }
-        }
-        let _ = device_tx.shutdown().await;
+    let checker = V5Checker {
+        policy: v5,
+        ingest: ingest.is_some(),
     };
-    let upstream = async move {
-        let checked: Result<(), Ended> = async {
-            while let Some(raw) = packets.next_frame().await? {
-                policy.check(&parse(&raw)?)?;
-                broker_tx.write_all(&raw).await?;
-            }
-            Ok(())
-        }
-        .await;
-        if let Err(Ended::Policy(violation)) = &checked {
-            let _ = bye_tx.send(farewell(
-                disconnect_code(violation),
-                Some(violation.to_string()),
-            ));
-        }
-        let _ = broker_tx.shutdown().await;
-        checked
-    };
-    tokio::pin!(downstream);
-    tokio::select! {
-        checked = upstream => {
-            // Let the farewell out (bounded: a device that stops reading cannot hold us).
-            let _ = tokio::time::timeout(HANDSHAKE_TIMEOUT, &mut downstream).await;
-            checked
-        }
-        () = &mut downstream => Ok(()),
-    }
+    let announced = announced_expiry(&connect);
+    relay(
+        packets, device_tx, upstream, checker, policy, ingest, announced,
+    )
+    .await
 }
 
 /// Connections per thing, so that a session is expired only when its thing has not connected

@@ -1,0 +1,417 @@
+//! One admitted device connection, carried between the device and the broker: each packet the
+//! device sends held to its policy ([`Checker`], MQTT 3.1.1 here and 5 in [`super::v5`]) and
+//! routed (to the broker, `$aws/` topics renamed, or Basic Ingest to the rule sink), each packet
+//! the broker sends renamed back and held to the policy's Receive.
+
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use rumqttc::Packet;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use vigil_mqtt::MAX_PACKET_BYTES;
+
+use super::{parse_v4, topics, v5, DevicePolicy, Ended, Framer, Violation, HANDSHAKE_TIMEOUT};
+
+/// A Basic Ingest message, for the rule it names (`$aws/rules/<rule>/<topic>`): what the
+/// gateway hands its rule sink instead of the broker.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IngestMessage {
+    /// The certificate's thing.
+    pub thing: String,
+    /// The topic as published (`$aws/rules/...`).
+    pub topic: String,
+    pub payload: Bytes,
+}
+
+/// Where Basic Ingest messages go (a bounded channel: a full one holds the device's PUBACK
+/// back, which is IoT Core's throttling in small).
+pub type IngestSink = mpsc::Sender<IngestMessage>;
+
+/// Where a checked device packet goes.
+#[derive(Debug)]
+pub(super) enum Route {
+    Broker(BytesMut),
+    /// A Basic Ingest publish, acknowledged by the gateway when `pkid` is set (QoS 1).
+    Ingest {
+        topic: String,
+        payload: Bytes,
+        pkid: Option<u16>,
+    },
+}
+
+/// How one connection's packets are held to the policy and routed (MQTT 3.1.1 or 5).
+pub(super) trait Checker {
+    fn route(&mut self, raw: BytesMut) -> Result<Route, Violation>;
+    /// What the device is told when a violation ends the connection.
+    fn farewell(&self, violation: &Violation) -> Option<BytesMut>;
+}
+
+/// A PUBLISH whose policy-checked topic is `topic` (an alias resolved): to the rule sink for
+/// Basic Ingest when there is one, else to the broker with `$aws/` topics renamed.
+pub(super) fn publish_route(
+    raw: BytesMut,
+    topic: &str,
+    qos: u8,
+    payload: Bytes,
+    ingest: bool,
+) -> Result<Route, Violation> {
+    if ingest && topics::is_basic_ingest(topic) {
+        if qos > 1 {
+            return Err(Violation::Unsupported("QoS 2 (IoT Core has none)"));
+        }
+        let pkid = if qos == 1 {
+            topics::publish_pkid(&raw)
+        } else {
+            None
+        };
+        return Ok(Route::Ingest {
+            topic: topic.to_string(),
+            payload,
+            pkid,
+        });
+    }
+    // The frame's own topic, which is empty when a v5 alias stands for it (the broker resolves
+    // the alias to what it was set to: the renamed topic).
+    match topics::publish_topic(&raw).and_then(topics::to_broker) {
+        Some(renamed) => topics::with_topic(&raw, &renamed)
+            .map(Route::Broker)
+            .ok_or_else(|| Violation::Malformed("PUBLISH frame".into())),
+        None => Ok(Route::Broker(raw)),
+    }
+}
+
+/// Renames the `$aws/` filters among `filters` for the broker; whether there was one.
+pub(super) fn renamed_filters<'a>(filters: impl Iterator<Item = &'a mut String>) -> bool {
+    let mut any = false;
+    for f in filters {
+        if let Some(renamed) = topics::to_broker(f) {
+            *f = renamed;
+            any = true;
+        }
+    }
+    any
+}
+
+/// The MQTT 3.1.1 side of [`Checker`].
+pub(super) struct V4<'p> {
+    pub(super) policy: &'p DevicePolicy,
+    pub(super) connected: bool,
+    pub(super) ingest: bool,
+}
+
+impl Checker for V4<'_> {
+    fn route(&mut self, raw: BytesMut) -> Result<Route, Violation> {
+        let packet = parse_v4(&raw)?;
+        self.policy.check(&packet, self.connected)?;
+        self.connected |= matches!(packet, Packet::Connect(_));
+        let reencode = |packet: Packet| {
+            let mut out = BytesMut::new();
+            packet
+                .write(&mut out, MAX_PACKET_BYTES)
+                .map(|_| Route::Broker(out))
+                .map_err(|e| Violation::Malformed(format!("{e:?}")))
+        };
+        match packet {
+            Packet::Publish(p) => publish_route(raw, &p.topic, p.qos as u8, p.payload, self.ingest),
+            Packet::Subscribe(mut s) => {
+                if renamed_filters(s.filters.iter_mut().map(|f| &mut f.path)) {
+                    reencode(Packet::Subscribe(s))
+                } else {
+                    Ok(Route::Broker(raw))
+                }
+            }
+            Packet::Unsubscribe(mut u) => {
+                if renamed_filters(u.topics.iter_mut()) {
+                    reencode(Packet::Unsubscribe(u))
+                } else {
+                    Ok(Route::Broker(raw))
+                }
+            }
+            _ => Ok(Route::Broker(raw)),
+        }
+    }
+
+    fn farewell(&self, _violation: &Violation) -> Option<BytesMut> {
+        None // MQTT 3.1.1 has no server DISCONNECT: the connection is closed
+    }
+}
+
+/// The device's first packet must be an allowed CONNECT before the broker hears of the
+/// connection at all; then [`relay`] carries it. An MQTT 5 CONNECT goes to [`v5::admit`], which
+/// sets `expiry` to how long the session outlives the connection.
+pub(super) async fn admit<D>(
+    device: D,
+    policy: &DevicePolicy,
+    broker: &(String, u16),
+    ingest: Option<&IngestSink>,
+    expiry: &mut Option<Duration>,
+) -> Result<(), Ended>
+where
+    D: AsyncRead + AsyncWrite + Unpin,
+{
+    let (device_rx, device_tx) = tokio::io::split(device);
+    let mut packets = Framer::new(device_rx);
+    let Ok(first) = tokio::time::timeout(HANDSHAKE_TIMEOUT, packets.next_frame()).await else {
+        return Ok(()); // silent client: nothing reached the broker
+    };
+    let Some(raw) = first? else {
+        return Ok(());
+    };
+    if crate::broker::connect_protocol_level(&raw) == Some(5) {
+        return v5::admit(raw, packets, device_tx, policy, broker, ingest, expiry).await;
+    }
+    let mut checker = V4 {
+        policy,
+        connected: false,
+        ingest: ingest.is_some(),
+    };
+    let Route::Broker(connect) = checker.route(raw)? else {
+        return Err(Violation::NotConnected("PUBLISH").into());
+    };
+    let mut upstream = TcpStream::connect((broker.0.as_str(), broker.1)).await?;
+    let _ = upstream.set_nodelay(true);
+    upstream.write_all(&connect).await?;
+    relay(packets, device_tx, upstream, checker, policy, ingest, None).await
+}
+
+/// What goes to the device besides the broker's packets.
+enum ToDevice {
+    /// A packet of the gateway's own (a Basic Ingest PUBACK).
+    Packet(BytesMut),
+    /// The end: a last packet (a v5 DISCONNECT) or none.
+    Bye(Option<BytesMut>),
+}
+
+/// Carries an admitted connection until either side closes: the device's packets through the
+/// policy to the broker (or the rule sink), the broker's back whole packet by whole packet
+/// (`$aws/` topics renamed back, each held to the policy's Receive), so that what the gateway
+/// adds never lands inside another packet. With `granted_expiry` (MQTT 5), the broker's CONNACK
+/// carries the session expiry the gateway grants. A violation ends both sides, after the
+/// checker's farewell.
+pub(super) async fn relay<R, W, C>(
+    mut packets: Framer<R>,
+    mut device_tx: W,
+    broker: TcpStream,
+    mut checker: C,
+    policy: &DevicePolicy,
+    ingest: Option<&IngestSink>,
+    granted_expiry: Option<u32>,
+) -> Result<(), Ended>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+    C: Checker,
+{
+    let (broker_rx, mut broker_tx) = broker.into_split();
+    // PUBACKs the gateway owes the broker (for what it did not deliver): written by the upstream
+    // side, the only writer to the broker, between the device's packets.
+    let (owed_tx, mut owed) = mpsc::unbounded_channel::<BytesMut>();
+    let (to_device, mut extra) = mpsc::unbounded_channel::<ToDevice>();
+    let downstream = async {
+        let mut from_broker = Framer::new(broker_rx);
+        let mut granted_expiry = granted_expiry;
+        loop {
+            let frame = tokio::select! {
+                biased;
+                more = extra.recv() => match more {
+                    Some(ToDevice::Packet(p)) => p,
+                    Some(ToDevice::Bye(last)) => {
+                        if let Some(last) = last {
+                            let _ = device_tx.write_all(&last).await;
+                        }
+                        break;
+                    }
+                    None => break,
+                },
+                frame = from_broker.next_frame() => match frame {
+                    Ok(Some(frame)) if frame.first().is_some_and(|b| b >> 4 == 2) => {
+                        match granted_expiry.take() {
+                            Some(secs) => v5::with_session_expiry(frame, secs),
+                            None => frame,
+                        }
+                    }
+                    Ok(Some(frame)) => match delivered(frame, policy) {
+                        Ok(frame) => frame,
+                        Err(Some(pkid)) => {
+                            // Not for this device: acknowledged to the broker, not delivered.
+                            let _ = owed_tx.send(topics::puback(pkid));
+                            continue;
+                        }
+                        Err(None) => continue,
+                    },
+                    _ => break,
+                },
+            };
+            if device_tx.write_all(&frame).await.is_err() {
+                break;
+            }
+        }
+        let _ = device_tx.shutdown().await;
+    };
+    let upstream = async {
+        let checked: Result<(), Ended> = async {
+            loop {
+                let raw = tokio::select! {
+                    // Cancel-safe: a partly read packet stays in the framer's buffer.
+                    raw = packets.next_frame() => match raw? {
+                        Some(raw) => raw,
+                        None => break,
+                    },
+                    Some(ack) = owed.recv() => {
+                        broker_tx.write_all(&ack).await?;
+                        continue;
+                    }
+                };
+                match checker.route(raw)? {
+                    Route::Broker(raw) => broker_tx.write_all(&raw).await?,
+                    Route::Ingest {
+                        topic,
+                        payload,
+                        pkid,
+                    } => {
+                        if let Some(sink) = ingest {
+                            let message = IngestMessage {
+                                thing: policy.thing().to_string(),
+                                topic,
+                                payload,
+                            };
+                            if sink.send(message).await.is_err() {
+                                return Err(std::io::Error::other("the rule sink is gone").into());
+                            }
+                        }
+                        if let Some(pkid) = pkid {
+                            let _ = to_device.send(ToDevice::Packet(topics::puback(pkid)));
+                        }
+                    }
+                }
+            }
+            Ok(())
+        }
+        .await;
+        let last = match &checked {
+            Err(Ended::Policy(violation)) => checker.farewell(violation),
+            _ => None,
+        };
+        let _ = to_device.send(ToDevice::Bye(last));
+        let _ = broker_tx.shutdown().await;
+        checked
+    };
+    tokio::pin!(downstream);
+    tokio::select! {
+        checked = upstream => {
+            // Let the farewell out (bounded: a device that stops reading cannot hold us).
+            let _ = tokio::time::timeout(HANDSHAKE_TIMEOUT, &mut downstream).await;
+            checked
+        }
+        () = &mut downstream => Ok(()),
+    }
+}
+
+/// A frame from the broker as the device gets it: a PUBLISH on a renamed `$aws/` topic under
+/// its own name again; `Err` with the packet id to acknowledge (QoS 1) for a PUBLISH the
+/// policy does not let the device receive.
+fn delivered(frame: BytesMut, policy: &DevicePolicy) -> Result<BytesMut, Option<u16>> {
+    let Some(topic) = topics::publish_topic(&frame) else {
+        return Ok(frame);
+    };
+    if topic.is_empty() {
+        return Ok(frame); // a v5 alias the broker set, for a topic it delivered before
+    }
+    let renamed = topics::from_broker(topic);
+    let topic = renamed.as_deref().unwrap_or(topic);
+    if !policy.may_receive(topic) {
+        return Err(topics::publish_pkid(&frame));
+    }
+    match renamed {
+        Some(renamed) => topics::with_topic(&frame, &renamed).ok_or(None),
+        None => Ok(frame),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rumqttc::mqttbytes::v4::{Publish, Subscribe, SubscribeFilter};
+    use rumqttc::mqttbytes::QoS;
+    use vigil_core::DeviceId;
+
+    fn policy() -> DevicePolicy {
+        DevicePolicy::new(&DeviceId::new("rig-001").unwrap())
+    }
+
+    fn publish(topic: &str) -> Packet {
+        let mut publish = Publish::new(topic, QoS::AtLeastOnce, b"{}".to_vec());
+        publish.pkid = 1;
+        Packet::Publish(publish)
+    }
+
+    fn subscribe(filter: &str) -> Packet {
+        Packet::Subscribe(Subscribe::new_many([SubscribeFilter::new(
+            filter.into(),
+            QoS::AtLeastOnce,
+        )]))
+    }
+
+    fn raw(packet: Packet) -> BytesMut {
+        let mut out = BytesMut::new();
+        packet.write(&mut out, MAX_PACKET_BYTES).unwrap();
+        out
+    }
+
+    /// Both directions of the `$aws/` renaming, and the policy's Receive on what the broker
+    /// delivers.
+    #[test]
+    fn aws_topics_are_renamed_both_ways_and_receive_is_checked() {
+        let p = policy();
+        let mut v4 = V4 {
+            policy: &p,
+            connected: true,
+            ingest: false,
+        };
+        let shadow = "$aws/things/rig-001/shadow/name/condition";
+        let Route::Broker(out) = v4
+            .route(raw(subscribe(&format!("{shadow}/update/accepted"))))
+            .unwrap()
+        else {
+            panic!("to the broker")
+        };
+        let Packet::Subscribe(s) = parse_v4(&out).unwrap() else {
+            panic!("a SUBSCRIBE")
+        };
+        assert_eq!(
+            s.filters[0].path,
+            "vigil-aws/things/rig-001/shadow/name/condition/update/accepted"
+        );
+        let Route::Broker(out) = v4.route(raw(publish(&format!("{shadow}/get")))).unwrap() else {
+            panic!("to the broker")
+        };
+        assert_eq!(
+            topics::publish_topic(&out),
+            Some("vigil-aws/things/rig-001/shadow/name/condition/get")
+        );
+        // Without a rule sink, Basic Ingest is only what the policy says (here: not allowed).
+        assert!(v4
+            .route(raw(publish(
+                "$aws/rules/vigil_ingest/dt/vigil/rig-001/telemetry"
+            )))
+            .is_err());
+
+        let from_broker = raw(publish(
+            "vigil-aws/things/rig-001/shadow/name/condition/update/accepted",
+        ));
+        let renamed = delivered(from_broker, &p).unwrap();
+        assert_eq!(
+            topics::publish_topic(&renamed),
+            Some("$aws/things/rig-001/shadow/name/condition/update/accepted")
+        );
+        let condition = raw(publish("dt/vigil/rig-001/condition"));
+        assert_eq!(delivered(condition.clone(), &p), Ok(condition));
+        // Another thing's results never reach this device; the broker gets its PUBACK.
+        assert_eq!(
+            delivered(raw(publish("dt/vigil/rig-002/condition")), &p),
+            Err(Some(1))
+        );
+    }
+}
