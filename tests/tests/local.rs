@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::Value;
-use vigil_tests::fixture::{Fixture, Options};
+use vigil_local::stack::IngestMode;
 use vigil_tests::local::THING;
 use vigil_tests::repo_root;
 
@@ -36,8 +36,9 @@ async fn run() {
         "{} missing: cargo build -p vigil-ingest --bin bootstrap",
         bootstrap.display()
     );
-    let fx = Fixture::new(Options::default()).await;
-    let (mut stack, logs) = vigil_tests::local::start(&fx, bootstrap, "127.0.0.1:0").await;
+    let fx = vigil_tests::local::fixture(&vigil_tests::local::run_name()).await;
+    let (mut stack, logs) =
+        vigil_tests::local::start(&fx, bootstrap, "127.0.0.1:0", IngestMode::Direct).await;
     let broker_at = ("127.0.0.1".to_string(), stack.broker.addr().port());
     let gateway_port = stack.gateway.port();
     let counters = Arc::clone(&stack.invocations);

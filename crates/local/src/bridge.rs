@@ -1,5 +1,6 @@
 //! The rules engine's side of IoT Core: a broker subscriber that runs every message through the
-//! topic rule and hands the rule's output to the function asynchronously.
+//! topic rule and hands the rule's output to its action (the function asynchronously, or the
+//! ingest queue or stream).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -7,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 
-use crate::invoke::AsyncInvoker;
+use crate::mapping::RuleAction;
 use crate::rule::TopicRule;
 
 /// What the bridge did.
@@ -29,7 +30,7 @@ fn now_ms() -> u64 {
 pub async fn run(
     broker: (String, u16),
     rule: TopicRule,
-    invoker: AsyncInvoker,
+    action: RuleAction,
     counters: Arc<BridgeCounters>,
 ) {
     let mut options = MqttOptions::new(
@@ -56,8 +57,8 @@ pub async fn run(
                 counters.matched.fetch_add(1, Ordering::Relaxed);
                 match rule.evaluate(&topic, &p.payload, now_ms()) {
                     Ok(event) => {
-                        if !invoker.submit(event) {
-                            tracing::warn!(%topic, "rule bridge: invoke queue full; message dropped");
+                        if !action.submit(&topic, event).await {
+                            tracing::warn!(%topic, "rule bridge: rule action failed; message dropped");
                         }
                     }
                     Err(e) => {
