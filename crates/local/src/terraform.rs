@@ -247,7 +247,7 @@ impl PipelineTerraform {
         while let Some(at) = rest.find("${") {
             if rest[..at].ends_with('$') {
                 out.push_str(&rest[..at]);
-                out.push_str("{");
+                out.push('{');
                 rest = &rest[at + 2..];
                 continue;
             }
