@@ -469,3 +469,88 @@ async fn kinesis_errors_bisect_to_the_bad_record_which_goes_to_the_failure_desti
     assert_eq!(counters.bisected.load(Ordering::Relaxed), 2);
     assert_eq!(counters.exhausted_records.load(Ordering::Relaxed), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqs_messages_the_real_function_fails_end_in_the_dead_letter_queue() {
+    tokio::time::timeout(Duration::from_secs(180), function_failures_dead_letter())
+        .await
+        .expect("within 180 s");
+}
+
+/// The ingest `bootstrap` itself fails the messages: its table is gone. Each message is
+/// received `maxReceiveCount` times (the Terraform's redrive policy), then moto moves it to the
+/// ingest dead-letter queue, unchanged, ready to be redriven.
+async fn function_failures_dead_letter() {
+    use rumqttc::{AsyncClient, MqttOptions, QoS};
+    let bootstrap = repo_root().join("target/debug/bootstrap");
+    assert!(bootstrap.is_file(), "{} missing", bootstrap.display());
+    let receives = pipeline().sqs_source().unwrap().max_receive_count as u64;
+    let fx = local::fixture(&local::run_name()).await;
+    let (stack, logs) = local::start(&fx, bootstrap, "127.0.0.1:0", IngestMode::Sqs).await;
+    fx.ddb
+        .delete_table()
+        .table_name(&fx.table)
+        .send()
+        .await
+        .expect("delete the table");
+
+    // Two messages on the device's topic, straight to the broker the rule listens on.
+    let hydraulic = vigil_tests::Hydraulic::load();
+    let samples = hydraulic.samples(0..1);
+    let (client, mut events) = AsyncClient::new(
+        MqttOptions::new("publisher", "127.0.0.1", stack.broker.addr().port()),
+        16,
+    );
+    let topic = format!("dt/vigil/{THING}/telemetry");
+    for part in samples.chunks(30) {
+        client
+            .publish(
+                &topic,
+                QoS::AtLeastOnce,
+                false,
+                vigil_tests::fixture::batch(part),
+            )
+            .await
+            .unwrap();
+    }
+    tokio::spawn(async move { while events.poll().await.is_ok() {} });
+
+    let sqs = AwsJson::sqs(Endpoint::parse(&emulators().moto).unwrap(), "us-east-1");
+    let dlq = url_of(&sqs, &stack.names.ingest_dlq).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    while visible(&sqs, &dlq).await < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "both messages in the DLQ; mapping {:?}; logs {}",
+            stack.mapping,
+            logs.display()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let c = &stack.mapping;
+    assert_eq!(c.succeeded.load(Ordering::Relaxed), 0, "{c:?}");
+    assert_eq!(c.records.load(Ordering::Relaxed), 2 * receives, "{c:?}");
+    assert_eq!(
+        c.failed_records.load(Ordering::Relaxed),
+        2 * receives,
+        "{c:?}"
+    );
+    let ingest = url_of(&sqs, &stack.names.ingest_queue).await;
+    assert_eq!(visible(&sqs, &ingest).await, 0);
+    // The dead letters are the rule's documents, as sent: they can be redriven as they are.
+    let moved = sqs
+        .call(
+            "ReceiveMessage",
+            &json!({"QueueUrl": dlq, "MaxNumberOfMessages": 10}),
+        )
+        .await
+        .unwrap();
+    for m in moved["Messages"].as_array().unwrap() {
+        let doc: Value = serde_json::from_str(m["Body"].as_str().unwrap()).unwrap();
+        assert_eq!(doc["device"], THING, "{doc}");
+        assert!(
+            doc["payload"].is_string() && doc["received_at"].is_u64(),
+            "{doc}"
+        );
+    }
+}
