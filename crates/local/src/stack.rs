@@ -19,6 +19,7 @@ use vigil_edge::broker::EmbeddedBroker;
 use vigil_edge::gateway::{Gateway, GatewayConfig, GatewayCounters};
 
 use crate::awsjson::{AwsJson, Endpoint};
+use crate::bridge::BridgeCounters;
 use crate::dataplane::DataPlane;
 use crate::invoke::{AsyncInvoker, InvokeCounters};
 use crate::lambda::{LambdaSpec, RunningLambda};
@@ -103,6 +104,8 @@ pub struct Stack {
     pub invocations: Arc<InvokeCounters>,
     /// The batched modes' event source mapping.
     pub mapping: Arc<MappingCounters>,
+    /// The topic rule: messages it matched, rule errors.
+    pub rule: Arc<BridgeCounters>,
     pub mode: IngestMode,
     pub names: ResourceNames,
     /// Lambda's on-failure records: direct events whose retries were exhausted, Kinesis
@@ -245,7 +248,13 @@ pub async fn start(config: StackConfig) -> anyhow::Result<Stack> {
             }
         }
     };
-    tokio::spawn(crate::bridge::run(broker_at, rule, action, Arc::default()));
+    let rule_counters = Arc::<BridgeCounters>::default();
+    tokio::spawn(crate::bridge::run(
+        broker_at,
+        rule,
+        action,
+        Arc::clone(&rule_counters),
+    ));
     Ok(Stack {
         broker,
         gateway: gateway_addr,
@@ -254,6 +263,7 @@ pub async fn start(config: StackConfig) -> anyhow::Result<Stack> {
         plane,
         invocations,
         mapping,
+        rule: rule_counters,
         mode: config.mode,
         names,
         failures,
