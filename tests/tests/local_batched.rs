@@ -478,21 +478,31 @@ async fn kinesis_errors_bisect_to_the_bad_record_which_goes_to_the_failure_desti
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sqs_messages_the_real_function_fails_end_in_the_dead_letter_queue() {
-    tokio::time::timeout(Duration::from_secs(180), function_failures_dead_letter())
+    tokio::time::timeout(Duration::from_secs(180), function_failures(IngestMode::Sqs))
         .await
         .expect("within 180 s");
 }
 
-/// The ingest `bootstrap` itself fails the messages: its table is gone. Each message is
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kinesis_records_the_real_function_fails_end_in_the_failures_queue() {
+    tokio::time::timeout(
+        Duration::from_secs(180),
+        function_failures(IngestMode::Kinesis),
+    )
+    .await
+    .expect("within 180 s");
+}
+
+/// The ingest `bootstrap` itself fails the messages: its table is gone. SQS: each message is
 /// received `maxReceiveCount` times (the Terraform's redrive policy), then moto moves it to the
-/// ingest dead-letter queue, unchanged, ready to be redriven.
-async fn function_failures_dead_letter() {
+/// ingest dead-letter queue, unchanged, ready to be redriven. Kinesis: the batch is retried
+/// `maximum_retry_attempts` times, then Lambda's on-failure record goes to the failures queue.
+async fn function_failures(mode: IngestMode) {
     use rumqttc::{AsyncClient, MqttOptions, QoS};
     let bootstrap = repo_root().join("target/debug/bootstrap");
     assert!(bootstrap.is_file(), "{} missing", bootstrap.display());
-    let receives = pipeline().sqs_source().unwrap().max_receive_count as u64;
     let fx = local::fixture(&local::run_name()).await;
-    let (stack, logs) = local::start(&fx, bootstrap, "127.0.0.1:0", IngestMode::Sqs).await;
+    let (mut stack, logs) = local::start(&fx, bootstrap, "127.0.0.1:0", mode).await;
     fx.ddb
         .delete_table()
         .table_name(&fx.table)
@@ -520,20 +530,54 @@ async fn function_failures_dead_letter() {
             .unwrap();
     }
     tokio::spawn(async move { while events.poll().await.is_ok() {} });
-
     let sqs = AwsJson::sqs(Endpoint::parse(&emulators().moto).unwrap(), "us-east-1");
+    let c = Arc::clone(&stack.mapping);
+
+    if mode == IngestMode::Kinesis {
+        // Both records given up on, in one batch or, bisected, in two.
+        let retries = pipeline().kinesis_source().unwrap().max_retries;
+        let mut given_up = 0;
+        while given_up < 2 {
+            let record = tokio::time::timeout(Duration::from_secs(120), stack.failures.recv())
+                .await
+                .unwrap_or_else(|_| {
+                    panic!("on-failure records; mapping {c:?}; logs {}", logs.display())
+                })
+                .expect("failure record");
+            assert_eq!(
+                record["requestContext"]["condition"],
+                "RetryAttemptsExhausted"
+            );
+            assert!(
+                record["requestContext"]["approximateInvokeCount"].as_u64() > Some(retries.into()),
+                "{record}"
+            );
+            given_up += record["KinesisBatchInfo"]["batchSize"].as_u64().unwrap();
+        }
+        assert_eq!(c.succeeded.load(Ordering::Relaxed), 0, "{c:?}");
+        assert_eq!(c.exhausted_records.load(Ordering::Relaxed), 2, "{c:?}");
+        // The failures queue (the Terraform's on-failure destination) holds them too.
+        let queue = url_of(&sqs, &stack.names.failures_queue).await;
+        assert_eq!(queue, stack.failures_queue_url);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while visible(&sqs, &queue).await < 1 {
+            assert!(tokio::time::Instant::now() < deadline, "the failures queue");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        return;
+    }
+
+    let receives = pipeline().sqs_source().unwrap().max_receive_count as u64;
     let dlq = url_of(&sqs, &stack.names.ingest_dlq).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     while visible(&sqs, &dlq).await < 2 {
         assert!(
             tokio::time::Instant::now() < deadline,
-            "both messages in the DLQ; mapping {:?}; logs {}",
-            stack.mapping,
+            "both messages in the DLQ; mapping {c:?}; logs {}",
             logs.display()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let c = &stack.mapping;
     assert_eq!(c.succeeded.load(Ordering::Relaxed), 0, "{c:?}");
     assert_eq!(c.records.load(Ordering::Relaxed), 2 * receives, "{c:?}");
     assert_eq!(

@@ -2,8 +2,8 @@
 //! is the AWS IoT Core stand-in around the ingest Lambda: the topic rule as the Terraform writes
 //! it ([`rule`]), its asynchronous hand-off to the function ([`invoke`]), and the IoT data plane
 //! the function publishes verdicts and shadows through ([`dataplane`]); in the batched modes the
-//! rule's SQS or Kinesis action and the event source mapping that polls it ([`mapping`]). docs/local.md tells what
-//! runs and what differs from real AWS.
+//! rule's SQS or Kinesis action and the event source mapping that polls it ([`mapping`]).
+//! docs/local.md tells what runs and what differs from real AWS.
 
 pub mod awsjson;
 pub mod bridge;

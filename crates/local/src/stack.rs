@@ -21,7 +21,7 @@ use vigil_edge::gateway::{Gateway, GatewayConfig, GatewayCounters};
 use crate::awsjson::{AwsJson, Endpoint};
 use crate::bridge::BridgeCounters;
 use crate::dataplane::DataPlane;
-use crate::invoke::{AsyncInvoker, InvokeCounters};
+use crate::invoke::{AsyncInvoker, FailureSink, InvokeCounters};
 use crate::lambda::{LambdaSpec, RunningLambda};
 use crate::mapping::{KinesisMapping, MappingCounters, RuleAction, SqsMapping};
 use crate::rule::TopicRule;
@@ -109,8 +109,10 @@ pub struct Stack {
     pub mode: IngestMode,
     pub names: ResourceNames,
     /// Lambda's on-failure records: direct events whose retries were exhausted, Kinesis
-    /// batches past `maximum_retry_attempts`.
+    /// batches past `maximum_retry_attempts`; each also sent to the failures queue (the
+    /// Terraform's on-failure destination), [`Stack::failures_queue_url`].
     pub failures: mpsc::UnboundedReceiver<Value>,
+    pub failures_queue_url: String,
     _lambda: RunningLambda,
 }
 
@@ -191,10 +193,11 @@ pub async fn start(config: StackConfig) -> anyhow::Result<Stack> {
     )
     .await?;
 
-    let (failed_tx, failures) = mpsc::unbounded_channel();
+    let moto = Endpoint::parse(&config.moto)?;
+    let (failed_tx, failures_queue_url, failures) =
+        failure_destination(AwsJson::sqs(moto.clone(), &inputs.region), &names).await?;
     let mapping = Arc::<MappingCounters>::default();
     let mut invocations = Arc::<InvokeCounters>::default();
-    let moto = Endpoint::parse(&config.moto)?;
     let action = match config.mode {
         IngestMode::Direct => {
             let invoker = AsyncInvoker::new(
@@ -267,8 +270,46 @@ pub async fn start(config: StackConfig) -> anyhow::Result<Stack> {
         mode: config.mode,
         names,
         failures,
+        failures_queue_url,
         _lambda: lambda,
     })
+}
+
+/// The failures queue as the Terraform names it, and a sink whose records are sent there (the
+/// on-failure destination of the asynchronous invocations and of the Kinesis mapping), then
+/// handed on to the returned receiver.
+async fn failure_destination(
+    sqs: AwsJson,
+    names: &ResourceNames,
+) -> anyhow::Result<(FailureSink, String, mpsc::UnboundedReceiver<Value>)> {
+    let created = sqs
+        .call(
+            "CreateQueue",
+            &serde_json::json!({"QueueName": names.failures_queue}),
+        )
+        .await?;
+    let url = created["QueueUrl"]
+        .as_str()
+        .context("CreateQueue: no QueueUrl")?
+        .to_string();
+    let (sink, mut records) = mpsc::unbounded_channel::<Value>();
+    let (forward, received) = mpsc::unbounded_channel();
+    let queue = url.clone();
+    tokio::spawn(async move {
+        while let Some(record) = records.recv().await {
+            let sent = sqs
+                .call(
+                    "SendMessage",
+                    &serde_json::json!({"QueueUrl": queue, "MessageBody": record.to_string()}),
+                )
+                .await;
+            if let Err(e) = sent {
+                tracing::error!(error = %e, %record, "on-failure destination: record not delivered");
+            }
+            let _ = forward.send(record);
+        }
+    });
+    Ok((sink, url, received))
 }
 
 fn spawn_kinesis(mapping: KinesisMapping) {
