@@ -27,9 +27,6 @@ use crate::mapping::{KinesisMapping, MappingCounters, RuleAction, SqsMapping};
 use crate::rule::TopicRule;
 use crate::terraform::{NameInputs, PipelineTerraform, ResourceNames};
 
-/// Lambda's default for asynchronous invocations (the Terraform's `retry_attempts` default).
-pub const RETRIES: u32 = 2;
-
 /// The pipeline's `ingest_mode`: how the topic rule reaches the function.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum IngestMode {
@@ -186,7 +183,7 @@ pub async fn start(config: StackConfig) -> anyhow::Result<Stack> {
             function_name: names.function.clone(),
             account_id: inputs.account_id.clone(),
             region: inputs.region.clone(),
-            timeout: Duration::from_secs(30),
+            timeout: tf.function_timeout()?,
             logs: config.logs.clone(),
         },
         config.runtime_api_port,
@@ -202,7 +199,7 @@ pub async fn start(config: StackConfig) -> anyhow::Result<Stack> {
         IngestMode::Direct => {
             let invoker = AsyncInvoker::new(
                 lambda.function.clone(),
-                RETRIES,
+                tf.async_retries()?,
                 config.first_retry_pause,
                 1,
                 Some(failed_tx),

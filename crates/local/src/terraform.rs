@@ -330,6 +330,22 @@ impl PipelineTerraform {
         })
     }
 
+    /// The function's `timeout`.
+    pub fn function_timeout(&self) -> anyhow::Result<std::time::Duration> {
+        let what = "aws_lambda_function.ingest";
+        let body = self.resource("aws_lambda_function", "ingest")?;
+        let seconds = self.number(what, self.attribute(what, body, "timeout")?)?;
+        Ok(std::time::Duration::from_secs(seconds))
+    }
+
+    /// Retries of a failed asynchronous invocation (the event invoke config's
+    /// `maximum_retry_attempts`).
+    pub fn async_retries(&self) -> anyhow::Result<u32> {
+        let what = "aws_lambda_function_event_invoke_config.ingest";
+        let body = self.resource("aws_lambda_function_event_invoke_config", "ingest")?;
+        Ok(self.number(what, self.attribute(what, body, "maximum_retry_attempts")?)? as u32)
+    }
+
     /// The rule's action block for a mode (`sqs`, `kinesis`), checked to deliver to the
     /// ingest queue or stream.
     fn rule_action(&self, mode: &str, target: &str) -> anyhow::Result<&str> {
@@ -569,6 +585,12 @@ mod tests {
         assert_eq!(kinesis.partition_key, "${topic(3)}");
         assert!(kinesis.bisect_on_error && kinesis.report_batch_item_failures);
         assert_eq!(kinesis.starting_position, "TRIM_HORIZON");
+        assert_eq!(
+            tf.function_timeout().unwrap(),
+            std::time::Duration::from_secs(30)
+        );
+        // Lambda's default for asynchronous invocations.
+        assert_eq!(tf.async_retries().unwrap(), 2);
         let env = PipelineTerraform::read(
             &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../infra/envs/localstack"),
         )
