@@ -604,3 +604,68 @@ async fn function_failures(mode: IngestMode) {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failed_sqs_action_goes_to_the_rules_error_action() {
+    tokio::time::timeout(Duration::from_secs(120), error_action())
+        .await
+        .expect("within 120 s");
+}
+
+/// The ingest queue is gone: the rule's SQS action fails, and IoT's error message (the rule,
+/// the topic, the original payload, what failed) goes to the failures queue, the Terraform's
+/// `error_action`.
+async fn error_action() {
+    use rumqttc::{AsyncClient, MqttOptions, QoS};
+    let bootstrap = repo_root().join("target/debug/bootstrap");
+    assert!(bootstrap.is_file(), "{} missing", bootstrap.display());
+    let fx = local::fixture(&local::run_name()).await;
+    let (stack, _logs) = local::start(&fx, bootstrap, "127.0.0.1:0", IngestMode::Sqs).await;
+    let sqs = AwsJson::sqs(Endpoint::parse(&emulators().moto).unwrap(), "us-east-1");
+    let ingest = url_of(&sqs, &stack.names.ingest_queue).await;
+    sqs.call("DeleteQueue", &json!({ "QueueUrl": ingest }))
+        .await
+        .unwrap();
+
+    let payload = vigil_tests::fixture::batch(&vigil_tests::Hydraulic::load().samples(0..1)[..5]);
+    let (client, mut events) = AsyncClient::new(
+        MqttOptions::new("publisher", "127.0.0.1", stack.broker.addr().port()),
+        16,
+    );
+    let topic = format!("dt/vigil/{THING}/telemetry");
+    client
+        .publish(&topic, QoS::AtLeastOnce, false, payload.clone())
+        .await
+        .unwrap();
+    tokio::spawn(async move { while events.poll().await.is_ok() {} });
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let message = loop {
+        let got = sqs
+            .call(
+                "ReceiveMessage",
+                &json!({"QueueUrl": stack.failures_queue_url, "MaxNumberOfMessages": 1}),
+            )
+            .await
+            .unwrap();
+        if let Some(m) = got["Messages"].as_array().and_then(|m| m.first()) {
+            break serde_json::from_str::<Value>(m["Body"].as_str().unwrap()).unwrap();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "an error action message; rule {:?}",
+            stack.rule
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(message["ruleName"], stack.names.rule.as_str());
+    assert_eq!(message["topic"], topic.as_str());
+    let original = base64::engine::general_purpose::STANDARD
+        .decode(message["base64OriginalPayload"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(original, payload);
+    assert_eq!(message["failures"][0]["failedAction"], "SqsAction");
+    assert_eq!(message["failures"][0]["failedResource"], ingest.as_str());
+    assert_eq!(stack.rule_action_failures.load(Ordering::Relaxed), 1);
+    assert_eq!(stack.mapping.invocations.load(Ordering::Relaxed), 0);
+}

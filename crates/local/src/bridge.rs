@@ -57,7 +57,7 @@ pub async fn run(
                 counters.matched.fetch_add(1, Ordering::Relaxed);
                 match rule.evaluate(&topic, &p.payload, now_ms()) {
                     Ok(event) => {
-                        if !action.submit(&topic, event).await {
+                        if !action.submit(&topic, &p.payload, event).await {
                             tracing::warn!(%topic, "rule bridge: rule action failed; message dropped");
                         }
                     }

@@ -53,7 +53,7 @@ pub struct MappingCounters {
 /// Where the topic rule's output goes: the function (direct mode), the ingest queue or the
 /// ingest stream.
 #[derive(Clone)]
-pub enum RuleAction {
+pub enum Target {
     Lambda(AsyncInvoker),
     Sqs {
         sqs: AwsJson,
@@ -67,31 +67,119 @@ pub enum RuleAction {
     },
 }
 
+/// The rule's `error_action`: IoT's error message for an action that failed, to a queue.
+#[derive(Clone)]
+pub struct ErrorAction {
+    pub sqs: AwsJson,
+    pub queue_url: String,
+    pub rule: String,
+}
+
+/// The topic rule's action and error action.
+#[derive(Clone)]
+pub struct RuleAction {
+    pub target: Target,
+    pub error_action: Option<ErrorAction>,
+    /// Messages the action failed on (each sent to the error action when there is one).
+    pub failed: Arc<AtomicU64>,
+}
+
 impl From<AsyncInvoker> for RuleAction {
     fn from(invoker: AsyncInvoker) -> Self {
-        Self::Lambda(invoker)
+        Self::new(Target::Lambda(invoker), None)
     }
 }
 
+/// Why an action failed: IoT's `failedAction`, `failedResource`, `errorMessage`.
+struct ActionFailure {
+    action: &'static str,
+    resource: String,
+    message: String,
+}
+
 impl RuleAction {
-    /// Performs the action for one message on `topic`; `false` (logged) when it failed.
-    pub async fn submit(&self, topic: &str, event: Value) -> bool {
-        let result = match self {
-            Self::Lambda(invoker) => return invoker.submit(event),
+    pub fn new(target: Target, error_action: Option<ErrorAction>) -> Self {
+        Self {
+            target,
+            error_action,
+            failed: Arc::default(),
+        }
+    }
+
+    /// Performs the action for one message (`payload` as published on `topic`, `event` the
+    /// rule's output); `false` when it failed (logged, counted, and sent to the error action).
+    pub async fn submit(&self, topic: &str, payload: &[u8], event: Value) -> bool {
+        let Err(failure) = self.deliver(topic, event).await else {
+            return true;
+        };
+        self.failed.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(%topic, action = failure.action, error = %failure.message, "rule action failed");
+        if let Some(error_action) = &self.error_action {
+            let message = json!({
+                "ruleName": error_action.rule,
+                "topic": topic,
+                "cloudwatchTraceId": format!("local-{}-{}", now_ms(), self.failed.load(Ordering::Relaxed)),
+                // The MQTT client id does not travel with a message through the broker.
+                "clientId": Value::Null,
+                "base64OriginalPayload": base64::engine::general_purpose::STANDARD.encode(payload),
+                "failures": [{
+                    "failedAction": failure.action,
+                    "failedResource": failure.resource,
+                    "errorMessage": failure.message,
+                }],
+            });
+            let sent = error_action
+                .sqs
+                .call(
+                    "SendMessage",
+                    &json!({"QueueUrl": error_action.queue_url, "MessageBody": message.to_string()}),
+                )
+                .await;
+            if let Err(e) = sent {
+                tracing::error!(%topic, error = %e, "rule error action failed: message lost");
+            }
+        }
+        false
+    }
+
+    async fn deliver(&self, topic: &str, event: Value) -> Result<(), ActionFailure> {
+        match &self.target {
+            Target::Lambda(invoker) => {
+                if invoker.submit(event) {
+                    Ok(())
+                } else {
+                    Err(ActionFailure {
+                        action: "LambdaAction",
+                        resource: "the function's asynchronous invocation queue".into(),
+                        message: "the asynchronous invocation queue is full".into(),
+                    })
+                }
+            }
             // use_base64 = false: the rule's JSON is the body.
-            Self::Sqs { sqs, queue_url } => sqs
+            Target::Sqs { sqs, queue_url } => sqs
                 .call(
                     "SendMessage",
                     &json!({"QueueUrl": queue_url, "MessageBody": event.to_string()}),
                 )
                 .await
-                .map(drop),
-            Self::Kinesis {
+                .map(drop)
+                .map_err(|e| ActionFailure {
+                    action: "SqsAction",
+                    resource: queue_url.clone(),
+                    message: e.to_string(),
+                }),
+            Target::Kinesis {
                 kinesis,
                 stream,
                 partition_key,
-            } => match substitute(partition_key, topic) {
-                Ok(key) => kinesis
+            } => {
+                let failure = |e: anyhow::Error| ActionFailure {
+                    action: "KinesisAction",
+                    resource: stream.clone(),
+                    message: e.to_string(),
+                };
+                let key = substitute(partition_key, topic).map_err(failure)?;
+                kinesis
                     .call(
                         "PutRecord",
                         &json!({
@@ -101,15 +189,8 @@ impl RuleAction {
                         }),
                     )
                     .await
-                    .map(drop),
-                Err(e) => Err(e),
-            },
-        };
-        match result {
-            Ok(()) => true,
-            Err(e) => {
-                tracing::warn!(%topic, error = %e, "rule action failed");
-                false
+                    .map(drop)
+                    .map_err(failure)
             }
         }
     }

@@ -23,7 +23,9 @@ use crate::bridge::BridgeCounters;
 use crate::dataplane::DataPlane;
 use crate::invoke::{AsyncInvoker, FailureSink, InvokeCounters};
 use crate::lambda::{LambdaSpec, RunningLambda};
-use crate::mapping::{KinesisMapping, MappingCounters, RuleAction, SqsMapping};
+use crate::mapping::{
+    ErrorAction, KinesisMapping, MappingCounters, RuleAction, SqsMapping, Target,
+};
 use crate::rule::TopicRule;
 use crate::terraform::{NameInputs, PipelineTerraform, ResourceNames};
 
@@ -103,6 +105,8 @@ pub struct Stack {
     pub mapping: Arc<MappingCounters>,
     /// The topic rule: messages it matched, rule errors.
     pub rule: Arc<BridgeCounters>,
+    /// Messages the rule's action failed on (sent to its error action, the failures queue).
+    pub rule_action_failures: Arc<std::sync::atomic::AtomicU64>,
     pub mode: IngestMode,
     pub names: ResourceNames,
     /// Lambda's on-failure records: direct events whose retries were exhausted, Kinesis
@@ -195,7 +199,7 @@ pub async fn start(config: StackConfig) -> anyhow::Result<Stack> {
         failure_destination(AwsJson::sqs(moto.clone(), &inputs.region), &names).await?;
     let mapping = Arc::<MappingCounters>::default();
     let mut invocations = Arc::<InvokeCounters>::default();
-    let action = match config.mode {
+    let target = match config.mode {
         IngestMode::Direct => {
             let invoker = AsyncInvoker::new(
                 lambda.function.clone(),
@@ -205,10 +209,10 @@ pub async fn start(config: StackConfig) -> anyhow::Result<Stack> {
                 Some(failed_tx),
             );
             invocations = Arc::clone(&invoker.counters);
-            RuleAction::from(invoker)
+            Target::Lambda(invoker)
         }
         IngestMode::Sqs => {
-            let sqs = AwsJson::sqs(moto, &inputs.region);
+            let sqs = AwsJson::sqs(moto.clone(), &inputs.region);
             let source = tf.sqs_source()?;
             let (queue_url, queue_arn) =
                 create_ingest_queue(&sqs, &names, source.max_receive_count).await?;
@@ -224,10 +228,10 @@ pub async fn start(config: StackConfig) -> anyhow::Result<Stack> {
                 }
                 .run(),
             );
-            RuleAction::Sqs { sqs, queue_url }
+            Target::Sqs { sqs, queue_url }
         }
         IngestMode::Kinesis => {
-            let kinesis = AwsJson::kinesis(moto, &inputs.region);
+            let kinesis = AwsJson::kinesis(moto.clone(), &inputs.region);
             let source = tf.kinesis_source()?;
             let stream_arn = create_ingest_stream(&kinesis, &names.ingest_stream).await?;
             let partition_key = source.partition_key.clone();
@@ -241,13 +245,23 @@ pub async fn start(config: StackConfig) -> anyhow::Result<Stack> {
                 on_failure: Some(failed_tx),
                 counters: Arc::clone(&mapping),
             });
-            RuleAction::Kinesis {
+            Target::Kinesis {
                 kinesis,
                 stream: names.ingest_stream.clone(),
                 partition_key,
             }
         }
     };
+    // The rule's error_action: the failures queue.
+    let action = RuleAction::new(
+        target,
+        Some(ErrorAction {
+            sqs: AwsJson::sqs(moto, &inputs.region),
+            queue_url: failures_queue_url.clone(),
+            rule: names.rule.clone(),
+        }),
+    );
+    let rule_action_failures = Arc::clone(&action.failed);
     let rule_counters = Arc::<BridgeCounters>::default();
     tokio::spawn(crate::bridge::run(
         broker_at,
@@ -264,6 +278,7 @@ pub async fn start(config: StackConfig) -> anyhow::Result<Stack> {
         invocations,
         mapping,
         rule: rule_counters,
+        rule_action_failures,
         mode: config.mode,
         names,
         failures,
