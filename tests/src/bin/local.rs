@@ -34,7 +34,8 @@ async fn main() -> anyhow::Result<()> {
     );
     let mode: IngestMode = std::env::var("VIGIL_LOCAL_MODE")
         .unwrap_or_else(|_| "direct".into())
-        .parse()?;
+        .parse()
+        .map_err(|e| anyhow::anyhow!("VIGIL_LOCAL_MODE: {e}"))?;
     let name = match std::env::var("VIGIL_LOCAL_NAME") {
         Ok(name) if !name.is_empty() => name,
         _ => PipelineTerraform::read(&root.join("infra/envs/localstack"))?.name_default()?,
