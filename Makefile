@@ -89,7 +89,8 @@ test-localstack: setup build ## Apply infra/envs/localstack to a running LocalSt
 	terraform -chdir=infra/envs/localstack apply -auto-approve -var localstack_endpoint=$(LOCALSTACK_ENDPOINT) -var lambda_architecture=$(firstword $(ARCH))
 	VIGIL_TEST_ENDPOINT=$(LOCALSTACK_ENDPOINT) cargo test --locked -p vigil-tests
 
-local: setup ## The deployed cloud path on this machine: IoT Core stand-in, Lambda emulator, DynamoDB Local, moto (docs/local.md)
+VIGIL_LOCAL_MODE ?= direct
+local: setup ## The deployed cloud path on this machine: IoT Core stand-in, Lambda emulator, DynamoDB Local, moto; VIGIL_LOCAL_MODE=direct|sqs|kinesis (docs/local.md)
 	@if [ -f dist/ingest-x86_64.zip ]; then \
 	  rm -rf target/local/task && mkdir -p target/local/task && cd target/local/task && unzip -q ../../../dist/ingest-x86_64.zip; \
 	  echo "local: the bootstrap of dist/ingest-x86_64.zip (make build)"; \
@@ -97,7 +98,7 @@ local: setup ## The deployed cloud path on this machine: IoT Core stand-in, Lamb
 	  cargo build --locked -q -p vigil-ingest --bin bootstrap; \
 	  echo "local: a debug bootstrap (run make build first to use the Lambda package)"; \
 	fi
-	VIGIL_LOCAL_BOOTSTRAP=$$( [ -f target/local/task/bootstrap ] && [ -f dist/ingest-x86_64.zip ] && echo $(CURDIR)/target/local/task/bootstrap || echo $(CURDIR)/target/debug/bootstrap ) \
+	VIGIL_LOCAL_MODE=$(VIGIL_LOCAL_MODE) VIGIL_LOCAL_BOOTSTRAP=$$( [ -f target/local/task/bootstrap ] && [ -f dist/ingest-x86_64.zip ] && echo $(CURDIR)/target/local/task/bootstrap || echo $(CURDIR)/target/debug/bootstrap ) \
 	  cargo run --locked -q -p vigil-tests --bin vigil-local
 
 clean:

@@ -74,6 +74,36 @@ impl Default for Options {
     }
 }
 
+/// The names of a fixture's resources.
+#[derive(Clone, Debug)]
+pub struct Names {
+    /// Prefix of the things the fixture creates.
+    pub name: String,
+    pub table: String,
+    pub alerts_topic: String,
+    /// The SQS queue subscribed to the alerts topic (the operator's inbox).
+    pub alerts_queue: String,
+    pub rejects_queue: String,
+    pub archive_bucket: String,
+    pub models_bucket: String,
+}
+
+impl Names {
+    /// Names unique to this fixture (tests run in parallel against shared emulators).
+    pub fn unique() -> Self {
+        let name = unique("vigil");
+        Self {
+            table: format!("{name}-table"),
+            alerts_topic: format!("{name}-alerts"),
+            alerts_queue: format!("{name}-alerts"),
+            rejects_queue: format!("{name}-rejects"),
+            archive_bucket: format!("{name}-archive"),
+            models_bucket: format!("{name}-models"),
+            name,
+        }
+    }
+}
+
 pub struct Fixture {
     pub name: String,
     pub table: String,
@@ -104,8 +134,13 @@ pub async fn sdk_config() -> SdkConfig {
 
 impl Fixture {
     pub async fn new(options: Options) -> Self {
+        Self::with_names(options, Names::unique()).await
+    }
+
+    /// A fixture whose resources carry the given names.
+    pub async fn with_names(options: Options, names: Names) -> Self {
         let sdk = sdk_config().await;
-        let name = unique("vigil");
+        let name = names.name.clone();
         let ddb = aws_sdk_dynamodb::Client::new(&sdk);
         let sqs = aws_sdk_sqs::Client::new(&sdk);
         let sns = aws_sdk_sns::Client::new(&sdk);
@@ -116,7 +151,7 @@ impl Fixture {
                 .build(),
         );
 
-        let table = format!("{name}-table");
+        let table = names.table.clone();
         ddb.create_table()
             .table_name(&table)
             .billing_mode(BillingMode::PayPerRequest)
@@ -142,13 +177,13 @@ impl Fixture {
 
         let topic_arn = sns
             .create_topic()
-            .name(format!("{name}-alerts"))
+            .name(&names.alerts_topic)
             .send()
             .await
             .expect("create topic")
             .topic_arn
             .expect("topic arn");
-        let alerts_queue_url = create_queue(&sqs, &format!("{name}-alerts")).await;
+        let alerts_queue_url = create_queue(&sqs, &names.alerts_queue).await;
         let alerts_queue_arn = sqs
             .get_queue_attributes()
             .queue_url(&alerts_queue_url)
@@ -169,9 +204,8 @@ impl Fixture {
             .send()
             .await
             .expect("subscribe");
-        let rejects_queue_url = create_queue(&sqs, &format!("{name}-rejects")).await;
-        let archive_bucket = format!("{name}-archive");
-        let models_bucket = format!("{name}-models");
+        let rejects_queue_url = create_queue(&sqs, &names.rejects_queue).await;
+        let (archive_bucket, models_bucket) = (names.archive_bucket, names.models_bucket);
         for b in [&archive_bucket, &models_bucket] {
             s3.create_bucket()
                 .bucket(b)

@@ -1,7 +1,8 @@
-//! The local cloud path (`make local`, tests/tests/local.rs): the IoT Core stand-in of
-//! `vigil-local` started against the emulators, with a fixture's resources, and the arguments
-//! of a `vigil device` that replays the committed hydraulic sample through it. The certificates
-//! come from a CA made for the run ([`pki`]).
+//! The local cloud path (`make local`, tests/tests/local.rs, tests/tests/local_batched.rs): the
+//! IoT Core stand-in of `vigil-local` started against the emulators, with a fixture's resources
+//! named as the Terraform names them, and the arguments of a `vigil device` that replays the
+//! committed hydraulic sample through it. The certificates come from a CA made for the run
+//! ([`pki`]).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -10,16 +11,15 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use clap::Parser;
+use serde_json::Value;
 use vigil_edge::gateway::GatewayConfig;
-use vigil_local::stack::{self, Stack};
+use vigil_local::stack::{self, IngestMode, Stack};
 
-use crate::fixture::{models_dir, Fixture};
+use crate::fixture::{models_dir, Fixture, Names, Options};
 use crate::{emulators, ort_dylib, repo_root};
 
 /// The thing `make local` runs.
 pub const THING: &str = "local-rig";
-/// The topic rule's name (`var.basic_ingest_rule_name` of the fleet module).
-pub const RULE: &str = "vigil_ingest";
 /// A second thing with its own certificate: an impostor for [`THING`]'s topics.
 pub const OTHER_THING: &str = "other-rig";
 
@@ -163,14 +163,46 @@ fn free_port() -> u16 {
         .expect("free port")
 }
 
-/// The stand-in in front of `fx`'s table, topic, queues and buckets, running `bootstrap`; the
-/// gateway on `gateway_listen` (port 0: any).
-pub async fn start(fx: &Fixture, bootstrap: PathBuf, gateway_listen: &str) -> (Stack, PathBuf) {
+/// A stack name unique to this run, in the form the Terraform's `name` variable accepts
+/// (3-20 characters: lower case letters, digits and dashes).
+pub fn run_name() -> String {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("vl-{}-{n}", std::process::id() % 10_000_000)
+}
+
+/// A fixture whose table, topic, queue and buckets carry the names the Terraform gives a stack
+/// called `name` (the alerts topic's subscribed queue is local only: `<topic>-inbox`).
+pub async fn fixture(name: &str) -> Fixture {
+    let tf = stack::resource_names(&repo_root(), name).expect("the Terraform's resource names");
+    Fixture::with_names(
+        Options::default(),
+        Names {
+            name: name.to_string(),
+            table: tf.table,
+            alerts_queue: format!("{}-inbox", tf.alerts_topic),
+            alerts_topic: tf.alerts_topic,
+            rejects_queue: tf.rejects_queue,
+            archive_bucket: tf.archive_bucket,
+            models_bucket: tf.models_bucket,
+        },
+    )
+    .await
+}
+
+/// The stand-in in front of `fx`'s table, topic, queues and buckets (`fx.name` is the stack's
+/// name), in `mode`, running `bootstrap`; the gateway on `gateway_listen` (port 0: any).
+pub async fn start(
+    fx: &Fixture,
+    bootstrap: PathBuf,
+    gateway_listen: &str,
+    mode: IngestMode,
+) -> (Stack, PathBuf) {
     let root = repo_root();
     let cargo_lambda = root.join(".tools/venv/bin/cargo-lambda");
     assert!(cargo_lambda.is_file(), "cargo-lambda missing: make setup");
     let e = emulators();
-    let certs = root.join(format!("target/local-e2e/certs-{}", std::process::id()));
+    let certs = root.join(format!("target/local-e2e/certs-{}", fx.name));
     std::fs::create_dir_all(&certs).unwrap();
     // Both things' certificates attached, as `aws_iot_thing_principal_attachment` does.
     std::fs::copy(tls("device.pem"), certs.join(format!("{THING}.pem"))).unwrap();
@@ -195,7 +227,7 @@ pub async fn start(fx: &Fixture, bootstrap: PathBuf, gateway_listen: &str) -> (S
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
     .collect();
-    let logs = root.join(format!("target/local-e2e/logs-{}", std::process::id()));
+    let logs = root.join(format!("target/local-e2e/logs-{}", fx.name));
     let stack = stack::start(stack::StackConfig {
         repo: root.clone(),
         gateway: GatewayConfig {
@@ -215,7 +247,8 @@ pub async fn start(fx: &Fixture, bootstrap: PathBuf, gateway_listen: &str) -> (S
         runtime_api_port: free_port(),
         data_plane_listen: "127.0.0.1:0".parse().unwrap(),
         first_retry_pause: Duration::from_millis(500),
-        rule_name: RULE.into(),
+        name: fx.name.clone(),
+        mode,
     })
     .await
     .expect("the local stand-in starts");
@@ -280,4 +313,52 @@ pub fn device_args_via(
         args.extend(["--basic-ingest", rule]);
     }
     DeviceCli::parse_from(args).args
+}
+
+/// Runs `vigil device` for `cycles` cycles against `stack` and returns the verdicts seen on the
+/// device's condition topic, in the order they arrived (one per cycle), or panics after
+/// `within` naming what came.
+pub async fn replay_and_observe(stack: &Stack, cycles: usize, within: Duration) -> Vec<Value> {
+    use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+    let broker_port = stack.broker.addr().port();
+    let (observer, mut observed) = AsyncClient::new(
+        MqttOptions::new(
+            format!("observer-{}", stack.names.rule),
+            "127.0.0.1",
+            broker_port,
+        ),
+        256,
+    );
+    observer
+        .subscribe(format!("dt/vigil/{THING}/condition"), QoS::AtLeastOnce)
+        .await
+        .expect("subscribe");
+    loop {
+        if let Event::Incoming(Packet::SubAck(_)) = observed.poll().await.expect("observer") {
+            break;
+        }
+    }
+    let state = repo_root().join(format!("target/local-e2e/device-{}", stack.names.rule));
+    let device = tokio::spawn(vigil_device::agent::run(device_args(
+        stack.gateway.port(),
+        cycles,
+        &state,
+    )));
+    let mut verdicts = Vec::new();
+    let deadline = tokio::time::Instant::now() + within;
+    while verdicts.len() < cycles {
+        let Ok(event) = tokio::time::timeout_at(deadline, observed.poll()).await else {
+            panic!(
+                "{} of {cycles} verdicts within {within:?}: {verdicts:?}; mapping {:?}; invocations {:?}",
+                verdicts.len(),
+                stack.mapping,
+                stack.invocations
+            )
+        };
+        if let Event::Incoming(Packet::Publish(p)) = event.expect("observer's broker connection") {
+            verdicts.push(serde_json::from_slice(&p.payload).expect("verdict JSON"));
+        }
+    }
+    device.await.expect("device task").expect("vigil device");
+    verdicts
 }

@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::Value;
-use vigil_tests::fixture::{Fixture, Options};
-use vigil_tests::local::{OTHER_THING, RULE, THING};
+use vigil_local::stack::IngestMode;
+use vigil_tests::local::{OTHER_THING, THING};
 use vigil_tests::repo_root;
 
 const CYCLES: usize = 16;
@@ -56,8 +56,9 @@ async fn run() {
         "{} missing: cargo build -p vigil-ingest --bin bootstrap",
         bootstrap.display()
     );
-    let fx = Fixture::new(Options::default()).await;
-    let (mut stack, logs) = vigil_tests::local::start(&fx, bootstrap, "127.0.0.1:0").await;
+    let fx = vigil_tests::local::fixture(&vigil_tests::local::run_name()).await;
+    let (mut stack, logs) =
+        vigil_tests::local::start(&fx, bootstrap, "127.0.0.1:0", IngestMode::Direct).await;
     let broker_at = ("127.0.0.1".to_string(), stack.broker.addr().port());
     let gateway_port = stack.gateway.port();
     let counters = Arc::clone(&stack.invocations);
@@ -103,7 +104,7 @@ async fn run() {
     // One more cycle, as one message through Basic Ingest (`$aws/rules/<rule>/...`): the
     // gateway hands it to the rule, never to the broker, and it is scored like the others.
     let device =
-        vigil_tests::local::device_args_via(gateway_port, CYCLES + 1, &state, Some(RULE), 60);
+        vigil_tests::local::device_args_via(gateway_port, CYCLES + 1, &state, Some(&stack.names.rule), 60);
     let device = tokio::spawn(vigil_device::agent::run_with_summary(device));
     // (A verdict published again for an earlier window, were there one, is not this one.)
     let ingested = loop {
@@ -127,7 +128,7 @@ async fn run() {
         (1, 1),
         "{summary:?}"
     );
-    assert_eq!(stack.bridge.other_rule.load(Ordering::Relaxed), 0);
+    assert_eq!(stack.rule.other_rule.load(Ordering::Relaxed), 0);
     published += summary.messages_published;
 
     // Cycles 0-11 of the sample are a healthy cooler (100 %), 12-15 a reduced one (20 %).
@@ -278,5 +279,5 @@ async fn impostors_are_refused(stack: &vigil_local::stack::Stack, messages: u64)
         stack.invocations.invocations.load(Ordering::Relaxed),
         messages
     );
-    assert_eq!(stack.bridge.matched.load(Ordering::Relaxed), messages);
+    assert_eq!(stack.rule.matched.load(Ordering::Relaxed), messages);
 }

@@ -1,7 +1,7 @@
 //! The rules engine's side of IoT Core: a broker subscriber that runs every message through the
-//! topic rule and hands the rule's output to the function asynchronously; and the same for the
-//! Basic Ingest messages the gateway hands over directly ([`run_basic_ingest`]), which never
-//! pass the broker.
+//! topic rule and hands the rule's output to its action (the function asynchronously, or the
+//! ingest queue or stream); and the same for the Basic Ingest messages the gateway hands over
+//! directly ([`run_basic_ingest`]), which never pass the broker.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -11,7 +11,7 @@ use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use tokio::sync::mpsc;
 use vigil_edge::gateway::IngestMessage;
 
-use crate::invoke::AsyncInvoker;
+use crate::mapping::RuleAction;
 use crate::rule::TopicRule;
 
 /// What the bridge did.
@@ -35,7 +35,7 @@ fn now_ms() -> u64 {
 pub async fn run(
     broker: (String, u16),
     rule: TopicRule,
-    invoker: AsyncInvoker,
+    action: RuleAction,
     counters: Arc<BridgeCounters>,
 ) {
     let mut options = MqttOptions::new(
@@ -56,7 +56,7 @@ pub async fn run(
                 }
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
-                handle(&rule, &invoker, &counters, &p.topic, &p.payload);
+                handle(&rule, &action, &counters, &p.topic, &p.payload).await;
             }
             Ok(_) => {}
             Err(e) => {
@@ -71,7 +71,7 @@ pub async fn run(
 pub async fn run_basic_ingest(
     mut messages: mpsc::Receiver<IngestMessage>,
     rule: TopicRule,
-    invoker: AsyncInvoker,
+    action: RuleAction,
     counters: Arc<BridgeCounters>,
 ) {
     while let Some(m) = messages.recv().await {
@@ -80,14 +80,14 @@ pub async fn run_basic_ingest(
             tracing::warn!(topic = %m.topic, thing = %m.thing, "rule bridge: Basic Ingest for another rule; dropped");
             continue;
         }
-        handle(&rule, &invoker, &counters, &m.topic, &m.payload);
+        handle(&rule, &action, &counters, &m.topic, &m.payload).await;
     }
 }
 
-/// One message published on `published`: through the rule, if it applies, to the function.
-fn handle(
+/// One message published on `published`: through the rule, if it applies, to its action.
+async fn handle(
     rule: &TopicRule,
-    invoker: &AsyncInvoker,
+    action: &RuleAction,
     counters: &BridgeCounters,
     published: &str,
     payload: &[u8],
@@ -98,8 +98,8 @@ fn handle(
     counters.matched.fetch_add(1, Ordering::Relaxed);
     match rule.evaluate(&topic, payload, now_ms()) {
         Ok(event) => {
-            if !invoker.submit(event) {
-                tracing::warn!(%topic, "rule bridge: invoke queue full; message dropped");
+            if !action.submit(&topic, payload, event).await {
+                tracing::warn!(%topic, "rule bridge: rule action failed; message dropped");
             }
         }
         Err(e) => {

@@ -10,9 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, Semaphore};
+
+use crate::awsjson::{post, Endpoint};
 
 /// Largest function answer read back (Lambda's synchronous response limit is 6 MB).
 const MAX_RESPONSE_BYTES: usize = 6 * 1024 * 1024;
@@ -69,61 +69,33 @@ impl Function {
     }
 
     async fn post(&self, event: &Value) -> std::io::Result<Outcome> {
-        let body = event.to_string();
-        let mut stream = TcpStream::connect((self.host.as_str(), self.port)).await?;
-        let head = format!(
-            "POST /2015-03-31/functions/{}/invocations HTTP/1.1\r\nHost: {}:{}\r\nContent-Type: application/json\r\nX-Amz-Invocation-Type: RequestResponse\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-            self.name,
-            self.host,
-            self.port,
-            body.len()
-        );
-        stream.write_all(head.as_bytes()).await?;
-        stream.write_all(body.as_bytes()).await?;
-        let mut answer = Vec::new();
-        stream
-            .take(MAX_RESPONSE_BYTES as u64 + 64 * 1024)
-            .read_to_end(&mut answer)
-            .await?;
-        let split = answer
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .ok_or_else(|| std::io::Error::other("no HTTP head in the answer"))?;
-        let head = String::from_utf8_lossy(&answer[..split]).to_ascii_lowercase();
-        let status: u16 = head
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        let mut payload = answer[split + 4..].to_vec();
-        if head.contains("transfer-encoding: chunked") {
-            payload = dechunk(&payload);
+        let at = Endpoint {
+            host: self.host.clone(),
+            port: self.port,
+        };
+        let path = format!("/2015-03-31/functions/{}/invocations", self.name);
+        let answer = post(
+            &at,
+            &path,
+            &[
+                ("Content-Type", "application/json"),
+                ("X-Amz-Invocation-Type", "RequestResponse"),
+            ],
+            event.to_string().as_bytes(),
+        )
+        .await?;
+        if answer.body.len() > MAX_RESPONSE_BYTES {
+            return Err(std::io::Error::other("the answer exceeds Lambda's 6 MB"));
         }
-        let value = serde_json::from_slice(&payload)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&payload).into_owned()));
-        let function_error = head.contains("x-amz-function-error");
-        Ok(if (200..300).contains(&status) && !function_error {
+        let value = serde_json::from_slice(&answer.body)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&answer.body).into_owned()));
+        let function_error = answer.head.contains("x-amz-function-error");
+        Ok(if (200..300).contains(&answer.status) && !function_error {
             Outcome::Ok(value)
         } else {
             Outcome::Failed(value)
         })
     }
-}
-
-fn dechunk(mut body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    while let Some(end) = body.windows(2).position(|w| w == b"\r\n") {
-        let size = std::str::from_utf8(&body[..end])
-            .ok()
-            .and_then(|s| usize::from_str_radix(s.trim(), 16).ok())
-            .unwrap_or(0);
-        if size == 0 || body.len() < end + 2 + size {
-            break;
-        }
-        out.extend_from_slice(&body[end + 2..end + 2 + size]);
-        body = &body[(end + 2 + size + 2).min(body.len())..];
-    }
-    out
 }
 
 /// The asynchronous invocation queue in front of one function.
@@ -236,18 +208,8 @@ pub fn failure_record(function: &Function, event: &Value, error: &Value, attempt
     })
 }
 
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn chunked_answers_are_joined() {
-        assert_eq!(dechunk(b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"), b"abcde");
-    }
 }

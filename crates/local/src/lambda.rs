@@ -31,6 +31,9 @@ pub struct LambdaSpec {
     /// The function's environment (from the Terraform, resolved for local).
     pub env: BTreeMap<String, String>,
     pub function_name: String,
+    /// Where the function's ARN says it runs.
+    pub account_id: String,
+    pub region: String,
     pub timeout: Duration,
     pub logs: PathBuf,
 }
@@ -109,8 +112,8 @@ pub async fn start(spec: &LambdaSpec, port: u16) -> anyhow::Result<RunningLambda
             port,
             name: EMULATED_FUNCTION.into(),
             arn: format!(
-                "arn:aws:lambda:us-east-1:000000000000:function:{}",
-                spec.function_name
+                "arn:aws:lambda:{}:{}:function:{}",
+                spec.region, spec.account_id, spec.function_name
             ),
             timeout: spec.timeout,
         },

@@ -7,12 +7,16 @@
 //!
 //! `VIGIL_LOCAL_BOOTSTRAP`: the bootstrap to run (default target/debug/bootstrap; `make local`
 //! passes the one unzipped from `make build`'s x86_64 package when it exists).
+//! `VIGIL_LOCAL_MODE`: the pipeline's `ingest_mode`, `direct` (default), `sqs` or `kinesis`.
+//! `VIGIL_LOCAL_NAME`: the stack's `name`, which every resource name is formed from as the
+//! Terraform forms it (default: `infra/envs/localstack`'s default `name`).
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
-use vigil_tests::fixture::{Fixture, Options};
+use vigil_local::stack::IngestMode;
+use vigil_local::terraform::PipelineTerraform;
 use vigil_tests::local::{self, THING};
 use vigil_tests::repo_root;
 
@@ -29,17 +33,43 @@ async fn main() -> anyhow::Result<()> {
         "{} missing (make build, or cargo build -p vigil-ingest --bin bootstrap)",
         bootstrap.display()
     );
-    let fx = Fixture::new(Options::default()).await;
-    let (stack, logs) = local::start(&fx, bootstrap, GATEWAY).await;
+    let mode: IngestMode = std::env::var("VIGIL_LOCAL_MODE")
+        .unwrap_or_else(|_| "direct".into())
+        .parse()
+        .map_err(|e| anyhow::anyhow!("VIGIL_LOCAL_MODE: {e}"))?;
+    let name = match std::env::var("VIGIL_LOCAL_NAME") {
+        Ok(name) if !name.is_empty() => name,
+        _ => PipelineTerraform::read(&root.join("infra/envs/localstack"))?.name_default()?,
+    };
+    let fx = local::fixture(&name).await;
+    let (stack, logs) = local::start(&fx, bootstrap, GATEWAY, mode).await;
     println!(
         "IoT Core stand-in: gateway (mutual TLS) {GATEWAY}, broker {}, data plane {}",
         stack.broker.url(),
         stack.data_plane_url
     );
+    let names = &stack.names;
+    let source = match mode {
+        IngestMode::Direct => format!(
+            "rule {} -> function {} (asynchronous)",
+            names.rule, names.function
+        ),
+        IngestMode::Sqs => format!(
+            "rule {} -> queue {} (dead letters: {}) -> function {}",
+            names.rule, names.ingest_queue, names.ingest_dlq, names.function
+        ),
+        IngestMode::Kinesis => format!(
+            "rule {} -> stream {} -> function {}",
+            names.rule, names.ingest_stream, names.function
+        ),
+    };
+    println!("ingest mode {mode:?}: {source}");
     println!(
-        "resources: table {}, alerts {}, logs {}",
+        "resources: table {}, alerts {}, rejects {}, archive {}, logs {}",
         fx.table,
         fx.topic_arn,
+        names.rejects_queue,
+        fx.archive_bucket,
         logs.display()
     );
 
@@ -89,8 +119,9 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     println!(
-        "invocations: {:?}; gateway: {:?}",
+        "invocations: {:?}; event source mapping: {:?}; gateway: {:?}",
         stack.invocations,
+        stack.mapping,
         stack.gateway_counters.snapshot()
     );
     Ok(())
