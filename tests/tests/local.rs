@@ -103,8 +103,13 @@ async fn run() {
 
     // One more cycle, as one message through Basic Ingest (`$aws/rules/<rule>/...`): the
     // gateway hands it to the rule, never to the broker, and it is scored like the others.
-    let device =
-        vigil_tests::local::device_args_via(gateway_port, CYCLES + 1, &state, Some(&stack.names.rule), 60);
+    let device = vigil_tests::local::device_args_via(
+        gateway_port,
+        CYCLES + 1,
+        &state,
+        Some(&stack.names.rule),
+        60,
+    );
     let device = tokio::spawn(vigil_device::agent::run_with_summary(device));
     // (A verdict published again for an earlier window, were there one, is not this one.)
     let ingested = loop {
