@@ -9,11 +9,14 @@
 //!   others); see `tasks::nab`.
 //!
 //! [`Folds`] prints one line per fold and adds `folds` (every fold's figures) and `worst_fold`
-//! to the task's JSON line.
+//! to the task's JSON line. [`models`]: the tasks scored with one model per fold (rmg941,
+//! hydraulic health).
 
 use serde_json::{json, Value};
 
 use crate::confusion::Confusion;
+
+pub mod models;
 
 /// Folds of the classification tasks.
 pub const DEFAULT_K: usize = 5;

@@ -16,7 +16,7 @@ async fn classification_tasks_report_every_fold_and_the_worst() {
     };
     let j = vigil_eval::tasks::hydraulic::eval(&args).await.unwrap();
     let folds = j["folds"].as_array().unwrap();
-    assert_eq!(folds.len(), vigil_eval::tasks::folds::FOLDS, "{j}");
+    assert_eq!(folds.len(), vigil_eval::folds::models::FOLDS, "{j}");
     let n: u64 = folds.iter().map(|f| f["n"].as_u64().unwrap()).sum();
     assert_eq!(
         n,

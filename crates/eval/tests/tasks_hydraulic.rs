@@ -72,13 +72,17 @@ async fn pump_worst_fold_holds() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn accumulator_folds_and_uncertain() {
-    // Card: worst fold 70.2 % (bar 90 % not met), mean 83.2 %; min_confidence 0.8 keeps half
-    // the cycles at ≥ 90 % accuracy (pooled), which is what the `uncertain` verdict is for.
+    // Card: worst fold 79.3 % (bar 90 % not met), worst class 51.6 %, mean 86.8 %;
+    // min_confidence 0.8 keeps 83 % of the cycles at ≥ 90 % accuracy (pooled) and 74 % of the
+    // worst fold at 80 %, which is what the `uncertain` verdict is for.
     let j = folds("accumulator").await;
-    assert!(f(&j, &["worst_fold", "accuracy"]) >= 0.69, "{j}");
-    assert!(f(&j, &["mean", "accuracy"]) >= 0.82, "{j}");
+    assert!(f(&j, &["worst_fold", "accuracy"]) >= 0.78, "{j}");
+    assert!(f(&j, &["worst_fold", "class"]) >= 0.5, "{j}");
+    assert!(f(&j, &["mean", "accuracy"]) >= 0.86, "{j}");
     assert!(f(&j, &["covered_accuracy"]) >= 0.9, "{j}");
-    assert!(f(&j, &["coverage"]) >= 0.45, "{j}");
+    assert!(f(&j, &["coverage"]) >= 0.8, "{j}");
+    assert!(f(&j, &["worst_fold", "covered_accuracy"]) >= 0.8, "{j}");
+    assert!(f(&j, &["worst_fold", "coverage"]) >= 0.7, "{j}");
 }
 
 const FILES: [&str; 9] = [

@@ -11,8 +11,8 @@ use vigil_core::memory::MemoryPorts;
 use vigil_core::telemetry::encode_batch;
 use vigil_core::{CompiledProfile, DeviceId, Pipeline, PipelineConfig};
 
+use crate::folds::models::{self as folds, FoldFigures, FOLDS};
 use crate::options::EvalArgs;
-use crate::tasks::folds::{self, FoldFigures, FOLDS};
 use crate::tasks::{score_each_window, Verdict};
 use vigil_datasets::models;
 use vigil_datasets::Rmg941;

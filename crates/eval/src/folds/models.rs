@@ -6,6 +6,9 @@
 //! pipeline with fold k's model, so the per-fold figures of the model cards are reproduced by
 //! the product. The verdicts carry the probabilities: accuracy is on the arg-max class; the
 //! published label (which is `uncertain` below the profile's `min_confidence`) gives coverage.
+//! The blocks are cut as the training scripts cut them (numpy slices, [`class_block_folds`]),
+//! which can differ from [`super::contiguous_blocks`] by one window at a block edge: the fold
+//! models were fitted without exactly these windows.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -20,8 +23,8 @@ use vigil_core::CompiledProfile;
 use crate::confusion::{ratio, Confusion};
 use crate::tasks::Verdict;
 
-/// Folds of the model tasks (issue 13: k ≥ 5).
-pub const FOLDS: usize = 5;
+/// Folds of the model tasks (issue 13: k ≥ 5): the protocol's k.
+pub const FOLDS: usize = super::DEFAULT_K;
 
 /// The fold (0-based) of each window: blocks of each class's windows, in time order.
 pub fn class_block_folds(labels: &[String], folds: usize) -> Vec<usize> {
