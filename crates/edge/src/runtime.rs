@@ -439,6 +439,7 @@ pub async fn start_with(
             counters: Arc::clone(&counters),
             print_alerts: config.print_alerts,
             fleet: Arc::clone(&fleet),
+            held: Default::default(),
         },
         pipeline: PipelineConfig {
             default_profile: config.default_profile.clone(),
@@ -712,8 +713,14 @@ impl Worker {
             }
         }
         drop(pipeline);
-        if let Err(e) = runtime.store.flush() {
-            tracing::warn!(error = %e, "edge: final sync of the store");
+        match runtime.store.flush() {
+            // What an abandoned batch produced is on disk now: it may leave.
+            Ok(()) => {
+                if let Err(e) = runtime.sinks.release().await {
+                    tracing::warn!(error = %e, "edge: results of the last batch not sent");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "edge: final sync of the store"),
         }
         // After the acknowledgements already queued: MQTT keeps them in order.
         let _ = self.client.disconnect().await;
@@ -829,6 +836,10 @@ impl Worker {
                 return BatchEnd::Abandoned;
             }
             backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+        // On disk now: what the batch produced may leave, ahead of the acknowledgements.
+        if let Err(e) = runtime.sinks.release().await {
+            tracing::warn!(error = %e, "edge: the connection task is gone; results not sent");
         }
 
         let current = self.generation.load(Ordering::SeqCst);

@@ -1,8 +1,11 @@
 //! The edge's output ports over MQTT: results (and the `condition` shadow), alerts, rejections.
 //!
-//! Publishes go through the same connection as the telemetry acknowledgements and before them,
-//! and MQTT keeps a connection's packets in order: when the broker has a batch's
-//! acknowledgements, it has the results that batch produced.
+//! Nothing leaves before it is on disk: a batch's publishes are held ([`MqttSinks::release`])
+//! until the store has synced what produced them. A device drops the samples a result covers,
+//! so a result sent ahead of a crash that lost its window's last samples would have the window
+//! scored again, short, after the restart. Then they go through the same connection as the
+//! telemetry acknowledgements and before them, and MQTT keeps a connection's packets in order:
+//! when the broker has a batch's acknowledgements, it has the results that batch produced.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -38,6 +41,8 @@ pub struct MqttSinks {
     pub print_alerts: bool,
     /// Recent verdicts and rejections for the fleet page, and its live events.
     pub fleet: Arc<FleetLog>,
+    /// Publishes of the batch in progress, sent by [`MqttSinks::release`] once it is on disk.
+    pub held: std::sync::Mutex<Vec<(String, Vec<u8>)>>,
 }
 
 impl MqttSinks {
@@ -56,11 +61,30 @@ impl MqttSinks {
                 format!("publish to {topic}: {remaining} bytes, over the broker's {MAX_PACKET_BYTES} byte packet limit"),
             ));
         }
-        self.client
-            .publish(topic.clone(), QoS::AtLeastOnce, false, payload)
-            .await
-            // Only fails when the connection task is gone (shutting down): worth a retry.
-            .map_err(|e| PortError::retryable(port, format!("publish to {topic}: {e}")))
+        self.held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push((topic, payload));
+        Ok(())
+    }
+
+    /// Sends what the batch in progress published, in order. Call only once the store has
+    /// synced the batch. Fails only when the connection task is gone (shutting down); what
+    /// was not sent then is dropped (the device re-sends its samples and gives up on those
+    /// windows, see docs/device.md).
+    pub async fn release(&self) -> Result<(), rumqttc::ClientError> {
+        let held = std::mem::take(
+            &mut *self
+                .held
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        for (topic, payload) in held {
+            self.client
+                .publish(topic, QoS::AtLeastOnce, false, payload)
+                .await?;
+        }
+        Ok(())
     }
 }
 
@@ -203,6 +227,7 @@ mod tests {
             counters: Arc::default(),
             print_alerts: false,
             fleet: Arc::default(),
+            held: Default::default(),
         };
         let topic = rejected_topic("rig-001");
         let fits = MAX_PACKET_BYTES - 4 - topic.len();
@@ -216,6 +241,10 @@ mod tests {
             .unwrap_err();
         assert!(!e.retryable, "{e}");
         assert!(e.to_string().contains("packet limit"), "{e}");
+        // The one that fits is held until the batch is on disk, then sent.
+        assert_eq!(sinks.held.lock().unwrap().len(), 1);
+        sinks.release().await.unwrap();
+        assert!(sinks.held.lock().unwrap().is_empty());
         sinks.undelivered("m1", "rig-001", b"{}", &e);
         assert_eq!(
             sinks.counters.rejects_undelivered.load(Ordering::Relaxed),
