@@ -213,7 +213,7 @@ pub fn shadow_get_request(topic: &str) -> Option<(String, String)> {
     let (thing, shadow) = rest.split_once("/shadow")?;
     let name = match shadow {
         "" => "",
-        named => named.strip_prefix("/name/")?,
+        named => named.strip_prefix("/name/").filter(|n| !n.is_empty())?,
     };
     (valid_shadow_name(thing) && (name.is_empty() || valid_shadow_name(name)))
         .then(|| (thing.to_string(), name.to_string()))
