@@ -448,6 +448,12 @@ pub async fn run_with_summary(args: DeviceArgs) -> anyhow::Result<DeviceSummary>
                         if let Some((v, from_shadow)) = verdict {
                             let removed = queue.remove(v.seq_start..v.seq_end, false)?;
                             // A shadow verdict that confirms nothing queued was received already.
+                            if from_shadow && removed == 0 && !args.quiet {
+                                println!(
+                                    "shadow {thing}: latest verdict window {} seq {}..{}: nothing queued is waiting for it",
+                                    v.window, v.seq_start, v.seq_end
+                                );
+                            }
                             if !from_shadow || removed > 0 {
                                 if from_shadow {
                                     summary.recovered_from_shadow += 1;
