@@ -118,6 +118,8 @@ pub struct EdgeStats {
     pub shadow_gets_accepted: u64,
     pub shadow_gets_rejected: u64,
     pub shadow_replies_dropped: u64,
+    /// Shadow `get` requests not answered: over a thing's budget ([`shadow::GetLimiter`]).
+    pub shadow_gets_limited: u64,
     /// Connections to the broker (1 + reconnections).
     pub connections: u64,
     /// The pipeline's counters, summed over batches (retries included).
@@ -613,6 +615,7 @@ async fn connection_task(mut eventloop: EventLoop, c: Connection) {
     } = c;
     let mut backoff = Duration::from_millis(100);
     let mut down_since: Option<Instant> = None;
+    let mut limiter = shadow::GetLimiter::new(Instant::now());
     loop {
         match eventloop.poll().await {
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
@@ -641,7 +644,11 @@ async fn connection_task(mut eventloop: EventLoop, c: Connection) {
             Ok(Event::Incoming(Packet::Publish(publish)))
                 if publish.topic.starts_with(gateway::topics::BROKER_PREFIX) =>
             {
-                answer_shadow_get(&client, &store, &counters, &publish);
+                if limiter.admit(&publish.topic, Instant::now()) {
+                    answer_shadow_get(&client, &store, &counters, &publish);
+                } else {
+                    counters.shadow_gets_limited.fetch_add(1, Ordering::Relaxed);
+                }
             }
             Ok(Event::Incoming(Packet::SubAck(_))) => {
                 ready.send_replace(true);
@@ -952,6 +959,7 @@ impl Worker {
         self.stats.shadow_gets_accepted = c.shadow_gets_accepted.load(Ordering::Relaxed);
         self.stats.shadow_gets_rejected = c.shadow_gets_rejected.load(Ordering::Relaxed);
         self.stats.shadow_replies_dropped = c.shadow_replies_dropped.load(Ordering::Relaxed);
+        self.stats.shadow_gets_limited = c.shadow_gets_limited.load(Ordering::Relaxed);
         self.stats.connections = self.connections.load(Ordering::Relaxed);
         self.stats.uptime_s = self.started.elapsed().as_secs_f64();
         self.stats_tx.send_replace(self.stats.clone());

@@ -30,6 +30,45 @@ pub const MAX_GET_BYTES: usize = 1024;
 /// Longest `clientToken` (IoT's limit).
 pub const MAX_CLIENT_TOKEN_BYTES: usize = 64;
 
+/// Most `get` requests answered per thing per second: a device that asks more often (a loop, a
+/// flood) is not answered beyond it, so that its requests cannot fill the edge's MQTT queue,
+/// which the telemetry's acknowledgements and results use too.
+pub const MAX_GETS_PER_THING_PER_SECOND: u32 = 5;
+/// Most things tracked per second (on the plain listener any client can name any thing).
+const MAX_THINGS_PER_SECOND: usize = 4096;
+
+/// The per-thing budget of [`MAX_GETS_PER_THING_PER_SECOND`], over fixed one-second windows.
+#[derive(Debug)]
+pub struct GetLimiter {
+    window: std::time::Instant,
+    counts: std::collections::HashMap<String, u32>,
+}
+
+impl GetLimiter {
+    pub fn new(now: std::time::Instant) -> Self {
+        Self {
+            window: now,
+            counts: std::collections::HashMap::new(),
+        }
+    }
+
+    /// Whether a `get` on `broker_topic_name` may be answered now (counted if so).
+    pub fn admit(&mut self, broker_topic_name: &str, now: std::time::Instant) -> bool {
+        if now.duration_since(self.window) >= std::time::Duration::from_secs(1) {
+            self.window = now;
+            self.counts.clear();
+        }
+        // The thing segment of `vigil-aws/things/{thing}/...`.
+        let thing = broker_topic_name.split('/').nth(2).unwrap_or_default();
+        if !self.counts.contains_key(thing) && self.counts.len() >= MAX_THINGS_PER_SECOND {
+            return false;
+        }
+        let count = self.counts.entry(thing.to_string()).or_insert(0);
+        *count += 1;
+        *count <= MAX_GETS_PER_THING_PER_SECOND
+    }
+}
+
 /// The broker filter the edge subscribes to for `get` requests.
 pub fn get_filter() -> String {
     format!(
@@ -127,6 +166,20 @@ mod tests {
     use super::*;
     use crate::store::Durability;
     use serde_json::json;
+
+    #[test]
+    fn a_thing_asking_too_often_is_not_answered_and_others_still_are() {
+        let t0 = std::time::Instant::now();
+        let mut limiter = GetLimiter::new(t0);
+        let (a, b) = (
+            broker_topic("rig-001", "get"),
+            broker_topic("rig-002", "get"),
+        );
+        let answered = (0..20).filter(|_| limiter.admit(&a, t0)).count();
+        assert_eq!(answered, MAX_GETS_PER_THING_PER_SECOND as usize);
+        assert!(limiter.admit(&b, t0));
+        assert!(limiter.admit(&a, t0 + std::time::Duration::from_secs(1)));
+    }
 
     fn reply_json(r: &Reply) -> Value {
         serde_json::from_slice(&r.payload).unwrap()

@@ -36,6 +36,8 @@ pub struct SinkCounters {
     pub shadow_gets_rejected: AtomicU64,
     /// Shadow replies dropped because the client's request queue was full.
     pub shadow_replies_dropped: AtomicU64,
+    /// Shadow `get` requests over a thing's budget, not answered.
+    pub shadow_gets_limited: AtomicU64,
 }
 
 pub struct MqttSinks {

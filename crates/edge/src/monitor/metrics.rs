@@ -95,6 +95,11 @@ pub fn prometheus(stats: &EdgeStats, subscribed: bool, gateway: Option<&GatewayS
             stats.shadow_replies_dropped,
         ),
         (
+            "vigil_edge_shadow_gets_limited_total",
+            "Shadow get requests not answered: over the thing's budget per second.",
+            stats.shadow_gets_limited,
+        ),
+        (
             "vigil_edge_connections_total",
             "Connections to the broker (1 + reconnections).",
             stats.connections,
