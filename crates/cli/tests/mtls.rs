@@ -12,7 +12,6 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -22,12 +21,6 @@ use common::*;
 use tokio_rustls::rustls;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
-
-fn tls_file(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/tls")
-        .join(name)
-}
 
 fn der(name: &str) -> Vec<CertificateDer<'static>> {
     CertificateDer::pem_file_iter(tls_file(name))
@@ -131,7 +124,8 @@ fn device_as(
             "--resend-after",
             "3",
         ])
-        // Nothing at the edge answers shadow requests (the gateway passes them; no data plane there).
+        // The terminator hands `$aws/...` topics to the broker as they are, which it refuses (the
+        // edge's gateway would carry them; its shadow service is tested in takeover.rs).
         .args(["--no-shadow", "--exit-when-drained", "--quiet"])
         .env("VIGIL_LOG", "warn")
         .stdout(Stdio::null())
@@ -212,41 +206,6 @@ fn the_device_refuses_an_endpoint_its_ca_does_not_vouch_for() {
     // The device trusts another CA: the endpoint's certificate must not satisfy it, so the
     // handshake fails on the device's side (the endpoint sees it abort).
     assert_refused("device.pem", "device.key", "other-ca.pem");
-}
-
-/// `vigil edge` with its device gateway on a free port, the gateway's certificate the test
-/// endpoint's, `attached` (thing, fixture file) as its `--device-certs`, and `device_ca` (a
-/// fixture file) as its `--device-ca` if any. Returns the edge, its broker port, gateway port
-/// and monitoring port.
-fn start_gateway_edge(
-    dir: &std::path::Path,
-    attached: &[(&str, &str)],
-    device_ca: Option<&str>,
-) -> (Proc, u16, u16, u16) {
-    let certs = dir.join("device-certs");
-    std::fs::create_dir_all(&certs).unwrap();
-    for (thing, file) in attached {
-        std::fs::copy(tls_file(file), certs.join(format!("{thing}.pem"))).unwrap();
-    }
-    let (broker, gateway, http) = (free_port(), free_port(), free_port());
-    let mut extra: Vec<std::ffi::OsString> = Vec::new();
-    for (flag, value) in [
-        ("--tls-listen", format!("127.0.0.1:{gateway}").into()),
-        ("--tls-cert", tls_file("endpoint.pem")),
-        ("--tls-key", tls_file("endpoint.key")),
-        ("--device-certs", certs),
-        ("--http", format!("127.0.0.1:{http}").into()),
-        ("--http-token", MONITOR_TOKEN.into()),
-    ] {
-        extra.push(flag.into());
-        extra.push(value.into_os_string());
-    }
-    if let Some(ca) = device_ca {
-        extra.push("--device-ca".into());
-        extra.push(tls_file(ca).into_os_string());
-    }
-    let edge = start_edge_with(broker, &dir.join("edge"), &extra);
-    (edge, broker, gateway, http)
 }
 
 /// The edge with its gateway, a device agent for `thing` with device.pem, and an observer of

@@ -38,6 +38,43 @@ pub fn shadow_document(result: &WindowResult) -> Value {
     })
 }
 
+/// The shadow service's `.../update/accepted` message: the state the update carried, the version
+/// it made and when (seconds), as AWS IoT shapes it.
+pub fn shadow_update_accepted(state: &Value, version: u64, timestamp_s: u64) -> Value {
+    json!({ "state": state, "version": version, "timestamp": timestamp_s })
+}
+
+/// The shadow service's `.../get/rejected` (or `update/rejected`) message: an HTTP-like `code`
+/// (400, 404, 413, ...), a message, and when.
+pub fn shadow_error(code: u16, message: &str, timestamp_s: u64) -> Value {
+    json!({ "code": code, "message": message, "timestamp": timestamp_s })
+}
+
+/// A reply with the request's `clientToken`, which IoT echoes so that a device can match
+/// replies to its requests.
+pub fn with_client_token(mut reply: Value, client_token: Option<&str>) -> Value {
+    if let (Some(token), Some(doc)) = (client_token, reply.as_object_mut()) {
+        doc.insert("clientToken".into(), json!(token));
+    }
+    reply
+}
+
+/// The stored `condition` shadow after `update` (a [`shadow_document`]) at `version`: what a
+/// `get` returns. `update` carries every field, so IoT's merge comes down to the update's
+/// `reported` without its `null`s (a `null` deletes the attribute, e.g. a cleared `alert`).
+pub fn shadow_after_update(update: &Value, version: u64, timestamp_s: u64) -> Value {
+    let reported: Map<String, Value> = update["state"]["reported"]
+        .as_object()
+        .map(|r| {
+            r.iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        })
+        .unwrap_or_default();
+    json!({ "state": { "reported": reported }, "version": version, "timestamp": timestamp_s })
+}
+
 /// Largest dead-letter document by default, in bytes of JSON: far below the edge broker's
 /// packet limit and SQS's 256 KiB, whatever the device sent (`docs/telemetry.md`).
 pub const MAX_DEAD_LETTER_BYTES: usize = 16 * 1024;

@@ -20,7 +20,10 @@
 //!   a full round, all PUBACKed on one connection, and still got no result, belong to windows
 //!   the pipeline already closed (it answers nothing for late samples): they are removed and
 //!   counted as `given_up` — below the newest confirmed window while the source runs, all of
-//!   them once it has ended;
+//!   them once it has ended. With the shadow on (`--shadow`, the default with `--endpoint`), the
+//!   agent first reads the `condition` shadow back (after a reconnect that found no session, and
+//!   before a give-up): its verdict, the LATEST one, confirms the samples it covers
+//!   (`recovered_from_shadow`), and only what it does not cover is given up (`crate::shadow`);
 //! - no result for `--stall-after` with samples queued is reported as a stall (an error; with
 //!   `--exit-when-drained` the agent exits with it) instead of a silent wait;
 //! - reconnects back off exponentially with full jitter (`--backoff-min` .. `--backoff-max`);
@@ -28,7 +31,6 @@
 //!   default) removes the oldest samples and counts them in `dropped`, `--on-full block`
 //!   stops reading the source until room is made.
 
-use std::io::BufRead;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -42,10 +44,12 @@ use tokio::sync::{mpsc, Notify};
 use vigil_core::telemetry::{condition_topic, encode_batch, encode_sample, telemetry_topic};
 use vigil_core::DeviceId;
 
-use vigil_datasets::Hydraulic;
 use vigil_mqtt::BrokerUrl;
 
 use crate::queue::{FullPolicy, OpenOptions, Queue};
+use crate::shadow::{BeforeGiveUp, ShadowCheck, ShadowMessage, ShadowTopics};
+pub use crate::source::{parse_json_line, Source};
+use crate::source::{read_source, ReaderArgs};
 
 #[derive(Debug, Args)]
 pub struct DeviceArgs {
@@ -132,11 +136,13 @@ pub struct DeviceArgs {
     /// Messages in flight (published, not yet PUBACKed).
     #[arg(long, default_value_t = 100)]
     pub inflight: u16,
-    /// Also subscribe to the `condition` named shadow (AWS IoT; on by default with --endpoint).
+    /// Also use the `condition` named shadow (AWS IoT, or `vigil edge` through its gateway; on
+    /// by default with --endpoint): show its updates, and read it back after a lost session and
+    /// before giving samples up, recovering the latest verdict if it was missed.
     #[arg(long)]
     pub shadow: bool,
-    /// Do not subscribe to the shadow even with --endpoint (brokers that refuse `$` topics,
-    /// such as the embedded one, drop a client that tries).
+    /// Do not use the shadow even with --endpoint (brokers that refuse `$` topics, such as the
+    /// embedded one on its plain listener, drop a client that tries).
     #[arg(long, conflicts_with = "shadow")]
     pub no_shadow: bool,
     /// Exit once the source has ended and every sample is confirmed.
@@ -145,28 +151,6 @@ pub struct DeviceArgs {
     /// Print nothing per verdict (the summary line is still printed on exit).
     #[arg(long)]
     pub quiet: bool,
-}
-
-/// Parsed `--source`.
-#[derive(Debug, Clone)]
-pub enum Source {
-    Hydraulic(PathBuf),
-    Csv(PathBuf),
-    Stdin,
-}
-
-impl Source {
-    pub fn parse(text: &str) -> anyhow::Result<Self> {
-        if let Some(dir) = text.strip_prefix("replay-hydraulic:") {
-            Ok(Self::Hydraulic(dir.into()))
-        } else if let Some(file) = text.strip_prefix("csv:") {
-            Ok(Self::Csv(file.into()))
-        } else if text == "stdin" {
-            Ok(Self::Stdin)
-        } else {
-            bail!("--source {text:?}: expected replay-hydraulic:DIR, csv:FILE or stdin")
-        }
-    }
 }
 
 /// Where to connect: host and port of a plain MQTT broker.
@@ -219,210 +203,6 @@ pub fn backoff(attempt: u32, min: f64, max: f64, unit: f64) -> Duration {
     Duration::from_secs_f64((cap * unit).max(min / 2.0))
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
-/// Reads the source on a blocking thread, skipping what was read before a restart, and appends
-/// to the queue in fsynced batches.
-fn read_source(
-    source: Source,
-    args: ReaderArgs,
-    queue: Arc<Queue>,
-    wake: Arc<Notify>,
-    stop: Arc<AtomicBool>,
-) -> anyhow::Result<()> {
-    let start = queue.stats()?.source_pos as usize;
-    // A live source: each line is queued as it comes, unpaced (`--speed` is for replays).
-    let live = matches!(source, Source::Stdin);
-    let readings: Box<dyn Iterator<Item = anyhow::Result<(u64, Vec<f32>)>>> = match source {
-        Source::Hydraulic(dir) => {
-            let names: Vec<&str> = args.channels.iter().map(String::as_str).collect();
-            let data = Hydraulic::load(&dir, &names)?;
-            let cycles = args.cycles.unwrap_or(usize::MAX).min(data.cycles());
-            let total = cycles * 60;
-            Box::new((start..total).map(move |i| {
-                let (c, t) = (i / 60, i % 60);
-                Ok((now_ms(), data.channels.iter().map(|ch| ch[c][t]).collect()))
-            }))
-        }
-        Source::Csv(path) => {
-            let text = std::fs::read_to_string(&path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            let mut lines = text.lines().filter(|l| !l.trim().is_empty());
-            let header: Vec<String> = lines
-                .next()
-                .context("empty CSV file")?
-                .split(',')
-                .map(|s| s.trim().to_string())
-                .collect();
-            let cols = args
-                .channels
-                .iter()
-                .map(|c| {
-                    header
-                        .iter()
-                        .position(|h| h == c)
-                        .with_context(|| format!("{}: no column {c:?}", path.display()))
-                })
-                .collect::<anyhow::Result<Vec<_>>>()?;
-            let ts_col = header.iter().position(|h| h == "ts");
-            let rows: Vec<String> = lines.map(str::to_string).collect();
-            Box::new(
-                rows.into_iter()
-                    .enumerate()
-                    .skip(start)
-                    .map(move |(i, row)| {
-                        let fields: Vec<&str> = row.split(',').map(str::trim).collect();
-                        let num = |c: usize| -> anyhow::Result<f64> {
-                            fields
-                                .get(c)
-                                .context("short row")?
-                                .parse::<f64>()
-                                .with_context(|| format!("row {}: not a number", i + 2))
-                        };
-                        let ts = match ts_col {
-                            Some(c) => num(c)? as u64,
-                            None => now_ms(),
-                        };
-                        let values = cols
-                            .iter()
-                            .map(|&c| num(c).map(|v| v as f32))
-                            .collect::<anyhow::Result<Vec<_>>>()?;
-                        Ok((ts, values))
-                    }),
-            )
-        }
-        Source::Stdin => {
-            let channels = args.channels.clone();
-            Box::new(
-                std::io::stdin()
-                    .lock()
-                    .lines()
-                    .filter(|l| l.as_ref().map_or(true, |l| !l.trim().is_empty()))
-                    .map(move |line| parse_json_line(&line?, &channels)),
-            )
-        }
-    };
-    let interval = if args.speed > 0.0 && !live {
-        Some(Duration::from_secs_f64(1.0 / args.speed))
-    } else {
-        None
-    };
-    // Readings not yet queued, each with how many source lines were read up to it (bad lines
-    // skipped count too), so that a part of them moves the source position exactly.
-    let mut pending: Vec<(u64, Vec<f32>)> = Vec::new();
-    let mut lines_at: Vec<u64> = Vec::new();
-    let mut consumed = 0u64;
-    let flush = |pending: &mut Vec<(u64, Vec<f32>)>,
-                 lines_at: &mut Vec<u64>,
-                 consumed: &mut u64|
-     -> anyhow::Result<()> {
-        // Blocking: in steps of what fits (at least one sample), so that any bound the start
-        // check admits makes progress as confirmations come.
-        while !pending.is_empty() {
-            let take = match queue.policy() {
-                FullPolicy::Block => {
-                    let room = queue.room()?;
-                    if room == 0 {
-                        if stop.load(Ordering::Relaxed) {
-                            return Ok(());
-                        }
-                        std::thread::sleep(Duration::from_millis(20));
-                        continue;
-                    }
-                    pending
-                        .len()
-                        .min(usize::try_from(room).unwrap_or(usize::MAX))
-                }
-                FullPolicy::DropOldest => pending.len(),
-            };
-            let lines = if take == pending.len() {
-                *consumed
-            } else {
-                lines_at[take - 1]
-            };
-            let (_, dropped) = queue.push(&pending[..take], lines)?;
-            if dropped > 0 {
-                tracing::warn!(
-                    dropped,
-                    "queue full: dropped the oldest unconfirmed samples"
-                );
-            }
-            pending.drain(..take);
-            lines_at.drain(..take);
-            for l in lines_at.iter_mut() {
-                *l -= lines;
-            }
-            *consumed -= lines;
-            wake.notify_one();
-        }
-        if *consumed > 0 {
-            // Only bad lines left: the position moves past them.
-            queue.push(&[], *consumed)?;
-            *consumed = 0;
-        }
-        Ok(())
-    };
-    let mut next_at = Instant::now();
-    for reading in readings {
-        if stop.load(Ordering::Relaxed) {
-            break;
-        }
-        consumed += 1;
-        match reading {
-            Ok(r) => {
-                pending.push(r);
-                lines_at.push(consumed);
-            }
-            Err(e) => tracing::warn!(error = %e, "skipping a bad reading"),
-        }
-        let batch_limit = if interval.is_some() || live { 1 } else { 500 };
-        if pending.len() >= batch_limit {
-            flush(&mut pending, &mut lines_at, &mut consumed)?;
-        }
-        if let Some(iv) = interval {
-            next_at += iv;
-            let now = Instant::now();
-            if next_at > now {
-                std::thread::sleep(next_at - now);
-            }
-        }
-    }
-    flush(&mut pending, &mut lines_at, &mut consumed)?;
-    Ok(())
-}
-
-#[derive(Clone)]
-struct ReaderArgs {
-    channels: Vec<String>,
-    cycles: Option<usize>,
-    speed: f64,
-}
-
-/// One JSON line `{"ts": 1700000000123, "values": {"TS1": 35.5, ...}}` (ts optional: now).
-pub fn parse_json_line(line: &str, channels: &[String]) -> anyhow::Result<(u64, Vec<f32>)> {
-    let v: serde_json::Value = serde_json::from_str(line).context("not JSON")?;
-    let ts = v
-        .get("ts")
-        .and_then(serde_json::Value::as_u64)
-        .unwrap_or_else(now_ms);
-    let values = v.get("values").context("no `values` object")?;
-    let out = channels
-        .iter()
-        .map(|c| {
-            values
-                .get(c)
-                .and_then(serde_json::Value::as_f64)
-                .map(|x| x as f32)
-                .with_context(|| format!("values.{c}: missing or not a number"))
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    Ok((ts, out))
-}
-
 /// A verdict as published on the condition topic (only the fields the agent needs).
 #[derive(Debug, Clone, serde::Deserialize)]
 pub struct Verdict {
@@ -459,6 +239,11 @@ pub struct DeviceSummary {
     pub last_label: Option<String>,
     /// Updates of the `condition` shadow heard (`.../update/accepted`).
     pub shadow_updates: u64,
+    /// Shadow `get` requests sent (after a lost session, before a give-up).
+    pub shadow_gets: u64,
+    /// Verdicts read back from the shadow that confirmed queued samples (a result the agent
+    /// had missed; the shadow holds only the latest).
+    pub recovered_from_shadow: u64,
 }
 
 enum Net {
@@ -537,10 +322,8 @@ pub async fn run_with_summary(args: DeviceArgs) -> anyhow::Result<DeviceSummary>
         None => telemetry_topic(&thing),
     };
     let result_topic = condition_topic(&thing);
-    let shadow_topic = format!(
-        "$aws/things/{thing}/shadow/name/{}/update/accepted",
-        vigil_core::telemetry::CONDITION_SHADOW
-    );
+    let shadow = ShadowTopics::new(thing.as_str());
+    let mut shadow_check = ShadowCheck::default();
     let want_shadow = !args.no_shadow && (args.shadow || args.endpoint.is_some());
     let resend_after = Duration::from_secs_f64(args.resend_after.max(0.1));
     let stall_after = Duration::from_secs_f64(args.stall_after.max(0.1));
@@ -604,7 +387,8 @@ pub async fn run_with_summary(args: DeviceArgs) -> anyhow::Result<DeviceSummary>
                         next_send = queue.head()?.unwrap_or(next_send);
                         last_progress = Instant::now();
                         tracing::info!(session_present = ack.session_present, from = next_send, "connected");
-                        if !ack.session_present && summary.reconnects > 1 {
+                        let session_lost = !ack.session_present && summary.reconnects > 1;
+                        if session_lost {
                             summary.sessions_lost += 1;
                             tracing::warn!("the broker has no session for this thing's client id \
                                 (it restarted, or another client connected with this id): results \
@@ -615,7 +399,11 @@ pub async fn run_with_summary(args: DeviceArgs) -> anyhow::Result<DeviceSummary>
                         // one gets the subscription it lacks.
                         client.subscribe(result_topic.clone(), QoS::AtLeastOnce).await.ok();
                         if want_shadow {
-                            client.subscribe(shadow_topic.clone(), QoS::AtLeastOnce).await.ok();
+                            client.subscribe_many(shadow.filters()).await.ok();
+                            if session_lost {
+                                // The latest of the lost results may still be in the shadow.
+                                ask_shadow(&client, &shadow, &mut shadow_check, &mut summary).await;
+                            }
                         }
                     }
                     Net::Event(Event::Incoming(Packet::PubAck(_))) => {
@@ -623,32 +411,64 @@ pub async fn run_with_summary(args: DeviceArgs) -> anyhow::Result<DeviceSummary>
                         outstanding = outstanding.saturating_sub(1);
                     }
                     Net::Event(Event::Incoming(Packet::Publish(p))) => {
-                        if p.topic == result_topic {
+                        let verdict = if p.topic == result_topic {
                             match serde_json::from_slice::<Verdict>(&p.payload) {
-                                Ok(v) => {
-                                    let removed = queue.remove(v.seq_start..v.seq_end, false)?;
-                                    summary.results += 1;
-                                    summary.confirmed += removed;
-                                    confirmed_end = confirmed_end.max(v.seq_end);
-                                    last_progress = Instant::now();
-                                    last_result = last_progress;
-                                    reconnects_at_result = summary.reconnects;
-                                    summary.last_label = Some(v.label.clone());
-                                    if !args.quiet {
-                                        println!(
-                                            "condition {thing} window {} seq {}..{}: {} ({}, completeness {:.2}){}",
-                                            v.window, v.seq_start, v.seq_end, v.label,
-                                            v.status.as_str().unwrap_or("?"), v.completeness,
-                                            v.alert.as_ref().map(|a| format!(", alert {a}")).unwrap_or_default()
-                                        );
-                                    }
+                                Ok(v) => Some((v, false)),
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "unreadable result");
+                                    None
                                 }
-                                Err(e) => tracing::warn!(error = %e, "unreadable result"),
                             }
-                        } else if p.topic == shadow_topic {
-                            summary.shadow_updates += 1;
-                            if !args.quiet {
-                                println!("shadow {thing}: {}", String::from_utf8_lossy(&p.payload));
+                        } else {
+                            match shadow.read(&p.topic, &p.payload) {
+                                Some(ShadowMessage::Updated) => {
+                                    summary.shadow_updates += 1;
+                                    if !args.quiet {
+                                        println!("shadow {thing}: {}", String::from_utf8_lossy(&p.payload));
+                                    }
+                                    None
+                                }
+                                Some(ShadowMessage::Verdict(v)) => {
+                                    shadow_check.answered();
+                                    Some((v, true))
+                                }
+                                Some(ShadowMessage::Unreadable(why)) => {
+                                    shadow_check.answered();
+                                    tracing::warn!(%why, "unreadable shadow document");
+                                    None
+                                }
+                                Some(ShadowMessage::Rejected(code)) => {
+                                    shadow_check.answered();
+                                    tracing::info!(?code, "shadow get rejected (no verdict yet?)");
+                                    None
+                                }
+                                None => None,
+                            }
+                        };
+                        if let Some((v, from_shadow)) = verdict {
+                            let removed = queue.remove(v.seq_start..v.seq_end, false)?;
+                            // A shadow verdict that confirms nothing queued was received already.
+                            if from_shadow && removed == 0 && !args.quiet {
+                                println!(
+                                    "shadow {thing}: latest verdict window {} seq {}..{}: nothing queued is waiting for it",
+                                    v.window, v.seq_start, v.seq_end
+                                );
+                            }
+                            if !from_shadow || removed > 0 {
+                                if from_shadow {
+                                    summary.recovered_from_shadow += 1;
+                                } else {
+                                    summary.results += 1;
+                                }
+                                summary.confirmed += removed;
+                                confirmed_end = confirmed_end.max(v.seq_end);
+                                last_progress = Instant::now();
+                                last_result = last_progress;
+                                reconnects_at_result = summary.reconnects;
+                                summary.last_label = Some(v.label.clone());
+                                if !args.quiet {
+                                    print_verdict(&thing, &v, from_shadow);
+                                }
                             }
                         }
                     }
@@ -693,21 +513,37 @@ pub async fn run_with_summary(args: DeviceArgs) -> anyhow::Result<DeviceSummary>
                     // result only while the source runs (the newest window may still be
                     // filling); once it has ended nothing more is coming that could close a
                     // window, and waiting longer gets nothing.
-                    if let Some((limit, started)) = prev_round {
-                        if outstanding == 0 && connected_at <= started {
+                    let due = prev_round
+                        .filter(|(_, started)| outstanding == 0 && connected_at <= *started)
+                        .map(|(limit, _)| limit);
+                    // Before giving up, the shadow may still hold the latest missed verdict.
+                    let hold = match due {
+                        Some(_) if want_shadow => match shadow_check.before_give_up(Instant::now(), resend_after) {
+                            BeforeGiveUp::Ask => {
+                                ask_shadow(&client, &shadow, &mut shadow_check, &mut summary).await;
+                                true
+                            }
+                            BeforeGiveUp::Wait => true,
+                            BeforeGiveUp::Proceed => false,
+                        },
+                        _ => false,
+                    };
+                    if !hold {
+                        if let Some(limit) = due {
                             let n = queue.remove(0..limit, true)?;
                             if n > 0 {
                                 let below = (limit < u64::MAX).then_some(limit);
                                 tracing::warn!(samples = n, ?below, "no result after re-sending: given up (their windows are closed)");
                             }
                         }
+                        summary.resend_rounds += 1;
+                        let limit = if source_done.load(Ordering::Relaxed) { u64::MAX } else { confirmed_end };
+                        prev_round = Some((limit, Instant::now()));
+                        shadow_check.new_round();
+                        next_send = queue.head()?.unwrap_or(next_send);
+                        last_progress = Instant::now();
+                        tracing::info!(from = next_send, "no result lately: re-sending the queue");
                     }
-                    summary.resend_rounds += 1;
-                    let limit = if source_done.load(Ordering::Relaxed) { u64::MAX } else { confirmed_end };
-                    prev_round = Some((limit, Instant::now()));
-                    next_send = queue.head()?.unwrap_or(next_send);
-                    last_progress = Instant::now();
-                    tracing::info!(from = next_send, "no result lately: re-sending the queue");
                 }
                 if args.exit_when_drained && source_done.load(Ordering::Relaxed) && stats.queued == 0 {
                     break;
@@ -726,6 +562,46 @@ pub async fn run_with_summary(args: DeviceArgs) -> anyhow::Result<DeviceSummary>
     summary.given_up = stats.given_up;
     println!("{}", serde_json::to_string(&summary)?);
     failure.map_or(Ok(summary), Err)
+}
+
+/// Asks for the `condition` shadow (its answer comes on `get/accepted` or `get/rejected`).
+async fn ask_shadow(
+    client: &AsyncClient,
+    shadow: &ShadowTopics,
+    check: &mut ShadowCheck,
+    summary: &mut DeviceSummary,
+) {
+    if client
+        .publish(shadow.get.clone(), QoS::AtLeastOnce, false, b"{}".to_vec())
+        .await
+        .is_ok()
+    {
+        summary.shadow_gets += 1;
+    }
+    check.asked(Instant::now());
+}
+
+/// One line per verdict: `condition THING window N seq A..B: LABEL (STATUS, completeness C)`,
+/// with the alert if any, and `[from the shadow]` for a verdict read back from the shadow.
+fn print_verdict(thing: &DeviceId, v: &Verdict, from_shadow: bool) {
+    println!(
+        "condition {thing} window {} seq {}..{}: {} ({}, completeness {:.2}){}{}",
+        v.window,
+        v.seq_start,
+        v.seq_end,
+        v.label,
+        v.status.as_str().unwrap_or("?"),
+        v.completeness,
+        v.alert
+            .as_ref()
+            .map(|a| format!(", alert {a}"))
+            .unwrap_or_default(),
+        if from_shadow {
+            " [from the shadow]"
+        } else {
+            ""
+        }
+    );
 }
 
 /// The stall error: what is waiting, since when, and what may be the cause.
@@ -869,13 +745,5 @@ mod tests {
         let e = check_block_bound(100, 60, 10).unwrap_err().to_string();
         assert!(e.contains("needs at least 130"), "{e}");
         assert!(check_block_bound(130, 60, 10).is_ok());
-    }
-
-    #[test]
-    fn json_lines() {
-        let ch = vec!["A".to_string(), "B".to_string()];
-        let (ts, v) = parse_json_line(r#"{"ts": 5, "values": {"B": 2, "A": 1.5}}"#, &ch).unwrap();
-        assert_eq!((ts, v), (5, vec![1.5, 2.0]));
-        assert!(parse_json_line(r#"{"values": {"A": 1}}"#, &ch).is_err());
     }
 }

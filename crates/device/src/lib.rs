@@ -4,5 +4,7 @@
 
 pub mod agent;
 pub mod queue;
+pub mod shadow;
+pub mod source;
 
 pub use agent::*;

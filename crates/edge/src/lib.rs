@@ -8,6 +8,7 @@ pub mod gateway;
 pub mod monitor;
 pub mod mqtt_frames;
 mod runtime;
+pub mod shadow;
 pub mod sinks;
 pub mod store;
 pub mod train_normal;

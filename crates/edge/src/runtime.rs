@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
-use rumqttc::{AsyncClient, Event, EventLoop, Outgoing, Packet, Publish, QoS};
+use rumqttc::{AsyncClient, Event, EventLoop, Outgoing, Packet, Publish, QoS, SubscribeFilter};
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -40,7 +40,7 @@ use vigil_mqtt::{self as mqtt, BrokerUrl, TELEMETRY_FILTER};
 
 use crate::sinks::{MqttSinks, SinkCounters};
 use crate::store::{Durability, EdgeStore, FileBaselines, OpenReport};
-use crate::{gateway, monitor};
+use crate::{gateway, monitor, shadow};
 
 /// How an edge runs (the library form of the flags).
 #[derive(Clone, Debug)]
@@ -113,6 +113,13 @@ pub struct EdgeStats {
     pub results_published: u64,
     pub alerts_published: u64,
     pub rejects_published: u64,
+    /// Shadow `get` requests answered with the document, and refused (404 before any result,
+    /// 400/413 for a bad request); replies dropped on a full request queue ([`shadow`]).
+    pub shadow_gets_accepted: u64,
+    pub shadow_gets_rejected: u64,
+    pub shadow_replies_dropped: u64,
+    /// Shadow `get` requests not answered: over a thing's budget ([`shadow::GetLimiter`]).
+    pub shadow_gets_limited: u64,
     /// Connections to the broker (1 + reconnections).
     pub connections: u64,
     /// The pipeline's counters, summed over batches (retries included).
@@ -481,11 +488,15 @@ pub async fn start_with(
     let gateway = device_gateway.map(|g| tokio::spawn(g.serve()));
     let mqtt = tokio::spawn(connection_task(
         eventloop,
-        client.clone(),
-        tx,
-        Arc::clone(&generation),
-        Arc::clone(&connections),
-        ready_tx,
+        Connection {
+            client: client.clone(),
+            tx,
+            generation: Arc::clone(&generation),
+            connections: Arc::clone(&connections),
+            ready: ready_tx,
+            store: Arc::clone(&store),
+            counters: Arc::clone(&counters),
+        },
     ));
     let worker = Worker {
         config: config.clone(),
@@ -579,18 +590,33 @@ impl Pause for TokioPause {
     }
 }
 
-/// Drives the MQTT connection: (re)subscribes on every CONNACK, forwards telemetry to the
-/// worker, reconnects with a backoff.
-async fn connection_task(
-    mut eventloop: EventLoop,
+/// What the connection task shares with the rest of the edge.
+struct Connection {
     client: AsyncClient,
     tx: mpsc::UnboundedSender<Delivery>,
     generation: Arc<AtomicU64>,
     connections: Arc<AtomicU64>,
     ready: watch::Sender<bool>,
-) {
+    /// For the shadow service's answers ([`shadow`]).
+    store: Arc<EdgeStore>,
+    counters: Arc<SinkCounters>,
+}
+
+/// Drives the MQTT connection: (re)subscribes on every CONNACK, forwards telemetry to the
+/// worker, answers shadow `get` requests ([`shadow`]), reconnects with a backoff.
+async fn connection_task(mut eventloop: EventLoop, c: Connection) {
+    let Connection {
+        client,
+        tx,
+        generation,
+        connections,
+        ready,
+        store,
+        counters,
+    } = c;
     let mut backoff = Duration::from_millis(100);
     let mut down_since: Option<Instant> = None;
+    let mut limiter = shadow::GetLimiter::new(Instant::now());
     loop {
         match eventloop.poll().await {
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
@@ -603,12 +629,27 @@ async fn connection_task(
                 backoff = Duration::from_millis(100);
                 // Always subscribe: harmless when the session kept the subscription, needed
                 // when the broker forgot it. Not awaited here: the event loop must keep turning.
+                // Shadow requests at QoS 0: they need no acknowledgement (the telemetry's are
+                // manual), and a device asks again if one is lost.
                 let c = client.clone();
+                let filters = [
+                    SubscribeFilter::new(TELEMETRY_FILTER.into(), QoS::AtLeastOnce),
+                    SubscribeFilter::new(shadow::get_filter(), QoS::AtMostOnce),
+                ];
                 tokio::spawn(async move {
-                    if let Err(e) = c.subscribe(TELEMETRY_FILTER, QoS::AtLeastOnce).await {
+                    if let Err(e) = c.subscribe_many(filters).await {
                         tracing::warn!(error = %e, "edge: subscribe");
                     }
                 });
+            }
+            Ok(Event::Incoming(Packet::Publish(publish)))
+                if publish.topic.starts_with(gateway::topics::BROKER_PREFIX) =>
+            {
+                if limiter.admit(&publish.topic, Instant::now()) {
+                    answer_shadow_get(&client, &store, &counters, &publish);
+                } else {
+                    counters.shadow_gets_limited.fetch_add(1, Ordering::Relaxed);
+                }
             }
             Ok(Event::Incoming(Packet::SubAck(_))) => {
                 ready.send_replace(true);
@@ -637,6 +678,40 @@ async fn connection_task(
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }
+        }
+    }
+}
+
+/// Answers a shadow `get` (see [`shadow`]) on the edge's own connection. Without waiting: a
+/// reply that finds the client's request queue full is dropped and counted (the device asks
+/// again), so a flood of requests cannot hold up the telemetry.
+fn answer_shadow_get(
+    client: &AsyncClient,
+    store: &EdgeStore,
+    counters: &SinkCounters,
+    publish: &Publish,
+) {
+    if publish.qos != QoS::AtMostOnce {
+        let _ = client.try_ack(publish);
+    }
+    let now_s = now_ms() / 1000;
+    let Some(reply) = shadow::answer_get(store, &publish.topic, &publish.payload, now_s) else {
+        return;
+    };
+    let counter = if reply.accepted {
+        &counters.shadow_gets_accepted
+    } else {
+        &counters.shadow_gets_rejected
+    };
+    match client.try_publish(reply.topic, QoS::AtLeastOnce, false, reply.payload) {
+        Ok(()) => {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+        Err(e) => {
+            counters
+                .shadow_replies_dropped
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(topic = %publish.topic, error = %e, "edge: shadow reply dropped");
         }
     }
 }
@@ -891,6 +966,11 @@ impl Worker {
         self.stats.rejects_published = self.counters.rejects.load(Ordering::Relaxed);
         self.stats.dead_letters_undelivered =
             self.counters.rejects_undelivered.load(Ordering::Relaxed);
+        let c = &self.counters;
+        self.stats.shadow_gets_accepted = c.shadow_gets_accepted.load(Ordering::Relaxed);
+        self.stats.shadow_gets_rejected = c.shadow_gets_rejected.load(Ordering::Relaxed);
+        self.stats.shadow_replies_dropped = c.shadow_replies_dropped.load(Ordering::Relaxed);
+        self.stats.shadow_gets_limited = c.shadow_gets_limited.load(Ordering::Relaxed);
         self.stats.connections = self.connections.load(Ordering::Relaxed);
         self.stats.uptime_s = self.started.elapsed().as_secs_f64();
         self.stats_tx.send_replace(self.stats.clone());

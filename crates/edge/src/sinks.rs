@@ -12,7 +12,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use rumqttc::{AsyncClient, QoS};
-use vigil_core::documents::{payload_sha256, reject_document, shadow_document};
+use vigil_core::documents::{
+    payload_sha256, reject_document, shadow_document, shadow_update_accepted,
+};
 use vigil_core::ports::{
     AlertEvent, AlertSink, PortError, RejectSink, Rejected, ResultSink, WindowResult,
 };
@@ -21,6 +23,7 @@ use vigil_core::telemetry::condition_topic;
 use vigil_mqtt::{alerts_topic, rejected_topic, shadow_update_topic, MAX_PACKET_BYTES};
 
 use crate::monitor::FleetLog;
+use crate::shadow;
 use crate::store::EdgeStore;
 
 /// What the sinks sent, for the edge's statistics.
@@ -31,6 +34,13 @@ pub struct SinkCounters {
     pub rejects: AtomicU64,
     /// Dead letters that could not be published (counted, logged, never retried).
     pub rejects_undelivered: AtomicU64,
+    /// Shadow `get` requests answered on `get/accepted` and on `get/rejected` ([`crate::shadow`]).
+    pub shadow_gets_accepted: AtomicU64,
+    pub shadow_gets_rejected: AtomicU64,
+    /// Shadow replies dropped because the client's request queue was full.
+    pub shadow_replies_dropped: AtomicU64,
+    /// Shadow `get` requests over a thing's budget, not answered.
+    pub shadow_gets_limited: AtomicU64,
 }
 
 pub struct MqttSinks {
@@ -122,14 +132,27 @@ impl ResultSink for MqttSinks {
     async fn publish(&self, result: &WindowResult) -> Result<(), PortError> {
         let body = serde_json::to_vec(result)
             .map_err(|e| PortError::permanent("results", format!("serialize: {e}")))?;
+        let device = result.device.as_str();
+        // The shadow first: whoever has seen the result can `get` it from the shadow. A retry
+        // saves it again (one more version of the same verdict), as a repeated update would.
+        let update = shadow_document(result);
+        let now_s = result.scored_at_ms / 1000;
+        let current = self.store.save_shadow(device, &update, now_s)?;
         self.send("results", condition_topic(&result.device), body)
             .await?;
-        let shadow = shadow_document(result);
-        self.store.save_shadow(result.device.as_str(), &shadow)?;
         self.send(
             "results",
-            shadow_update_topic(result.device.as_str()),
-            serde_json::to_vec(&shadow).expect("JSON value serializes"),
+            shadow_update_topic(device),
+            serde_json::to_vec(&update).expect("JSON value serializes"),
+        )
+        .await?;
+        // What the shadow service tells the device of the update (IoT's shape).
+        let version = current["version"].as_u64().unwrap_or(0);
+        let accepted = shadow_update_accepted(&update["state"], version, now_s);
+        self.send(
+            "results",
+            shadow::broker_topic(device, "update/accepted"),
+            serde_json::to_vec(&accepted).expect("JSON value serializes"),
         )
         .await?;
         self.fleet.verdict(result);

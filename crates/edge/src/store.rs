@@ -331,15 +331,51 @@ impl EdgeStore {
         Ok(pruned)
     }
 
-    /// Saves the shadow document of a device (the last result, as the device would read it).
-    pub fn save_shadow(&self, device: &str, document: &serde_json::Value) -> Result<(), PortError> {
-        let bytes = serde_json::to_vec(document).expect("JSON value serializes");
+    /// Applies a `condition` shadow update (a [`vigil_core::documents::shadow_document`]) to the
+    /// device's stored shadow, as the shadow service would: the new document (the update's
+    /// `reported`, without `null`s) with the version after the stored one and `timestamp_s`.
+    /// Returns it. One document per device, replaced in place: bounded by the fleet's size.
+    pub fn save_shadow(
+        &self,
+        device: &str,
+        update: &serde_json::Value,
+        timestamp_s: u64,
+    ) -> Result<serde_json::Value, PortError> {
         let txn = self.begin_write("results")?;
-        txn.open_table(SHADOWS)
-            .map_err(|e| port_err("results", e))?
-            .insert(device, bytes.as_slice())
+        let current = {
+            let mut table = txn
+                .open_table(SHADOWS)
+                .map_err(|e| port_err("results", e))?;
+            let previous = table
+                .get(device)
+                .map_err(|e| port_err("results", e))?
+                .and_then(|v| serde_json::from_slice::<serde_json::Value>(v.value()).ok())
+                .and_then(|doc| doc["version"].as_u64())
+                .unwrap_or(0);
+            let current =
+                vigil_core::documents::shadow_after_update(update, previous + 1, timestamp_s);
+            let bytes = serde_json::to_vec(&current).expect("JSON value serializes");
+            table
+                .insert(device, bytes.as_slice())
+                .map_err(|e| port_err("results", e))?;
+            current
+        };
+        txn.commit().map_err(|e| port_err("results", e))?;
+        Ok(current)
+    }
+
+    /// The stored `condition` shadow of one device, if it has one.
+    pub fn shadow(&self, device: &str) -> Result<Option<serde_json::Value>, PortError> {
+        let txn = self.db.begin_read().map_err(|e| port_err("results", e))?;
+        let table = txn
+            .open_table(SHADOWS)
             .map_err(|e| port_err("results", e))?;
-        txn.commit().map_err(|e| port_err("results", e))
+        let Some(v) = table.get(device).map_err(|e| port_err("results", e))? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(v.value())
+            .map(Some)
+            .map_err(|e| decode_err("results", "shadow", e))
     }
 
     /// Shadow documents by device.

@@ -26,7 +26,9 @@ use rumqttc::{AsyncClient, Event, EventLoop, Packet, QoS};
 use serde_json::{json, Map, Value};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
+use vigil_core::documents::{shadow_error, shadow_update_accepted};
 use vigil_edge::gateway::topics;
+use vigil_mqtt::{shadow_get_request, shadow_topic};
 
 const MAX_HEAD_BYTES: usize = 16 * 1024;
 /// IoT Core's largest message, and so the largest Publish or shadow update body.
@@ -93,14 +95,11 @@ impl DataPlane {
         let (suffix, body) = if status == 200 {
             ("get/accepted", doc)
         } else {
-            let message = doc["message"].clone();
-            (
-                "get/rejected",
-                json!({ "code": status, "message": message, "timestamp": now_secs() }),
-            )
+            let message = doc["message"].as_str().unwrap_or_default();
+            ("get/rejected", shadow_error(status, message, now_secs()))
         };
         self.deliver(
-            &format!("{}/{suffix}", Self::shadow_topic(thing, name)),
+            &format!("{}/{suffix}", shadow_topic(thing, name)),
             body.to_string().into_bytes(),
         )
         .await;
@@ -199,14 +198,6 @@ impl DataPlane {
         }
     }
 
-    fn shadow_topic(thing: &str, name: &str) -> String {
-        if name.is_empty() {
-            format!("$aws/things/{thing}/shadow")
-        } else {
-            format!("$aws/things/{thing}/shadow/name/{name}")
-        }
-    }
-
     fn get_shadow(&self, thing: &str, name: &str) -> (u16, Value) {
         let shadows = self.shadows.lock().unwrap_or_else(|e| e.into_inner());
         match shadows.get(&(thing.to_string(), name.to_string())) {
@@ -246,12 +237,9 @@ impl DataPlane {
             doc["timestamp"] = Value::from(now);
             (previous, doc.clone())
         };
-        let topic = Self::shadow_topic(thing, name);
-        let accepted = json!({
-            "state": state,
-            "version": current["version"],
-            "timestamp": now,
-        });
+        let topic = shadow_topic(thing, name);
+        let version = current["version"].as_u64().unwrap_or(0);
+        let accepted = shadow_update_accepted(&Value::Object(state.clone()), version, now);
         let documents = json!({ "previous": previous, "current": current, "timestamp": now });
         let mut replies = vec![("update/accepted", accepted.clone())];
         if let Some(delta) = delta(&current["state"]) {
@@ -267,18 +255,6 @@ impl DataPlane {
         }
         (200, accepted)
     }
-}
-
-/// `(thing, shadow name)` of a shadow `get` request topic (`""` for the classic shadow).
-fn shadow_get_request(topic: &str) -> Option<(String, String)> {
-    let rest = topic.strip_prefix("$aws/things/")?.strip_suffix("/get")?;
-    let (thing, shadow) = rest.split_once("/shadow")?;
-    let name = match shadow {
-        "" => "",
-        named => named.strip_prefix("/name/")?,
-    };
-    (valid_name(thing) && (name.is_empty() || valid_name(name)))
-        .then(|| (thing.to_string(), name.to_string()))
 }
 
 /// The `desired` fields that `reported` does not match (the shadow service's delta), if any.

@@ -190,9 +190,42 @@ pub fn rejected_topic(device: &str) -> String {
 /// `$aws/things/{thing}/shadow/name/condition/update`: the named shadow update, as on AWS IoT.
 pub fn shadow_update_topic(device: &str) -> String {
     format!(
-        "$aws/things/{device}/shadow/name/{}/update",
-        vigil_core::telemetry::CONDITION_SHADOW
+        "{}/update",
+        shadow_topic(device, vigil_core::telemetry::CONDITION_SHADOW)
     )
+}
+
+/// The prefix of a shadow's topics as AWS IoT names them: `$aws/things/{thing}/shadow` for the
+/// classic shadow (`name` empty), `$aws/things/{thing}/shadow/name/{name}` for a named one.
+pub fn shadow_topic(thing: &str, name: &str) -> String {
+    if name.is_empty() {
+        format!("$aws/things/{thing}/shadow")
+    } else {
+        format!("$aws/things/{thing}/shadow/name/{name}")
+    }
+}
+
+/// `(thing, shadow name)` of a shadow `get` request topic (`$aws/things/{thing}/shadow[/name/{name}]/get`,
+/// `""` for the classic shadow); `None` for any other topic, or names that are not valid thing
+/// or shadow names (`[A-Za-z0-9_:-]{1,128}`). The thing comes from the topic only.
+pub fn shadow_get_request(topic: &str) -> Option<(String, String)> {
+    let rest = topic.strip_prefix("$aws/things/")?.strip_suffix("/get")?;
+    let (thing, shadow) = rest.split_once("/shadow")?;
+    let name = match shadow {
+        "" => "",
+        named => named.strip_prefix("/name/").filter(|n| !n.is_empty())?,
+    };
+    (valid_shadow_name(thing) && (name.is_empty() || valid_shadow_name(name)))
+        .then(|| (thing.to_string(), name.to_string()))
+}
+
+/// A thing or shadow name as IoT accepts it: `[A-Za-z0-9_:-]{1,128}`.
+pub fn valid_shadow_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | ':'))
 }
 
 /// A thing name from `dt/vigil/{thing}/{kind}` (for subscribers of results and alerts).
@@ -222,5 +255,30 @@ mod tests {
         assert!(BrokerUrl::parse("mqtt://x:notaport").is_err());
         assert!(BrokerUrl::parse("mqtt://").is_err());
         assert_eq!(thing_of("dt/vigil/rig-001/condition"), Some("rig-001"));
+    }
+
+    #[test]
+    fn shadow_get_requests() {
+        assert_eq!(
+            shadow_get_request("$aws/things/rig-001/shadow/name/condition/get"),
+            Some(("rig-001".into(), "condition".into()))
+        );
+        assert_eq!(
+            shadow_get_request("$aws/things/rig-001/shadow/get"),
+            Some(("rig-001".into(), String::new()))
+        );
+        for not in [
+            "$aws/things/rig-001/shadow/name/condition/update",
+            "$aws/things/rig+/shadow/get",
+            "$aws/things//shadow/get",
+            "$aws/things/rig-001/shadow/name//get",
+            "dt/vigil/rig-001/condition",
+        ] {
+            assert_eq!(shadow_get_request(not), None, "{not}");
+        }
+        assert_eq!(
+            shadow_update_topic("rig-001"),
+            "$aws/things/rig-001/shadow/name/condition/update"
+        );
     }
 }

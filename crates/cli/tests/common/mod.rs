@@ -297,3 +297,45 @@ impl Observer {
         }
     }
 }
+
+/// A file of the test PKI (tests/fixtures/tls; `device.pem` is attached to thing `tls-rig`).
+pub fn tls_file(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/tls")
+        .join(name)
+}
+
+/// `vigil edge` with its device gateway on a free port, the gateway's certificate the test
+/// endpoint's, `attached` (thing, fixture file) as its `--device-certs`, and `device_ca` (a
+/// fixture file) as its `--device-ca` if any. Returns the edge, its broker port, gateway port
+/// and monitoring port.
+pub fn start_gateway_edge(
+    dir: &std::path::Path,
+    attached: &[(&str, &str)],
+    device_ca: Option<&str>,
+) -> (Proc, u16, u16, u16) {
+    let certs = dir.join("device-certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    for (thing, file) in attached {
+        std::fs::copy(tls_file(file), certs.join(format!("{thing}.pem"))).unwrap();
+    }
+    let (broker, gateway, http) = (free_port(), free_port(), free_port());
+    let mut extra: Vec<std::ffi::OsString> = Vec::new();
+    for (flag, value) in [
+        ("--tls-listen", format!("127.0.0.1:{gateway}").into()),
+        ("--tls-cert", tls_file("endpoint.pem")),
+        ("--tls-key", tls_file("endpoint.key")),
+        ("--device-certs", certs),
+        ("--http", format!("127.0.0.1:{http}").into()),
+        ("--http-token", MONITOR_TOKEN.into()),
+    ] {
+        extra.push(flag.into());
+        extra.push(value.into_os_string());
+    }
+    if let Some(ca) = device_ca {
+        extra.push("--device-ca".into());
+        extra.push(tls_file(ca).into_os_string());
+    }
+    let edge = start_edge_with(broker, &dir.join("edge"), &extra);
+    (edge, broker, gateway, http)
+}

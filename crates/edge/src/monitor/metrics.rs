@@ -80,6 +80,26 @@ pub fn prometheus(stats: &EdgeStats, subscribed: bool, gateway: Option<&GatewayS
             stats.rejects_published,
         ),
         (
+            "vigil_edge_shadow_gets_accepted_total",
+            "Shadow get requests answered with the stored condition shadow.",
+            stats.shadow_gets_accepted,
+        ),
+        (
+            "vigil_edge_shadow_gets_rejected_total",
+            "Shadow get requests refused (404 before any result, 400/413 for a bad request).",
+            stats.shadow_gets_rejected,
+        ),
+        (
+            "vigil_edge_shadow_replies_dropped_total",
+            "Shadow replies dropped because the edge's MQTT request queue was full.",
+            stats.shadow_replies_dropped,
+        ),
+        (
+            "vigil_edge_shadow_gets_limited_total",
+            "Shadow get requests not answered: over the thing's budget per second.",
+            stats.shadow_gets_limited,
+        ),
+        (
             "vigil_edge_connections_total",
             "Connections to the broker (1 + reconnections).",
             stats.connections,

@@ -202,12 +202,19 @@ async fn survives_a_reopen_and_releases_stale_claims() {
             ..Default::default()
         };
         assert!(store.save(&a, &st, 0).await.unwrap());
-        store
-            .save_shadow(
-                "a",
-                &serde_json::json!({"state": {"reported": {"label": "3"}}}),
-            )
-            .unwrap();
+        assert_eq!(store.shadow("a").unwrap(), None);
+        let update = serde_json::json!({"state": {"reported": {"label": "3", "alert": null}}});
+        let first = store.save_shadow("a", &update, 7).unwrap();
+        assert_eq!(
+            first,
+            serde_json::json!({"state": {"reported": {"label": "3"}}, "version": 1, "timestamp": 7})
+        );
+        let second = store.save_shadow("a", &update, 8).unwrap();
+        assert_eq!(
+            (second["version"].clone(), second["timestamp"].clone()),
+            (2.into(), 8.into())
+        );
+        assert_eq!(store.shadow("a").unwrap(), Some(second));
         store.flush().unwrap();
         // Open twice in one process: refused, with a message that says why.
         let again = EdgeStore::open_dir(dir.path(), Durability::OnFlush).unwrap_err();
