@@ -629,49 +629,10 @@ impl WindowStore for DynamoWindowStore {
             .0)
     }
 
-    async fn claim_with(
-        &self,
-        stream: &StreamKey,
-        window: WindowId,
-        now_ms: u64,
-        lease_ms: u64,
-        pending: Option<&Chunk>,
-    ) -> Result<(Claim, Option<bool>), PortError> {
-        self.claim_marker(stream, window, now_ms, lease_ms, pending)
-            .await
-    }
-
-    fn claims_before_load(&self) -> bool {
+    /// Windows close without claims: the state save is the close's one write (see the module
+    /// documentation); `claim` stays for windows a previous layout left claimed.
+    fn commits_first(&self) -> bool {
         true
-    }
-
-    async fn release(
-        &self,
-        stream: &StreamKey,
-        window: WindowId,
-        until_ms: u64,
-    ) -> Result<(), PortError> {
-        // Only our own lease is given up (the chunk stored with it stays).
-        let update = self
-            .table
-            .client
-            .update_item()
-            .table_name(&self.table.name)
-            .key("pk", s(manifest_pk(stream)))
-            .key("sk", s(window_sk(window)))
-            .update_expression("SET lease_until = :zero")
-            .condition_expression("st = :claimed AND lease_until = :until")
-            .expression_attribute_values(":zero", n(0))
-            .expression_attribute_values(":claimed", s("claimed"))
-            .expression_attribute_values(":until", n(until_ms));
-        // A failed condition: the lease is not ours any more, nothing to give up.
-        let _ours = self
-            .table
-            .update_manifest_if(update, ReturnValue::None, stream, window, || {
-                format!("release window {window} of {}", stream.device)
-            })
-            .await?;
-        Ok(())
     }
 
     /// Nothing to write: a window is closed when the device state saved with its result says

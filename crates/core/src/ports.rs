@@ -179,6 +179,14 @@ pub trait WindowStore: Send + Sync {
     fn claims_before_load(&self) -> bool {
         false
     }
+    /// Whether windows close without a claim: the close is committed in the device state
+    /// *before* its effects (the commit is the only write of a close, and the chunk holding the
+    /// window's last seq is never stored), with the verdict kept as [`DeviceState::pending`] so
+    /// that a retry of the committing delivery sends the effects again. Stores that count writes
+    /// (DynamoDB) say true; the default keeps the lease protocol.
+    fn commits_first(&self) -> bool {
+        false
+    }
     /// Gives up a claim granted with this lease end before its window was ready (only called
     /// when `claims_before_load`); a chunk stored with the claim stays.
     async fn release(
@@ -225,6 +233,24 @@ pub struct DeviceState {
     /// Operators' alarms per condition (acknowledged, snoozed...), see [`crate::alarm`].
     #[serde(default)]
     pub alarms: AlarmBook,
+    /// The last close committed before its effects (stores that [`WindowStore::commits_first`]):
+    /// what it sends, and which delivery committed it. A later close of the same window by that
+    /// delivery (a retry: same request or message id) sends it again; any other finds the window
+    /// closed and sends nothing. Replaced by the next commit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<PendingClose>,
+}
+
+/// A committed close and its effects, kept until the next commit replaces it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PendingClose {
+    pub window: WindowId,
+    /// The id of the delivery that committed it (Lambda request id, SQS message id, Kinesis
+    /// sequence number): what a retry of that delivery carries again.
+    pub by: String,
+    pub result: WindowResult,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alerts: Vec<AlertEvent>,
 }
 
 /// Closed windows kept above `closed_through` before the oldest gap is given up.
@@ -417,6 +443,13 @@ pub trait AlertSink: Send + Sync {
 #[async_trait]
 pub trait WindowArchive: Send + Sync {
     async fn archive(&self, window: &ClosedWindow) -> Result<(), PortError>;
+    /// Whether the window of this result is archived. A commit-first close archives last,
+    /// after its other effects went out, so this tells a retry whose effects are done (a
+    /// duplicate of the committing delivery) from one whose effects may not be. An archive
+    /// that cannot tell says false (the effects are sent again: at-least-once).
+    async fn contains(&self, _result: &WindowResult) -> Result<bool, PortError> {
+        Ok(false)
+    }
 }
 
 #[async_trait]
