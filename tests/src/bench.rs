@@ -182,9 +182,9 @@ pub fn check_bounds(name: &str, f: &Figures) -> Option<String> {
     })
 }
 
-/// Write units per one-sample direct message: per 60-sample window, 59 chunk writes, the claim
-/// (which carries the last chunk) and the state save that commits the close.
-pub const DIRECT_WRITE_UNITS: f64 = 61.0 / 60.0 + 1e-9;
+/// Write units per one-sample direct message: per 60-sample window, 59 chunk writes and the
+/// state save that commits the close (the message holding the last seq stores no chunk).
+pub const DIRECT_WRITE_UNITS: f64 = 1.0 + 1e-9;
 
 pub fn to_json(f: &Figures) -> Value {
     json!(f)

@@ -734,12 +734,14 @@ fn commit_first_a_failed_notification_is_sent_by_the_retry_of_the_committing_del
             .map(|p| (p.window, p.by.as_str())),
         Some((3, "m3"))
     );
-    // A duplicate from another delivery (other ids): window 3 is closed, not its commit.
-    let other = run(&delivery(100)[..4]);
+    // A duplicate from another delivery (other ids): window 3 is closed, not its commit. It
+    // runs in the process the retry then comes through, which must not take the window for done.
+    let shared = Pipeline::new(&profiles, ports.ports(), config()).unwrap();
+    let other = block_on(shared.process(&delivery(100)[..4], 0));
     assert_eq!(other.counters.windows_scored, 0, "{:?}", other.counters);
     assert!(ports.recorder.alerts().is_empty());
 
-    let retry = run(&delivery(0));
+    let retry = block_on(shared.process(&delivery(0), 0));
     assert!(
         retry
             .outcomes

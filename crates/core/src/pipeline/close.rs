@@ -42,14 +42,15 @@ impl<'a> Pipeline<'a> {
             {
                 if let Some(own) = self.own_commit(ctx, window) {
                     let samples = windows.load(stream_key, window).await?;
-                    return self.resend(ctx, own, samples).await;
+                    return self.resend(ctx, own, samples, None).await;
                 }
-                hints.closed(stream_key, window);
+                self.seen_closed(ctx, window);
                 return Ok(Closed::NotReady);
             }
         }
         let mut early_claim = None;
         let mut reloaded = false;
+        let mut straggled = false;
         let (samples, assembly) = loop {
             let need_state = ctx.state.is_none();
             let claim_now = early && !reloaded;
@@ -90,14 +91,14 @@ impl<'a> Pipeline<'a> {
             if closed_already {
                 if let Some(own) = self.own_commit(ctx, window) {
                     let mut samples = stored;
-                    if let Some(chunk) = pending.take() {
-                        ctx.seqs.stored(window, &chunk);
-                        samples.extend(chunk.samples);
+                    let chunk = pending.take();
+                    if let Some(chunk) = &chunk {
+                        samples.extend(chunk.samples.iter().cloned());
                         dedup_by_seq(&mut samples);
                     }
-                    return self.resend(ctx, own, samples).await;
+                    return self.resend(ctx, own, samples, chunk).await;
                 }
-                hints.closed(stream_key, window);
+                self.seen_closed(ctx, window);
                 if let Some(chunk) = &pending {
                     ctx.seqs.late(window, chunk);
                 }
@@ -133,6 +134,21 @@ impl<'a> Pipeline<'a> {
             let channels = profile.profile.channels.len();
             let assembly = assemble(spec, window, &samples, channels, ctx.high_water);
             if !samples.is_empty() && !matches!(assembly, Assembly::Pending { .. }) {
+                let present = samples
+                    .iter()
+                    .filter(|s| s.seq >= spec.start(window) && s.seq < spec.end(window))
+                    .count();
+                if commit_first && !straggled && present < spec.size as usize {
+                    // Closing incomplete at a deadline, with no claim to make others wait:
+                    // samples of it that concurrent deliveries are storing would be late.
+                    // Read once more after a short pause (rare: only windows with holes).
+                    straggled = true;
+                    if let Some(&ms) = self.config.busy_waits_ms.first() {
+                        self.ports.pause.pause(ms).await;
+                    }
+                    *ctx.state = None;
+                    continue;
+                }
                 break (samples, assembly);
             }
             // Not ready. Our chunk was stored only now (with the claim, or appended below),
@@ -270,11 +286,11 @@ impl<'a> Pipeline<'a> {
             if stored.value.is_closed(window) {
                 // Closed by someone else meanwhile (their lease ran out under us, or, without
                 // leases, their commit landed first): our unstored samples came too late.
-                hints.closed(stream_key, window);
+                *ctx.state = Some(stored);
+                self.seen_closed(ctx, window);
                 if let Some(chunk) = &pending {
                     ctx.seqs.late(window, chunk);
                 }
-                *ctx.state = Some(stored);
                 return Ok(Closed::NotReady);
             }
             let mut state = stored.value.clone();
@@ -404,6 +420,21 @@ impl<'a> Pipeline<'a> {
         self.finished(ctx, result, notified).await
     }
 
+    /// Remembers in this process that the window the device state says closed needs nothing
+    /// more: unless (commit-first) its commit is still the pending one, whose committer's
+    /// retry may come through this process to send its effects.
+    fn seen_closed(&self, ctx: &Closing<'_, '_>, window: WindowId) {
+        let pending_here = self.ports.windows.commits_first()
+            && ctx
+                .state
+                .as_ref()
+                .and_then(|s| s.value.pending.as_ref())
+                .is_some_and(|p| p.window == window);
+        if !pending_here {
+            self.config.close_hints.closed(ctx.stream_key, window);
+        }
+    }
+
     /// The close of `window` this batch committed itself, if the device state says so: the
     /// batch is a retry of the delivery that committed it, whose effects may not have gone out.
     fn own_commit(&self, ctx: &Closing<'_, '_>, window: WindowId) -> Option<PendingClose> {
@@ -416,19 +447,26 @@ impl<'a> Pipeline<'a> {
     }
 
     /// Sends again what a commit of this delivery recorded (result, archive, alerts): each is
-    /// idempotent or at-least-once, as a first send that failed half-way needs.
+    /// idempotent or at-least-once, as a first send that failed half-way needs. `unstored` is
+    /// this batch's chunk of the window that the commit stood for.
     async fn resend(
         &self,
         ctx: &mut Closing<'_, '_>,
         own: PendingClose,
         samples: Vec<Sample>,
+        unstored: Option<Chunk>,
     ) -> Result<Closed, PortError> {
+        let window = own.result.window;
         if self.ports.archive.contains(&own.result).await? {
             // Archived: everything went out (a duplicate of the committing delivery).
-            self.config
-                .close_hints
-                .closed(ctx.stream_key, own.result.window);
+            self.config.close_hints.closed(ctx.stream_key, window);
+            if let Some(chunk) = &unstored {
+                ctx.seqs.late(window, chunk);
+            }
             return Ok(Closed::NotReady);
+        }
+        if let Some(chunk) = &unstored {
+            ctx.seqs.stored(window, chunk);
         }
         let closed = ClosedWindow {
             result: own.result,
