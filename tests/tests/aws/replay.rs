@@ -153,7 +153,7 @@ async fn replay_with_duplicates_and_reordering_scores_each_window_once() {
     assert_eq!(state["applied_window"], 35);
     // One state write per window: the commit of its close (its effects are sent after it).
     assert_eq!(version, 36);
-    assert_eq!(state["outbox"], json!([]));
+    assert!(state.get("outbox").is_none(), "nothing left unsent");
     // Alerts: the same transitions as the reference, delivered through SNS to SQS.
     let alerts = fx.alerts().await;
     assert_eq!(alerts.len(), ref_alerts.len());

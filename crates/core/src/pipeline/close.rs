@@ -361,12 +361,7 @@ impl<'a> Pipeline<'a> {
                 // recomputes, and stops if the window was closed meanwhile), then only the
                 // winner sends what it committed. A failure after the save fails the message;
                 // its retry finds `pending` in its own name and sends again (`resend`).
-                state.pending = Some(PendingClose {
-                    window,
-                    by: by.clone(),
-                    result: result.clone(),
-                    alerts: alerts.clone(),
-                });
+                state.pending = Some(PendingClose::new(by, &result, &alerts));
                 if self
                     .ports
                     .states
@@ -443,7 +438,7 @@ impl<'a> Pipeline<'a> {
         }
         let pending = ctx.state.as_ref()?.value.pending.as_ref()?;
         let by = ctx.carriers.committer(&ctx.profile.profile.window, window);
-        (pending.window == window && pending.by == by).then(|| pending.clone())
+        (pending.window == window && pending.committed_by(&by)).then(|| pending.clone())
     }
 
     /// Sends again what a commit of this delivery recorded (result, archive, alerts): each is
@@ -456,8 +451,10 @@ impl<'a> Pipeline<'a> {
         samples: Vec<Sample>,
         unstored: Option<Chunk>,
     ) -> Result<Closed, PortError> {
-        let window = own.result.window;
-        if self.ports.archive.contains(&own.result).await? {
+        let window = own.window;
+        let result = own.result(ctx.stream_key, ctx.profile.scorer.labels());
+        let alerts = own.alerts(&result);
+        if self.ports.archive.contains(&result).await? {
             // Archived: everything went out (a duplicate of the committing delivery).
             self.config.close_hints.closed(ctx.stream_key, window);
             if let Some(chunk) = &unstored {
@@ -469,12 +466,12 @@ impl<'a> Pipeline<'a> {
             ctx.seqs.stored(window, chunk);
         }
         let closed = ClosedWindow {
-            result: own.result,
+            result,
             channels: ctx.profile.profile.channels.clone(),
             samples,
         };
-        self.effects_then_archive(&closed, &own.alerts).await?;
-        self.finished(ctx, closed.result, own.alerts).await
+        self.effects_then_archive(&closed, &alerts).await?;
+        self.finished(ctx, closed.result, alerts).await
     }
 
     /// A commit-first close's effects: the result and the alerts together, the archive last,
