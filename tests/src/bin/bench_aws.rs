@@ -168,6 +168,7 @@ async fn main() -> ExitCode {
     let mut failures = Vec::new();
     let mut invoked = 0usize;
     let mut cold_start_ms = None;
+    let mut rss_after_cold_start = None;
     // Direct one-sample messages: latency of those that close a window and of the others.
     let (mut closing_ms, mut other_ms) = (Vec::new(), Vec::new());
     let mut direct_thing = String::new();
@@ -180,7 +181,11 @@ async fn main() -> ExitCode {
             let t = Instant::now();
             let (status, body) = http("POST", &invoke_url, inv.event.to_string().as_bytes());
             round_trip_ms.push(t.elapsed().as_secs_f64() * 1000.0);
-            cold_start_ms.get_or_insert_with(|| spawned.elapsed().as_secs_f64() * 1000.0);
+            if cold_start_ms.is_none() {
+                cold_start_ms = Some(spawned.elapsed().as_secs_f64() * 1000.0);
+                // Before any window closed: runtime, SDK clients, profiles (no ONNX yet).
+                rss_after_cold_start = pid_status_mb(&pid, "VmRSS:");
+            }
             assert_eq!(
                 status,
                 200,
@@ -242,6 +247,7 @@ async fn main() -> ExitCode {
     );
     report.insert("cold_start_ms".into(), json!(cold_start_ms));
     report.insert("peak_rss_mb".into(), json!(pid_status_mb(&pid, "VmHWM:")));
+    report.insert("rss_after_cold_start_mb".into(), json!(rss_after_cold_start));
     report.insert(
         "setup".into(),
         json!(format!(
