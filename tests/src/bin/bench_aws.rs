@@ -247,7 +247,10 @@ async fn main() -> ExitCode {
     );
     report.insert("cold_start_ms".into(), json!(cold_start_ms));
     report.insert("peak_rss_mb".into(), json!(pid_status_mb(&pid, "VmHWM:")));
-    report.insert("rss_after_cold_start_mb".into(), json!(rss_after_cold_start));
+    report.insert(
+        "rss_after_cold_start_mb".into(),
+        json!(rss_after_cold_start),
+    );
     report.insert(
         "setup".into(),
         json!(format!(

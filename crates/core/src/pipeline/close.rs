@@ -50,7 +50,7 @@ impl<'a> Pipeline<'a> {
         }
         let mut early_claim = None;
         let mut reloaded = false;
-        let mut straggled = false;
+        let mut straggled = 0;
         let (samples, assembly) = loop {
             let need_state = ctx.state.is_none();
             let claim_now = early && !reloaded;
@@ -138,14 +138,22 @@ impl<'a> Pipeline<'a> {
                     .iter()
                     .filter(|s| s.seq >= spec.start(window) && s.seq < spec.end(window))
                     .count();
-                if commit_first && !straggled && present < spec.size as usize {
-                    // Closing incomplete at a deadline, with no claim to make others wait:
-                    // samples of it that concurrent deliveries are storing would be late.
-                    // Read once more after a short pause (rare: only windows with holes).
-                    straggled = true;
-                    if let Some(&ms) = self.config.busy_waits_ms.first() {
-                        self.ports.pause.pause(ms).await;
-                    }
+                // Closing incomplete at a deadline, with no claim to make others wait: samples
+                // of it that concurrent deliveries are storing would be late. Read again after
+                // a short pause; while its last seq is missing, through every pause: the
+                // delivery holding it stores nothing until it commits (rare: windows with
+                // holes, and a last message lost costs the pauses once).
+                let last_missing = !samples.iter().any(|s| s.seq == spec.end(window) - 1);
+                let wait = if !commit_first || present == spec.size as usize {
+                    None
+                } else if last_missing || straggled == 0 {
+                    self.config.busy_waits_ms.get(straggled)
+                } else {
+                    None
+                };
+                if let Some(&ms) = wait {
+                    straggled += 1;
+                    self.ports.pause.pause(ms).await;
                     *ctx.state = None;
                     continue;
                 }
