@@ -82,7 +82,10 @@ ENV_VARIABLES = {
 ENV_GRANTS = {
     "VIGIL_TABLE_NAME": [("dynamodb:PutItem", "${aws_dynamodb_table.{res}.arn}")],
     "VIGIL_ALERT_TOPIC_ARN": [("sns:Publish", "${aws_sns_topic.{res}.arn}")],
-    "VIGIL_ARCHIVE_BUCKET": [("s3:PutObject", "${aws_s3_bucket.{res}.arn}/windows/*")],
+    "VIGIL_ARCHIVE_BUCKET": [
+        ("s3:PutObject", "${aws_s3_bucket.{res}.arn}/windows/*"),
+        ("s3:GetObject", "${aws_s3_bucket.{res}.arn}/windows/*"),
+    ],
     "VIGIL_MODELS_BUCKET": [
         ("s3:GetObject", "${aws_s3_bucket.{res}.arn}/models/*"),
         ("s3:GetObject", "${aws_s3_bucket.{res}.arn}/profiles/*"),

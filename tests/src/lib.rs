@@ -477,7 +477,9 @@ pub mod flaky {
     use std::sync::atomic::{AtomicU32, Ordering};
 
     use async_trait::async_trait;
-    use vigil_core::ports::{AlertEvent, AlertSink, ClosedWindow, PortError, WindowArchive};
+    use vigil_core::ports::{
+        AlertEvent, AlertSink, ClosedWindow, PortError, WindowArchive, WindowResult,
+    };
 
     /// Fails the next `failures` calls (retryable), then delegates; `only_device` limits the
     /// failures to one device.
@@ -526,6 +528,10 @@ pub mod flaky {
                 return Err(PortError::retryable("archive", "injected: S3 unavailable"));
             }
             self.inner.archive(window).await
+        }
+
+        async fn contains(&self, result: &WindowResult) -> Result<bool, PortError> {
+            self.inner.contains(result).await
         }
     }
 }

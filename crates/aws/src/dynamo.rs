@@ -14,24 +14,19 @@
 //! - `append` is one `PutItem` of the chunk with `attribute_not_exists(pk)`: a redelivery finds
 //!   its chunk and changes nothing. Nothing is counted per message (a counter would be a second
 //!   write): the pipeline checks a window when its last seq is seen or its close deadline is
-//!   crossed, by reading its chunks (`load`, one strongly consistent Query).
-//! - a window has a marker only once someone claims it: `claim` is a conditional update from
-//!   absent (or an expired `claimed`) to `claimed`; `claim_with` also stores the claimer's own
-//!   chunk as an attribute of the marker, so the message that completes a window pays one write
-//!   for its samples and the claim. `load` reads those chunks back (a `GetItem` beside the Query),
-//!   so a holder that dies leaves them to whoever takes the lease over.
-//! - the claim is taken while the window is read (`claims_before_load`) when the caller holds
-//!   its last chunk; `release` gives it up (a conditional update of our own lease) when the
-//!   window turned out not to be ready.
-//! - the device state is a versioned item saved with `version = :expected`; that save is the
-//!   commit of a close: it applies the window to the alert state and records it closed
-//!   (`closed_through` / `closed_after`), so `finish` writes nothing. Chunk items and markers
-//!   expire by TTL (free), not by deletes (billed); appends to a closed window are stored and
-//!   never read (the pipeline finds the window closed in the state when it checks it).
+//!   crossed, by reading its chunks (`load`, one strongly consistent Query, and the marker).
+//! - windows close without claims (`commits_first`): the device state is a versioned item saved
+//!   with `version = :expected`, and that save is the close: it applies the window to the alert
+//!   state, records it closed (`closed_through` / `closed_after`) and keeps the verdict as
+//!   `pending` for a retry of the committing delivery, so `finish` writes nothing. The message
+//!   holding a window's last seq stores no chunk: its commit is its one write.
+//! - markers (`W#…`) are what the previous layout wrote when it claimed a window: still read
+//!   (a chunk stored with a claim, `st = done` of older versions), never written by the
+//!   pipeline. Chunk items expire by TTL (free), not by deletes (billed); appends to a closed
+//!   window are stored and never read (the pipeline finds the window closed in the state).
 //!
-//! Per 60-sample window of one-sample messages: 59 chunk puts, the claim (with the last chunk)
-//! and the state save: 61 writes, ~1.02 per sample; reads only when a window's last seq comes
-//! or a deadline is crossed.
+//! Per 60-sample window of one-sample messages: 59 chunk puts and the state save: 60 writes,
+//! 1.0 per sample; reads only when a window's last seq comes or a deadline is crossed.
 //!
 //! Every call asks for `ReturnConsumedCapacity` and adds it to [`Usage`].
 
@@ -629,49 +624,10 @@ impl WindowStore for DynamoWindowStore {
             .0)
     }
 
-    async fn claim_with(
-        &self,
-        stream: &StreamKey,
-        window: WindowId,
-        now_ms: u64,
-        lease_ms: u64,
-        pending: Option<&Chunk>,
-    ) -> Result<(Claim, Option<bool>), PortError> {
-        self.claim_marker(stream, window, now_ms, lease_ms, pending)
-            .await
-    }
-
-    fn claims_before_load(&self) -> bool {
+    /// Windows close without claims: the state save is the close's one write (see the module
+    /// documentation); `claim` stays for windows a previous layout left claimed.
+    fn commits_first(&self) -> bool {
         true
-    }
-
-    async fn release(
-        &self,
-        stream: &StreamKey,
-        window: WindowId,
-        until_ms: u64,
-    ) -> Result<(), PortError> {
-        // Only our own lease is given up (the chunk stored with it stays).
-        let update = self
-            .table
-            .client
-            .update_item()
-            .table_name(&self.table.name)
-            .key("pk", s(manifest_pk(stream)))
-            .key("sk", s(window_sk(window)))
-            .update_expression("SET lease_until = :zero")
-            .condition_expression("st = :claimed AND lease_until = :until")
-            .expression_attribute_values(":zero", n(0))
-            .expression_attribute_values(":claimed", s("claimed"))
-            .expression_attribute_values(":until", n(until_ms));
-        // A failed condition: the lease is not ours any more, nothing to give up.
-        let _ours = self
-            .table
-            .update_manifest_if(update, ReturnValue::None, stream, window, || {
-                format!("release window {window} of {}", stream.device)
-            })
-            .await?;
-        Ok(())
     }
 
     /// Nothing to write: a window is closed when the device state saved with its result says

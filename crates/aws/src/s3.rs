@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::Client;
-use vigil_core::ports::{ClosedWindow, PortError, WindowArchive};
+use vigil_core::ports::{ClosedWindow, PortError, WindowArchive, WindowResult};
 use vigil_core::Profile;
 
 use crate::error::{is_retryable, port_error};
@@ -34,7 +34,10 @@ impl S3Archive {
 }
 
 pub fn archive_key(window: &ClosedWindow) -> String {
-    let r = &window.result;
+    result_key(&window.result)
+}
+
+fn result_key(r: &WindowResult) -> String {
     format!(
         "{ARCHIVE_PREFIX}/profile={}/date={}/device={}/{:020}.json",
         r.profile,
@@ -60,6 +63,34 @@ impl WindowArchive for S3Archive {
             .await
             .map_err(|e| port_error(PORT, &format!("put s3://{}/{key}", self.bucket), e))?;
         Ok(())
+    }
+
+    /// A `HeadObject` (needs `s3:GetObject` on the key). Missing answers 404, or 403 without
+    /// `s3:ListBucket` (the function has none): both mean "not archived", so the effects are
+    /// sent again (at-least-once) rather than lost.
+    async fn contains(&self, result: &WindowResult) -> Result<bool, PortError> {
+        let key = result_key(result);
+        match self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.raw_response()
+                    .is_some_and(|r| matches!(r.status().as_u16(), 403 | 404)) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(port_error(
+                PORT,
+                &format!("head s3://{}/{key}", self.bucket),
+                e,
+            )),
+        }
     }
 }
 

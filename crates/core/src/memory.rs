@@ -30,11 +30,21 @@ struct WindowEntry {
 #[derive(Debug, Default)]
 pub struct MemoryWindowStore {
     inner: Mutex<HashMap<StreamKey, BTreeMap<WindowId, WindowEntry>>>,
+    commit_first: bool,
 }
 
 impl MemoryWindowStore {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A store whose windows close without claims, committed before their effects, as
+    /// DynamoDB's do (see [`WindowStore::commits_first`]): the pipeline's other protocol.
+    pub fn committing_first() -> Self {
+        Self {
+            commit_first: true,
+            ..Self::default()
+        }
     }
 
     /// Number of windows held (open or done), for memory accounting in benchmarks.
@@ -189,6 +199,10 @@ impl WindowStore for MemoryWindowStore {
 
     fn claims_before_load(&self) -> bool {
         true
+    }
+
+    fn commits_first(&self) -> bool {
+        self.commit_first
     }
 
     async fn release(
@@ -356,6 +370,13 @@ impl WindowArchive for Recorder {
     async fn archive(&self, window: &ClosedWindow) -> Result<(), PortError> {
         self.archived.lock().expect("lock").push(window.clone());
         Ok(())
+    }
+
+    async fn contains(&self, result: &WindowResult) -> Result<bool, PortError> {
+        Ok(self.archived.lock().expect("lock").iter().any(|w| {
+            (&w.result.device, &w.result.profile, w.result.window)
+                == (&result.device, &result.profile, result.window)
+        }))
     }
 }
 

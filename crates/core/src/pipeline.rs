@@ -453,8 +453,28 @@ impl<'a> Pipeline<'a> {
             return report;
         }
         let accepted_indexes: Vec<usize> = accepted.iter().map(|(i, _)| *i).collect();
+        // Which delivery carried each seq (the first, in input order): a close is committed in
+        // the name of the delivery holding its window's last seq here.
+        let mut carriers = Carriers::default();
+        for (i, samples) in &accepted {
+            if let Some(k) = batch.indexes.iter().position(|j| j == i) {
+                for s in samples {
+                    carriers
+                        .0
+                        .entry(s.seq)
+                        .or_insert_with(|| batch.messages[k].id.clone());
+                }
+            }
+        }
         match self
-            .store_and_score(&stream_key, profile, &accepted, now_ms, &mut report)
+            .store_and_score(
+                &stream_key,
+                profile,
+                &accepted,
+                &carriers,
+                now_ms,
+                &mut report,
+            )
             .await
         {
             Ok(per_message) => {
@@ -502,6 +522,7 @@ impl<'a> Pipeline<'a> {
         stream_key: &StreamKey,
         profile: &CompiledProfile,
         accepted: &[(usize, Vec<Sample>)],
+        carriers: &Carriers,
         now_ms: u64,
         report: &mut DeviceReport,
     ) -> Result<Vec<(usize, usize)>, PortError> {
@@ -598,6 +619,7 @@ impl<'a> Pipeline<'a> {
                 profile,
                 high_water,
                 now_ms,
+                carriers,
                 state: &mut state,
                 seqs: &mut seqs,
                 report,
@@ -648,6 +670,24 @@ impl<'a> Pipeline<'a> {
             per_message.push((duplicates, late));
         }
         Ok(per_message)
+    }
+}
+
+/// The delivery id that carried each seq of a device's batch.
+#[derive(Default)]
+struct Carriers(BTreeMap<u64, String>);
+
+impl Carriers {
+    /// The delivery a close of `window` is committed by: the one holding its highest seq in
+    /// this batch, else (a window closed by a crossed deadline) the one holding the batch's
+    /// highest seq. The same deliveries give the same answer, so a retry finds its own commit.
+    fn committer(&self, spec: &crate::window::WindowSpec, window: WindowId) -> String {
+        self.0
+            .range(spec.start(window)..spec.end(window))
+            .next_back()
+            .or_else(|| self.0.last_key_value())
+            .map(|(_, id)| id.clone())
+            .unwrap_or_default()
     }
 }
 

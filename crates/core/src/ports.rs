@@ -179,6 +179,14 @@ pub trait WindowStore: Send + Sync {
     fn claims_before_load(&self) -> bool {
         false
     }
+    /// Whether windows close without a claim: the close is committed in the device state
+    /// *before* its effects (the commit is the only write of a close, and the chunk holding the
+    /// window's last seq is never stored), with the verdict kept as [`DeviceState::pending`] so
+    /// that a retry of the committing delivery sends the effects again. Stores that count writes
+    /// (DynamoDB) say true; the default keeps the lease protocol.
+    fn commits_first(&self) -> bool {
+        false
+    }
     /// Gives up a claim granted with this lease end before its window was ready (only called
     /// when `claims_before_load`); a chunk stored with the claim stays.
     async fn release(
@@ -203,7 +211,7 @@ pub trait WindowStore: Send + Sync {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct DeviceState {
     pub alert: AlertState,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub baseline: Option<Baseline>,
     /// Highest window applied to the alert state and baseline. Windows are applied in order;
     /// one that completes after a later one is reported but does not move the state.
@@ -211,7 +219,7 @@ pub struct DeviceState {
     pub applied_window: Option<WindowId>,
     /// Notifications recorded with the state change that caused them and removed once sent,
     /// so that a crash or an SNS failure between the two cannot lose an alert.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub outbox: Vec<AlertEvent>,
     /// The latest result, as shown to the device.
     #[serde(default)]
@@ -225,6 +233,162 @@ pub struct DeviceState {
     /// Operators' alarms per condition (acknowledged, snoozed...), see [`crate::alarm`].
     #[serde(default)]
     pub alarms: AlarmBook,
+    /// The last close committed before its effects (stores that [`WindowStore::commits_first`]):
+    /// what it sends, and which delivery committed it. A later close of the same window by that
+    /// delivery (a retry: same request or message id) sends it again; any other finds the window
+    /// closed and sends nothing. Replaced by the next commit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<PendingClose>,
+}
+
+/// A committed close and its effects, kept until the next commit replaces it. Kept small (the
+/// state item is one write unit up to 1 KB): what the stream key, the window and the result
+/// already say is left out and put back by [`PendingClose::result`] and [`PendingClose::alerts`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PendingClose {
+    pub window: WindowId,
+    /// The delivery that committed it (a hash of its Lambda request id, SQS message id or
+    /// Kinesis sequence number): what a retry of that delivery carries again.
+    pub by: String,
+    #[serde(rename = "r")]
+    verdict: Verdict,
+    /// The alerts of the close: transition and alarm (the rest is the result's).
+    #[serde(rename = "a", default, skip_serializing_if = "Vec::is_empty")]
+    alerts: Vec<(Transition, Option<AlarmNote>)>,
+}
+
+/// A [`WindowResult`] without its device, profile, window and labels.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct Verdict {
+    #[serde(rename = "s0")]
+    seq_start: u64,
+    #[serde(rename = "s1")]
+    seq_end: u64,
+    #[serde(rename = "t0")]
+    ts_start: u64,
+    #[serde(rename = "t1")]
+    ts_end: u64,
+    #[serde(rename = "st")]
+    status: ResultStatus,
+    #[serde(rename = "l")]
+    label: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(rename = "p")]
+    probabilities: Vec<f32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "an")]
+    anomaly_score: Option<f64>,
+    #[serde(rename = "c")]
+    completeness: f32,
+    #[serde(rename = "f")]
+    filled: u32,
+    #[serde(rename = "src")]
+    source: String,
+    #[serde(rename = "mv")]
+    model_version: String,
+    #[serde(rename = "at")]
+    scored_at_ms: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "al")]
+    alert: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(rename = "co")]
+    contributions: Vec<Contribution>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "ca")]
+    candidate: Option<crate::scorer::CandidateScore>,
+}
+
+impl PendingClose {
+    /// `delivery`: the committing delivery's id, kept as a 64-bit hash (ids run to 56 digits).
+    pub fn new(delivery: &str, result: &WindowResult, alerts: &[AlertEvent]) -> Self {
+        let r = result.clone();
+        Self {
+            window: r.window,
+            by: Self::token(delivery),
+            verdict: Verdict {
+                seq_start: r.seq_start,
+                seq_end: r.seq_end,
+                ts_start: r.ts_start,
+                ts_end: r.ts_end,
+                status: r.status,
+                label: r.label,
+                probabilities: r.probabilities,
+                anomaly_score: r.anomaly_score,
+                completeness: r.completeness,
+                filled: r.filled,
+                source: r.source,
+                model_version: r.model_version,
+                scored_at_ms: r.scored_at_ms,
+                alert: r.alert,
+                contributions: r.contributions,
+                candidate: r.candidate,
+            },
+            alerts: alerts
+                .iter()
+                .map(|a| (a.transition.clone(), a.alarm.clone()))
+                .collect(),
+        }
+    }
+
+    /// What `by` holds for a delivery id: FNV-1a, 16 hex digits.
+    pub fn token(delivery: &str) -> String {
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in delivery.bytes() {
+            hash ^= u64::from(b);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+        format!("{hash:016x}")
+    }
+
+    /// Whether this close was committed by the delivery with this id.
+    pub fn committed_by(&self, delivery: &str) -> bool {
+        self.by == Self::token(delivery)
+    }
+
+    /// The result as published, for the stream it was committed in (`labels`: the scorer's).
+    pub fn result(&self, stream: &StreamKey, labels: &[String]) -> WindowResult {
+        let v = self.verdict.clone();
+        WindowResult {
+            device: stream.device.clone(),
+            profile: stream.profile.clone(),
+            window: self.window,
+            seq_start: v.seq_start,
+            seq_end: v.seq_end,
+            ts_start: v.ts_start,
+            ts_end: v.ts_end,
+            status: v.status,
+            label: v.label,
+            labels: labels.to_vec(),
+            probabilities: v.probabilities,
+            anomaly_score: v.anomaly_score,
+            completeness: v.completeness,
+            filled: v.filled,
+            source: v.source,
+            model_version: v.model_version,
+            scored_at_ms: v.scored_at_ms,
+            alert: v.alert,
+            contributions: v.contributions,
+            candidate: v.candidate,
+        }
+    }
+
+    /// The alerts as sent with `result` (see `Pipeline::alert_event`).
+    pub fn alerts(&self, result: &WindowResult) -> Vec<AlertEvent> {
+        self.alerts
+            .iter()
+            .map(|(transition, alarm)| AlertEvent {
+                device: result.device.clone(),
+                profile: result.profile.clone(),
+                window: self.window,
+                transition: transition.clone(),
+                ts: result.ts_end,
+                model_version: result.model_version.clone(),
+                alarm: alarm.clone(),
+                contributions: result.contributions.clone(),
+            })
+            .collect()
+    }
 }
 
 /// Closed windows kept above `closed_through` before the oldest gap is given up.
@@ -417,6 +581,13 @@ pub trait AlertSink: Send + Sync {
 #[async_trait]
 pub trait WindowArchive: Send + Sync {
     async fn archive(&self, window: &ClosedWindow) -> Result<(), PortError>;
+    /// Whether the window of this result is archived. A commit-first close archives last,
+    /// after its other effects went out, so this tells a retry whose effects are done (a
+    /// duplicate of the committing delivery) from one whose effects may not be. An archive
+    /// that cannot tell says false (the effects are sent again: at-least-once).
+    async fn contains(&self, _result: &WindowResult) -> Result<bool, PortError> {
+        Ok(false)
+    }
 }
 
 #[async_trait]
@@ -476,6 +647,57 @@ impl BaselineSource for NoBaselines {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pending_close_gives_back_its_result_and_alerts() {
+        let stream = StreamKey {
+            device: DeviceId::new("rig-1").unwrap(),
+            profile: "p".into(),
+        };
+        let result = WindowResult {
+            device: stream.device.clone(),
+            profile: "p".into(),
+            window: 7,
+            seq_start: 420,
+            seq_end: 480,
+            ts_start: 1,
+            ts_end: 2,
+            status: ResultStatus::Scored,
+            label: "20".into(),
+            labels: vec!["3".into(), "20".into()],
+            probabilities: vec![0.1, 0.9],
+            anomaly_score: None,
+            completeness: 1.0,
+            filled: 0,
+            source: "onnx".into(),
+            model_version: "m@1".into(),
+            scored_at_ms: 3,
+            alert: Some("20".into()),
+            contributions: vec![],
+            candidate: None,
+        };
+        let alert = AlertEvent {
+            device: stream.device.clone(),
+            profile: "p".into(),
+            window: 7,
+            transition: Transition::Cleared { label: "20".into() },
+            ts: 2,
+            model_version: "m@1".into(),
+            alarm: None,
+            contributions: vec![],
+        };
+        let p = PendingClose::new("req-1", &result, std::slice::from_ref(&alert));
+        assert!(p.committed_by("req-1") && !p.committed_by("req-2"));
+        let back: PendingClose = serde_json::from_str(&serde_json::to_string(&p).unwrap()).unwrap();
+        let r = back.result(&stream, &result.labels);
+        assert_eq!(r, result);
+        assert_eq!(back.alerts(&r), vec![alert]);
+        assert!(
+            serde_json::to_string(&p).unwrap().len() < 250,
+            "{}",
+            serde_json::to_string(&p).unwrap()
+        );
+    }
 
     #[test]
     fn closed_windows_stay_a_prefix_and_a_few() {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use futures_executor::block_on;
 use proptest::prelude::*;
-use vigil_core::memory::MemoryPorts;
+use vigil_core::memory::{MemoryPorts, MemoryWindowStore};
 use vigil_core::ports::{ResultStatus, StreamKey};
 use vigil_core::scorer::{Baseline, Score, ScoreError, Scorer};
 use vigil_core::telemetry::encode_batch;
@@ -195,14 +195,27 @@ fn delivery(n: usize, loss: bool) -> impl Strategy<Value = Delivery> {
         })
 }
 
+/// Memory ports with the lease protocol, or committing closes first as DynamoDB does.
+fn memory_ports(commit_first: bool) -> MemoryPorts {
+    if commit_first {
+        MemoryPorts {
+            windows: MemoryWindowStore::committing_first(),
+            ..MemoryPorts::default()
+        }
+    } else {
+        MemoryPorts::new()
+    }
+}
+
 fn run_delivery(
     size: u32,
     hop: u32,
     all: &[Sample],
     d: &Delivery,
+    commit_first: bool,
 ) -> (MemoryPorts, Arc<ThresholdScorer>, Vec<MessageOutcome>) {
     let (profiles, scorer) = compiled(size, hop);
-    let ports = MemoryPorts::new();
+    let ports = memory_ports(commit_first);
     let device = DeviceId::new("dev-1").unwrap();
     let outcomes = {
         let pipeline = Pipeline::new(&profiles, ports.ports(), config()).unwrap();
@@ -262,10 +275,10 @@ proptest! {
     /// Duplicates and reordering, no loss: every window is scored exactly once, with exactly
     /// its own samples, and the same label as in-order delivery gives.
     #[test]
-    fn duplicates_and_reordering_change_nothing(d in delivery(120, false), sliding in any::<bool>()) {
+    fn duplicates_and_reordering_change_nothing(d in delivery(120, false), sliding in any::<bool>(), commit_first in any::<bool>()) {
         let (size, hop) = if sliding { (12, 6) } else { (12, 12) };
         let all = samples(120);
-        let (ports, scorer, outcomes) = run_delivery(size, hop, &all, &d);
+        let (ports, scorer, outcomes) = run_delivery(size, hop, &all, &d, commit_first);
         prop_assert!(outcomes.iter().all(|o| matches!(o, MessageOutcome::Accepted { .. })), "{outcomes:?}");
         let results = check_no_window_twice(&ports, &scorer);
         let expected = expected_windows(&all, u64::from(size), u64::from(hop));
@@ -277,7 +290,7 @@ proptest! {
         }
         // The same labels as a clean, in-order run.
         let clean = Delivery { messages: (0..all.len()).map(|i| vec![i]).collect(), batch_sizes: vec![1] };
-        let (clean_ports, _, _) = run_delivery(size, hop, &all, &clean);
+        let (clean_ports, _, _) = run_delivery(size, hop, &all, &clean, false);
         let clean_labels: Vec<String> = clean_ports.recorder.results().into_iter().map(|r| r.label).collect();
         let labels: Vec<String> = results.values().map(|r| r.label.clone()).collect();
         prop_assert_eq!(labels, clean_labels);
@@ -286,9 +299,9 @@ proptest! {
     /// With loss as well: no window is scored twice, and a window never holds a sample that is
     /// not its own, nor one twice; complete windows hold exactly their samples.
     #[test]
-    fn loss_never_corrupts_or_double_scores(d in delivery(120, true)) {
+    fn loss_never_corrupts_or_double_scores(d in delivery(120, true), commit_first in any::<bool>()) {
         let all = samples(120);
-        let (ports, scorer, _) = run_delivery(12, 12, &all, &d);
+        let (ports, scorer, _) = run_delivery(12, 12, &all, &d, commit_first);
         check_no_window_twice(&ports, &scorer);
         let expected = expected_windows(&all, 12, 12);
         for w in ports.recorder.archived.lock().unwrap().iter() {
@@ -305,9 +318,15 @@ proptest! {
 
 #[test]
 fn a_retried_batch_changes_nothing() {
+    for commit_first in [false, true] {
+        a_retried_batch_changes_nothing_with(commit_first);
+    }
+}
+
+fn a_retried_batch_changes_nothing_with(commit_first: bool) {
     let all = samples(96);
     let (profiles, scorer) = compiled(12, 12);
-    let ports = MemoryPorts::new();
+    let ports = memory_ports(commit_first);
     let pipeline = Pipeline::new(&profiles, ports.ports(), config()).unwrap();
     let device = DeviceId::new("dev-1").unwrap();
     let messages: Vec<Message> = all
@@ -317,6 +336,11 @@ fn a_retried_batch_changes_nothing() {
         .collect();
     let first = block_on(pipeline.process(&messages, 0));
     let again = block_on(pipeline.process(&messages, 0));
+    // The same delivery in another process (no hints): its commit is found, and its archived
+    // windows say the effects went out.
+    let elsewhere = Pipeline::new(&profiles, ports.ports(), config()).unwrap();
+    let third = block_on(elsewhere.process(&messages, 0));
+    assert_eq!(third.counters.windows_scored, 0);
     assert_eq!(first.counters.windows_scored, 8);
     assert_eq!(again.counters.windows_scored, 0);
     assert_eq!(
@@ -666,4 +690,132 @@ fn a_window_held_past_every_wait_fails_the_batch_retryably() {
         scored, 0,
         "window 1 waits for window 0: states apply in order"
     );
+}
+
+/// Commit-first (DynamoDB's protocol): SNS fails after the commit of the raising window. The
+/// retry of that delivery, in another process, sends what was committed; another delivery of
+/// the same samples, and a repeat of the retry once done, send nothing.
+#[test]
+fn commit_first_a_failed_notification_is_sent_by_the_retry_of_the_committing_delivery() {
+    let all = samples(72); // windows 0,1 cold; 2,3 hot → raise at window 3; 4,5 cold → clear at 5
+    let (profiles, scorer) = compiled(12, 12);
+    let ports = memory_ports(true);
+    let device = DeviceId::new("dev-1").unwrap();
+    let delivery = |first_id: usize| -> Vec<Message> {
+        all.chunks(12)
+            .enumerate()
+            .map(|(i, c)| message(&device, first_id + i, c))
+            .collect()
+    };
+    let run = |messages: &[Message]| {
+        let pipeline = Pipeline::new(&profiles, ports.ports(), config()).unwrap();
+        block_on(pipeline.process(messages, 0))
+    };
+    *ports.recorder.fail_alerts.lock().unwrap() = 1;
+    let first = run(&delivery(0));
+    assert!(first.outcomes.iter().all(|o| matches!(
+        o,
+        MessageOutcome::Failed {
+            retryable: true,
+            ..
+        }
+    )));
+    assert!(ports.recorder.alerts().is_empty());
+    let committed = ports.states.get(&stream(&device)).unwrap();
+    assert_eq!(
+        committed.applied_window,
+        Some(3),
+        "committed before its effects"
+    );
+    let pending = committed.pending.as_ref().unwrap();
+    assert_eq!(pending.window, 3);
+    assert!(pending.committed_by("m3"));
+    // A duplicate from another delivery (other ids): window 3 is closed, not its commit. It
+    // runs in the process the retry then comes through, which must not take the window for done.
+    let shared = Pipeline::new(&profiles, ports.ports(), config()).unwrap();
+    let other = block_on(shared.process(&delivery(100)[..4], 0));
+    assert_eq!(other.counters.windows_scored, 0, "{:?}", other.counters);
+    assert!(ports.recorder.alerts().is_empty());
+
+    let retry = block_on(shared.process(&delivery(0), 0));
+    assert!(
+        retry
+            .outcomes
+            .iter()
+            .all(|o| matches!(o, MessageOutcome::Accepted { .. })),
+        "{:?}",
+        retry.outcomes
+    );
+    let kinds: Vec<&str> = ports
+        .recorder
+        .alerts()
+        .iter()
+        .map(|a| a.transition.kind())
+        .collect();
+    assert_eq!(kinds, vec!["raised", "cleared"]);
+    let again = run(&delivery(0));
+    assert_eq!(again.counters.windows_scored, 0);
+    assert_eq!(ports.recorder.alerts().len(), 2);
+    // Archived once per window; scored once per window (the retry sends what was committed).
+    let archived: Vec<u64> = ports
+        .recorder
+        .archived
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|w| w.result.window)
+        .collect();
+    assert_eq!(archived, (0..6).collect::<Vec<_>>());
+    assert_eq!(scorer.calls.load(Ordering::SeqCst), 6);
+    let state = ports.states.get(&stream(&device)).unwrap();
+    assert_eq!(
+        (state.applied_window, state.alert.active.clone()),
+        (Some(5), None)
+    );
+}
+
+/// Commit-first: two invocations at once deliver every sample (each its own delivery id): no
+/// claim, the commit decides; each window is published and archived once, with all its samples.
+#[test]
+fn commit_first_concurrent_deliveries_close_each_window_once() {
+    let all = samples(240);
+    let (profiles, _) = compiled(12, 12);
+    let ports = memory_ports(true);
+    let device = DeviceId::new("dev-1").unwrap();
+    std::thread::scope(|s| {
+        for copy in 0..2 {
+            let (profiles, ports, all, device) = (&profiles, &ports, &all, &device);
+            s.spawn(move || {
+                let pipeline = Pipeline::new(profiles, ports.ports(), config()).unwrap();
+                let messages: Vec<Message> = all
+                    .chunks(3)
+                    .enumerate()
+                    .map(|(i, c)| message(device, copy * 1_000 + i, c))
+                    .collect();
+                for m in messages.chunks(2) {
+                    let report = block_on(pipeline.process(m, 0));
+                    assert!(
+                        report
+                            .outcomes
+                            .iter()
+                            .all(|o| matches!(o, MessageOutcome::Accepted { .. })),
+                        "{:?}",
+                        report.outcomes
+                    );
+                }
+            });
+        }
+    });
+    let mut windows: Vec<u64> = ports.recorder.results().iter().map(|r| r.window).collect();
+    windows.sort();
+    assert_eq!(
+        windows,
+        (0..20).collect::<Vec<_>>(),
+        "each window published once"
+    );
+    let archived = ports.recorder.archived.lock().unwrap();
+    assert_eq!(archived.len(), 20);
+    assert!(archived
+        .iter()
+        .all(|w| w.samples.len() == 12 && w.result.completeness == 1.0));
 }

@@ -43,7 +43,9 @@ data "aws_iam_policy_document" "ingest" {
   statement {
     sid = "ArchiveClosedWindows"
     # wildcard: object keys under the windows/ prefix only (one object per closed window).
-    actions   = ["s3:PutObject"]
+    # GetObject for HeadObject: a retry of the delivery that committed a close asks whether its
+    # window is archived (the last effect) before sending the effects again (docs/aws.md).
+    actions   = ["s3:PutObject", "s3:GetObject"]
     resources = ["${aws_s3_bucket.archive.arn}/windows/*"]
   }
 

@@ -168,6 +168,10 @@ async fn main() -> ExitCode {
     let mut failures = Vec::new();
     let mut invoked = 0usize;
     let mut cold_start_ms = None;
+    let mut rss_after_cold_start = None;
+    // Direct one-sample messages: latency of those that close a window and of the others.
+    let (mut closing_ms, mut other_ms) = (Vec::new(), Vec::new());
+    let mut direct_thing = String::new();
     for s in scenarios() {
         let thing = fx.thing(&s.name.replace('_', "-")).await;
         let cpu_before = cpu_seconds(&pid).unwrap_or(0.0);
@@ -177,7 +181,11 @@ async fn main() -> ExitCode {
             let t = Instant::now();
             let (status, body) = http("POST", &invoke_url, inv.event.to_string().as_bytes());
             round_trip_ms.push(t.elapsed().as_secs_f64() * 1000.0);
-            cold_start_ms.get_or_insert_with(|| spawned.elapsed().as_secs_f64() * 1000.0);
+            if cold_start_ms.is_none() {
+                cold_start_ms = Some(spawned.elapsed().as_secs_f64() * 1000.0);
+                // Before any window closed: runtime, SDK clients, profiles (no ONNX yet).
+                rss_after_cold_start = pid_status_mb(&pid, "VmRSS:");
+            }
             assert_eq!(
                 status,
                 200,
@@ -190,13 +198,26 @@ async fn main() -> ExitCode {
                 assert_eq!(f, &json!([]), "{}", s.name);
             }
             invoked += 1;
-            let mut measured = Measured::from_emf(&lines.wait_for(invoked));
+            let emf = lines.wait_for(invoked);
+            let mut measured = Measured::from_emf(&emf);
             if invoked == 1 {
                 // The cold invocation is the cold start, not a latency sample (its DynamoDB
                 // units count).
                 measured.latency_ms = f64::NAN;
             }
+            if s.name == "direct_1" && invoked > 1 {
+                let closes = emf["WindowsScored"].as_f64().unwrap_or(0.0) > 0.0;
+                if closes {
+                    &mut closing_ms
+                } else {
+                    &mut other_ms
+                }
+                .push(measured.latency_ms);
+            }
             runs.push((inv, measured));
+        }
+        if s.name == "direct_1" {
+            direct_thing = thing.clone();
         }
         let cpu = cpu_seconds(&pid).unwrap_or(0.0) - cpu_before;
         let f = figures(&runs);
@@ -210,8 +231,26 @@ async fn main() -> ExitCode {
         v["records_per_batch"] = json!(s.records_per_batch);
         report.insert(s.name.to_string(), v);
     }
+    report.insert(
+        "direct_1_latency_split_ms".into(),
+        json!({
+            "closing_p50": percentile(&mut closing_ms, 0.5),
+            "closing_p99": percentile(&mut closing_ms, 0.99),
+            "closing_share": closing_ms.len() as f64 / (closing_ms.len() + other_ms.len()).max(1) as f64,
+            "other_p50": percentile(&mut other_ms, 0.5),
+            "other_p99": percentile(&mut other_ms, 0.99),
+        }),
+    );
+    report.insert(
+        "close_requests_p50_ms".into(),
+        close_breakdown(&fx, &direct_thing).await,
+    );
     report.insert("cold_start_ms".into(), json!(cold_start_ms));
     report.insert("peak_rss_mb".into(), json!(pid_status_mb(&pid, "VmHWM:")));
+    report.insert(
+        "rss_after_cold_start_mb".into(),
+        json!(rss_after_cold_start),
+    );
     report.insert(
         "setup".into(),
         json!(format!(
@@ -233,4 +272,131 @@ async fn main() -> ExitCode {
         eprintln!("bounds exceeded: {failures:#?}");
         ExitCode::FAILURE
     }
+}
+
+fn percentile(v: &mut [f64], q: f64) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(((v.len() as f64 - 1.0) * q).round() as usize)
+        .copied()
+        .unwrap_or(f64::NAN)
+}
+
+/// Where a close's time goes: each request it makes, timed alone against the same emulators
+/// (p50 of 30), from this process. Reads use a window and state the bench wrote.
+async fn close_breakdown(fx: &Fixture, thing: &str) -> Value {
+    use aws_sdk_dynamodb::types::AttributeValue as A;
+    async fn time<F: std::future::Future<Output = ()>>(mut f: impl FnMut() -> F) -> f64 {
+        let mut ms = Vec::new();
+        for _ in 0..30 {
+            let t = Instant::now();
+            f().await;
+            ms.push(t.elapsed().as_secs_f64() * 1000.0);
+        }
+        percentile(&mut ms, 0.5)
+    }
+    let profile = "hydraulic-cooler";
+    let chunks = format!("C#{thing}#{profile}#{:020}", 1);
+    let state_pk = format!("S#{thing}#{profile}");
+    let sns = aws_sdk_sns::Client::new(&fx.sdk);
+    let body = vec![b'x'; 9_000];
+    let query = time(|| async {
+        fx.ddb
+            .query()
+            .table_name(&fx.table)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", A::S(chunks.clone()))
+            .consistent_read(true)
+            .send()
+            .await
+            .expect("query");
+    })
+    .await;
+    let get_state = time(|| async {
+        fx.ddb
+            .get_item()
+            .table_name(&fx.table)
+            .key("pk", A::S(state_pk.clone()))
+            .key("sk", A::S("STATE".into()))
+            .consistent_read(true)
+            .send()
+            .await
+            .expect("get");
+    })
+    .await;
+    let put_state = time(|| async {
+        fx.ddb
+            .put_item()
+            .table_name(&fx.table)
+            .item("pk", A::S("S#bench-scratch".into()))
+            .item("sk", A::S("STATE".into()))
+            .item("state", A::S("x".repeat(700)))
+            .send()
+            .await
+            .expect("put");
+    })
+    .await;
+    let publish = time(|| async {
+        fx.iot
+            .publish()
+            .topic(format!("dt/vigil/{thing}/bench"))
+            .qos(1)
+            .payload(aws_sdk_iotdataplane::primitives::Blob::new(vec![b'x'; 500]))
+            .send()
+            .await
+            .expect("publish");
+    })
+    .await;
+    let shadow = time(|| async {
+        fx.iot
+            .update_thing_shadow()
+            .thing_name(thing)
+            .shadow_name("bench")
+            .payload(aws_sdk_iotdataplane::primitives::Blob::new(
+                br#"{"state":{"reported":{"label":"3"}}}"#.to_vec(),
+            ))
+            .send()
+            .await
+            .expect("shadow");
+    })
+    .await;
+    let sns_publish = time(|| async {
+        sns.publish()
+            .topic_arn(&fx.topic_arn)
+            .message("bench")
+            .send()
+            .await
+            .expect("sns");
+    })
+    .await;
+    let s3_put = time(|| async {
+        fx.s3
+            .put_object()
+            .bucket(&fx.archive_bucket)
+            .key("bench/scratch.json")
+            .body(aws_sdk_s3::primitives::ByteStream::from(body.clone()))
+            .send()
+            .await
+            .expect("put object");
+    })
+    .await;
+    let s3_head = time(|| async {
+        fx.s3
+            .head_object()
+            .bucket(&fx.archive_bucket)
+            .key("bench/scratch.json")
+            .send()
+            .await
+            .expect("head object");
+    })
+    .await;
+    json!({
+        "dynamodb_query_window_chunks": query,
+        "dynamodb_get_state": get_state,
+        "dynamodb_put_state": put_state,
+        "iot_publish": publish,
+        "iot_update_shadow": shadow,
+        "sns_publish": sns_publish,
+        "s3_put_archive": s3_put,
+        "s3_head_archive": s3_head,
+    })
 }

@@ -83,25 +83,27 @@ async fn concurrent_invocations_on_one_device_score_each_window_once() {
         }
         assert_eq!(by_window, (10..16).map(|w| (w, 1)).collect());
     }
-    let manifests = fx.manifests(&thing, "hydraulic-cooler").await;
-    assert_eq!(
-        manifests.keys().copied().collect::<Vec<_>>(),
-        (10..16).collect::<Vec<_>>()
-    );
+    // No window markers: a close is one conditional write, the state save.
+    assert!(fx.manifests(&thing, "hydraulic-cooler").await.is_empty());
     assert_eq!(
         fx.closed_windows(&thing, "hydraulic-cooler", 0..20).await,
         (10..16).collect::<Vec<_>>()
     );
-    // Chunks (and the one stored with the claim): together they hold each window's 60 seqs (duplicates included, none missing).
+    // Chunks hold each window's seqs (duplicates included), except perhaps its last: the
+    // delivery that committed the close had it in memory and never stored it.
     for w in 10u64..16 {
-        let seqs = fx.stored_seqs(&thing, "hydraulic-cooler", w).await;
+        let mut seqs = fx.stored_seqs(&thing, "hydraulic-cooler", w).await;
+        if seqs.last() != Some(&(w * 60 + 59)) {
+            seqs.push(w * 60 + 59);
+        }
         assert_eq!(seqs, (w * 60..(w + 1) * 60).collect::<Vec<_>>());
     }
     assert_eq!(fx.archived().await.len(), 6);
     // The state moved forward once per applied window; alerts went out once each.
     let (state, version) = fx.state(&thing, "hydraulic-cooler").await.unwrap();
     assert_eq!(state["applied_window"], 15);
-    assert_eq!(state["outbox"], serde_json::json!([]));
+    assert!(state.get("outbox").is_none(), "nothing left unsent");
+    assert_eq!(state["pending"]["window"], 15);
     assert!(version <= 6 + alerts_sent as u64, "version {version}");
     let delivered = fx.alerts().await;
     assert_eq!(delivered.len(), alerts_sent);

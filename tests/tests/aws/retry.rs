@@ -1,23 +1,16 @@
 //! Lambda retrying an event that half-succeeded: after a crash between two writes, after SNS
-//! failed once the state had changed, after S3 failed once the result was out.
+//! failed once the close was committed, after S3 failed once the result was out.
 
 use serde_json::Value;
 use vigil_aws::codec;
-use vigil_core::ports::Chunk;
 use vigil_core::ports::{AlertSink, WindowArchive};
+use vigil_core::ports::{Chunk, PendingClose};
 use vigil_ingest::{Handled, HandlerError, Invocation, RecordOutcome};
-use vigil_tests::fixture::{batch, direct_b64, s, sqs_batch, Fixture, Options};
+use vigil_tests::fixture::{batch, direct_b64, sqs_batch, Fixture, Options};
 use vigil_tests::flaky::Flaky;
 use vigil_tests::publishes;
 
 use crate::cycles;
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
 
 /// Invokes with some ports replaced.
 async fn invoke_with(
@@ -74,11 +67,12 @@ async fn a_chunk_stored_before_a_crash_is_counted_on_the_retry() {
         .unwrap();
     let event = direct_b64(&thing, &batch(&samples));
     let h = fx.invoke(&event, "req-1").await;
+    // Its samples were stored already (by the attempt that died): known, and in the window.
     assert_eq!(
         h.outcomes[0].1,
         RecordOutcome::Accepted {
             samples: 60,
-            duplicates: 0,
+            duplicates: 60,
             late: 0
         }
     );
@@ -134,23 +128,26 @@ async fn an_alert_lost_to_an_sns_failure_is_sent_by_the_retry_and_applied_once()
         ) => assert_eq!(e.error_type(), "Vigil.Retryable"),
         other => panic!("expected a retryable failure, got {other:?}"),
     }
+    // The close was committed before its effects, with what they send and who committed it.
     let (state, version) = fx.state(&thing, "hydraulic-cooler").await.unwrap();
+    assert_eq!(version, version_before + 1);
+    assert_eq!(state["applied_window"], 13);
+    assert_eq!(state["pending"]["window"], 13);
+    assert_eq!(state["pending"]["by"], PendingClose::token("req-13"));
     assert_eq!(
-        version, version_before,
-        "nothing is committed before the notification is sent"
+        state["pending"]["a"].as_array().unwrap().len(),
+        1,
+        "its alert"
     );
-    assert_eq!(state["applied_window"], 12);
     assert!(fx.alerts().await.is_empty());
-    // Lambda retries at once: the window is still leased to the failed attempt.
+    // Another delivery of the same samples (another request id) finds the window closed by
+    // someone else: it sends nothing.
+    let h = fx.invoke(&event, "req-13-duplicate").await;
+    assert!(h.response.is_ok(), "{:?}", h.response);
+    assert!(h.alerts.is_empty() && h.results.is_empty());
+    // Lambda's retry of the failed invocation (same request id) finds its own commit and sends
+    // what it recorded: the alert goes out, the state is not applied twice.
     let h = fx.invoke(&event, "req-13").await;
-    assert!(
-        matches!(&h.response, Err(e) if e.is_retryable()),
-        "{:?}",
-        h.response
-    );
-    // ...and again after the lease: the alert goes out, the state is not applied twice.
-    let later = now_ms() + 120_000;
-    let h = fx.invoke_at(&event, "req-13", Some(later)).await;
     assert!(h.response.is_ok(), "{:?}", h.response);
     let alerts = fx.alerts().await;
     assert_eq!(alerts.len(), 1);
@@ -167,10 +164,11 @@ async fn an_alert_lost_to_an_sns_failure_is_sent_by_the_retry_and_applied_once()
     );
     assert_eq!(version, version_before + 1, "applied once");
     assert_eq!(fx.archived().await.len(), 14);
-    assert!(fx
-        .closed_windows(&thing, "hydraulic-cooler", 13..14)
-        .await
-        .contains(&13));
+    // A duplicate of that retry (same id) finds the window archived: everything went out.
+    let h = fx.invoke(&event, "req-13").await;
+    assert!(h.response.is_ok(), "{:?}", h.response);
+    assert!(h.alerts.is_empty() && h.results.is_empty());
+    assert!(fx.alerts().await.is_empty(), "no alert twice");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -200,17 +198,17 @@ async fn an_archive_failure_fails_only_its_device_and_the_retry_finishes_the_win
         fx.closed_windows(&b, "hydraulic-cooler", 0..3).await,
         vec![1]
     );
+    // a's close was committed (before its effects) in the name of its SQS message.
+    let (state, version) = fx.state(&a, "hydraulic-cooler").await.unwrap();
+    assert_eq!(state["pending"]["by"], PendingClose::token("ma"));
+    assert_eq!(version, 1);
     assert_eq!(
-        s(&fx.manifests(&a, "hydraulic-cooler").await[&0], "st"),
-        "claimed"
+        fx.closed_windows(&a, "hydraulic-cooler", 0..3).await,
+        vec![0]
     );
-    // Nothing of a's window is committed: its close failed before the state save.
-    assert!(fx.state(&a, "hydraulic-cooler").await.is_none());
-    // SQS redelivers the failed record after its visibility timeout, past the lease.
+    // SQS redelivers the failed record (same message id, another invocation): it sends again.
     let retry = sqs_batch(&records[..1]);
-    let h = fx
-        .invoke_at(&retry, "req-2", Some(now_ms() + 120_000))
-        .await;
+    let h = fx.invoke(&retry, "req-2").await;
     assert_eq!(
         h.response.as_ref().unwrap()["batchItemFailures"],
         serde_json::json!([])

@@ -2,6 +2,7 @@
 //! in the device state (see [`Pipeline::close_window`] for the round trips).
 
 use super::*;
+use crate::ports::PendingClose;
 use crate::scorer::Contribution;
 
 impl<'a> Pipeline<'a> {
@@ -20,7 +21,10 @@ impl<'a> Pipeline<'a> {
         let spec = &profile.profile.window;
         let lease_ms = self.config.lease_ms;
         let windows = self.ports.windows;
-        let early = pending.is_some() && windows.claims_before_load();
+        // Commit-first stores (see `WindowStore::commits_first`): no claim, the commit is the
+        // close's one write and comes before its effects.
+        let commit_first = windows.commits_first();
+        let early = pending.is_some() && windows.claims_before_load() && !commit_first;
         let hints = &self.config.close_hints;
         // Armed before reading, so that a message completing the window after our read sees
         // the hint (one before it is in what we read).
@@ -36,12 +40,17 @@ impl<'a> Pipeline<'a> {
                 .as_ref()
                 .is_some_and(|s| s.value.is_closed(window))
             {
-                hints.closed(stream_key, window);
+                if let Some(own) = self.own_commit(ctx, window) {
+                    let samples = windows.load(stream_key, window).await?;
+                    return self.resend(ctx, own, samples, None).await;
+                }
+                self.seen_closed(ctx, window);
                 return Ok(Closed::NotReady);
             }
         }
         let mut early_claim = None;
         let mut reloaded = false;
+        let mut straggled = 0;
         let (samples, assembly) = loop {
             let need_state = ctx.state.is_none();
             let claim_now = early && !reloaded;
@@ -80,7 +89,16 @@ impl<'a> Pipeline<'a> {
                 .is_some_and(|s| s.value.is_closed(window))
                 || early_claim == Some(Claim::Done);
             if closed_already {
-                hints.closed(stream_key, window);
+                if let Some(own) = self.own_commit(ctx, window) {
+                    let mut samples = stored;
+                    let chunk = pending.take();
+                    if let Some(chunk) = &chunk {
+                        samples.extend(chunk.samples.iter().cloned());
+                        dedup_by_seq(&mut samples);
+                    }
+                    return self.resend(ctx, own, samples, chunk).await;
+                }
+                self.seen_closed(ctx, window);
                 if let Some(chunk) = &pending {
                     ctx.seqs.late(window, chunk);
                 }
@@ -116,6 +134,29 @@ impl<'a> Pipeline<'a> {
             let channels = profile.profile.channels.len();
             let assembly = assemble(spec, window, &samples, channels, ctx.high_water);
             if !samples.is_empty() && !matches!(assembly, Assembly::Pending { .. }) {
+                let present = samples
+                    .iter()
+                    .filter(|s| s.seq >= spec.start(window) && s.seq < spec.end(window))
+                    .count();
+                // Closing incomplete at a deadline, with no claim to make others wait: samples
+                // of it that concurrent deliveries are storing would be late. Read again after
+                // a short pause; while its last seq is missing, through every pause: the
+                // delivery holding it stores nothing until it commits (rare: windows with
+                // holes, and a last message lost costs the pauses once).
+                let last_missing = !samples.iter().any(|s| s.seq == spec.end(window) - 1);
+                let wait = if !commit_first || present == spec.size as usize {
+                    None
+                } else if last_missing || straggled == 0 {
+                    self.config.busy_waits_ms.get(straggled)
+                } else {
+                    None
+                };
+                if let Some(&ms) = wait {
+                    straggled += 1;
+                    self.ports.pause.pause(ms).await;
+                    *ctx.state = None;
+                    continue;
+                }
                 break (samples, assembly);
             }
             // Not ready. Our chunk was stored only now (with the claim, or appended below),
@@ -135,7 +176,7 @@ impl<'a> Pipeline<'a> {
             return Ok(Closed::NotReady);
         };
         let (mut samples, mut assembly) = (samples, assembly);
-        if early_claim != Some(Claim::Granted) {
+        if early_claim != Some(Claim::Granted) && !commit_first {
             let mut waits = self.config.busy_waits_ms.iter();
             let mut answer = early_claim.map(|c| (c, None));
             let mut waited = false;
@@ -248,11 +289,16 @@ impl<'a> Pipeline<'a> {
         let mut sent = false;
         let mut notified: Vec<AlertEvent> = Vec::new();
         let mut stored = ctx.state.take().unwrap_or_default();
+        let committer = commit_first.then(|| ctx.carriers.committer(spec, window));
         loop {
             if stored.value.is_closed(window) {
-                // Closed by someone else meanwhile (their lease ran out under us).
-                hints.closed(stream_key, window);
+                // Closed by someone else meanwhile (their lease ran out under us, or, without
+                // leases, their commit landed first): our unstored samples came too late.
                 *ctx.state = Some(stored);
+                self.seen_closed(ctx, window);
+                if let Some(chunk) = &pending {
+                    ctx.seqs.late(window, chunk);
+                }
                 return Ok(Closed::NotReady);
             }
             let mut state = stored.value.clone();
@@ -318,6 +364,32 @@ impl<'a> Pipeline<'a> {
             state.mark_closed(window);
             closed.result = result.clone();
             alerts.retain(|a| !notified.contains(a));
+            if let Some(by) = &committer {
+                // Commit first: the save decides who closes the window (a conflict rereads and
+                // recomputes, and stops if the window was closed meanwhile), then only the
+                // winner sends what it committed. A failure after the save fails the message;
+                // its retry finds `pending` in its own name and sends again (`resend`).
+                state.pending = Some(PendingClose::new(by, &result, &alerts));
+                if self
+                    .ports
+                    .states
+                    .save(stream_key, &state, stored.version)
+                    .await?
+                {
+                    *ctx.state = Some(Versioned {
+                        value: state,
+                        version: stored.version + 1,
+                    });
+                    if let Some(chunk) = pending.take() {
+                        ctx.seqs.stored(window, &chunk);
+                    }
+                    self.effects_then_archive(&closed, &alerts).await?;
+                    notified = alerts;
+                    break;
+                }
+                stored = self.ports.states.load(stream_key).await?;
+                continue;
+            }
             // Everything the close sends, before the commit: a crash or a failure before the
             // save leaves the window claimed and not closed, and the retry after the lease
             // sends again (at-least-once, like SNS itself); after the save, nothing is sent
@@ -348,6 +420,90 @@ impl<'a> Pipeline<'a> {
             }
             stored = self.ports.states.load(stream_key).await?;
         }
+        self.finished(ctx, result, notified).await
+    }
+
+    /// Remembers in this process that the window the device state says closed needs nothing
+    /// more: unless (commit-first) its commit is still the pending one, whose committer's
+    /// retry may come through this process to send its effects.
+    fn seen_closed(&self, ctx: &Closing<'_, '_>, window: WindowId) {
+        let pending_here = self.ports.windows.commits_first()
+            && ctx
+                .state
+                .as_ref()
+                .and_then(|s| s.value.pending.as_ref())
+                .is_some_and(|p| p.window == window);
+        if !pending_here {
+            self.config.close_hints.closed(ctx.stream_key, window);
+        }
+    }
+
+    /// The close of `window` this batch committed itself, if the device state says so: the
+    /// batch is a retry of the delivery that committed it, whose effects may not have gone out.
+    fn own_commit(&self, ctx: &Closing<'_, '_>, window: WindowId) -> Option<PendingClose> {
+        if !self.ports.windows.commits_first() {
+            return None;
+        }
+        let pending = ctx.state.as_ref()?.value.pending.as_ref()?;
+        let by = ctx.carriers.committer(&ctx.profile.profile.window, window);
+        (pending.window == window && pending.committed_by(&by)).then(|| pending.clone())
+    }
+
+    /// Sends again what a commit of this delivery recorded (result, archive, alerts): each is
+    /// idempotent or at-least-once, as a first send that failed half-way needs. `unstored` is
+    /// this batch's chunk of the window that the commit stood for.
+    async fn resend(
+        &self,
+        ctx: &mut Closing<'_, '_>,
+        own: PendingClose,
+        samples: Vec<Sample>,
+        unstored: Option<Chunk>,
+    ) -> Result<Closed, PortError> {
+        let window = own.window;
+        let result = own.result(ctx.stream_key, ctx.profile.scorer.labels());
+        let alerts = own.alerts(&result);
+        if self.ports.archive.contains(&result).await? {
+            // Archived: everything went out (a duplicate of the committing delivery).
+            self.config.close_hints.closed(ctx.stream_key, window);
+            if let Some(chunk) = &unstored {
+                ctx.seqs.late(window, chunk);
+            }
+            return Ok(Closed::NotReady);
+        }
+        if let Some(chunk) = &unstored {
+            ctx.seqs.stored(window, chunk);
+        }
+        let closed = ClosedWindow {
+            result,
+            channels: ctx.profile.profile.channels.clone(),
+            samples,
+        };
+        self.effects_then_archive(&closed, &alerts).await?;
+        self.finished(ctx, closed.result, alerts).await
+    }
+
+    /// A commit-first close's effects: the result and the alerts together, the archive last,
+    /// so that an archived window says the rest went out (see `resend`).
+    async fn effects_then_archive(
+        &self,
+        closed: &ClosedWindow,
+        alerts: &[AlertEvent],
+    ) -> Result<(), PortError> {
+        futures_util::future::try_join(
+            self.ports.results.publish(&closed.result),
+            self.notify(alerts),
+        )
+        .await?;
+        self.ports.archive.archive(closed).await
+    }
+
+    /// Counts and reports a close whose effects went out, and lets the store mark it done.
+    async fn finished(
+        &self,
+        ctx: &mut Closing<'_, '_>,
+        result: WindowResult,
+        notified: Vec<AlertEvent>,
+    ) -> Result<Closed, PortError> {
         if result.status == ResultStatus::Scored {
             ctx.report.counters.windows_scored += 1;
         } else {
@@ -356,13 +512,18 @@ impl<'a> Pipeline<'a> {
         ctx.report.counters.alerts += notified.len() as u64;
         ctx.report.alerts.extend(notified);
         // Stores that keep their own done mark (memory, the edge) set it; DynamoDB relies on
-        // the state saved above.
+        // the state saved with the close.
         let outcome = WindowOutcome {
             label: result.label.clone(),
-            finished_ms: now_ms,
+            finished_ms: ctx.now_ms,
         };
-        windows.finish(stream_key, window, &outcome).await?;
-        hints.closed(stream_key, window);
+        self.ports
+            .windows
+            .finish(ctx.stream_key, result.window, &outcome)
+            .await?;
+        self.config
+            .close_hints
+            .closed(ctx.stream_key, result.window);
         ctx.report.results.push(result);
         Ok(Closed::Yes)
     }
@@ -447,6 +608,7 @@ pub(super) struct Closing<'c, 'r> {
     pub(super) profile: &'c CompiledProfile,
     pub(super) high_water: u64,
     pub(super) now_ms: u64,
+    pub(super) carriers: &'c Carriers,
     pub(super) state: &'c mut Option<Versioned<DeviceState>>,
     pub(super) seqs: &'c mut Seqs,
     pub(super) report: &'r mut DeviceReport,
