@@ -533,5 +533,9 @@ pub mod flaky {
         async fn contains(&self, result: &WindowResult) -> Result<bool, PortError> {
             self.inner.contains(result).await
         }
+
+        fn tells_contents(&self) -> bool {
+            self.inner.tells_contents()
+        }
     }
 }

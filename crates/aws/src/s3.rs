@@ -49,6 +49,10 @@ fn result_key(r: &WindowResult) -> String {
 
 #[async_trait]
 impl WindowArchive for S3Archive {
+    fn tells_contents(&self) -> bool {
+        true
+    }
+
     async fn archive(&self, window: &ClosedWindow) -> Result<(), PortError> {
         let key = archive_key(window);
         let body = serde_json::to_vec(window)

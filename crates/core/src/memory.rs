@@ -367,6 +367,10 @@ impl AlertSink for Recorder {
 
 #[async_trait]
 impl WindowArchive for Recorder {
+    fn tells_contents(&self) -> bool {
+        true
+    }
+
     async fn archive(&self, window: &ClosedWindow) -> Result<(), PortError> {
         self.archived.lock().expect("lock").push(window.clone());
         Ok(())

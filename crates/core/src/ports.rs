@@ -588,6 +588,11 @@ pub trait WindowArchive: Send + Sync {
     async fn contains(&self, _result: &WindowResult) -> Result<bool, PortError> {
         Ok(false)
     }
+    /// Whether [`WindowArchive::contains`] answers from what is stored (not the default
+    /// "false"): only then is a close's missing archive taken as effects that did not go out.
+    fn tells_contents(&self) -> bool {
+        false
+    }
 }
 
 #[async_trait]

@@ -774,6 +774,78 @@ fn commit_first_a_failed_notification_is_sent_by_the_retry_of_the_committing_del
     );
 }
 
+/// Commit-first: SNS fails after the commit of the raising window and its delivery is never
+/// retried (or its retry comes after the next commit, which replaces the pending record): the
+/// next window's close finds the raising window unarchived and sends its result, alert and
+/// archive then, once.
+#[test]
+fn commit_first_effects_lost_with_their_retry_go_out_with_the_next_close() {
+    let all = samples(60); // windows 0,1 cold; 2,3 hot → raise at window 3; 4 cold
+    let (profiles, scorer) = compiled(12, 12);
+    let ports = memory_ports(true);
+    let device = DeviceId::new("dev-1").unwrap();
+    let messages: Vec<Message> = all
+        .chunks(12)
+        .enumerate()
+        .map(|(i, c)| message(&device, i, c))
+        .collect();
+    let pipeline = Pipeline::new(&profiles, ports.ports(), config()).unwrap();
+    let run = |m: &Message| block_on(pipeline.process(std::slice::from_ref(m), 0));
+    for m in &messages[..3] {
+        assert_eq!(run(m).counters.windows_scored, 1);
+    }
+    *ports.recorder.fail_alerts.lock().unwrap() = 1;
+    assert!(matches!(
+        run(&messages[3]).outcomes[..],
+        [MessageOutcome::Failed {
+            retryable: true,
+            ..
+        }]
+    ));
+    let windows_of = |results: Vec<vigil_core::ports::WindowResult>| -> Vec<u64> {
+        results.iter().map(|r| r.window).collect::<Vec<_>>()
+    };
+    let archived = || -> Vec<u64> {
+        let a = ports.recorder.archived.lock().unwrap();
+        a.iter().map(|w| w.result.window).collect()
+    };
+    assert!(ports.recorder.alerts().is_empty());
+    assert_eq!(
+        archived(),
+        vec![0, 1, 2],
+        "window 3 committed, not archived"
+    );
+    // No retry of message 3: window 4's close, a lease later (window 3's committer is gone),
+    // carries window 3's effects.
+    let lease = config().lease_ms;
+    let next = block_on(pipeline.process(std::slice::from_ref(&messages[4]), 2 * lease));
+    assert_eq!(next.counters.windows_scored, 1);
+    let alerts = ports.recorder.alerts();
+    assert_eq!(
+        alerts
+            .iter()
+            .map(|a| (a.transition.kind(), a.window))
+            .collect::<Vec<_>>(),
+        vec![("raised", 3)]
+    );
+    // Window 3's result may have gone out with the failed attempt (it goes with the alerts).
+    let mut published = windows_of(ports.recorder.results());
+    published.dedup();
+    assert_eq!(published, vec![0, 1, 2, 3, 4]);
+    let mut archived_now = archived();
+    archived_now.sort_unstable();
+    assert_eq!(archived_now, vec![0, 1, 2, 3, 4]);
+    // Scored once per window: the carried effects are what window 3's commit recorded.
+    assert_eq!(scorer.calls.load(Ordering::SeqCst), 5);
+    // The late retry of message 3 now sends nothing more.
+    let late = run(&messages[3]);
+    assert_eq!(late.counters.windows_scored, 0);
+    assert_eq!(ports.recorder.alerts().len(), 1);
+    let mut published = windows_of(ports.recorder.results());
+    published.dedup();
+    assert_eq!(published, vec![0, 1, 2, 3, 4]);
+}
+
 /// Commit-first: two invocations at once deliver every sample (each its own delivery id): no
 /// claim, the commit decides; each window is published and archived once, with all its samples.
 #[test]

@@ -369,6 +369,9 @@ impl<'a> Pipeline<'a> {
                 // recomputes, and stops if the window was closed meanwhile), then only the
                 // winner sends what it committed. A failure after the save fails the message;
                 // its retry finds `pending` in its own name and sends again (`resend`).
+                // The close this commit replaces as the pending one: its effects are checked
+                // below, since its delivery's retry will no longer find its own commit.
+                let previous = stored.value.pending.clone().filter(|p| p.window != window);
                 state.pending = Some(PendingClose::new(by, &result, &alerts));
                 if self
                     .ports
@@ -383,7 +386,11 @@ impl<'a> Pipeline<'a> {
                     if let Some(chunk) = pending.take() {
                         ctx.seqs.stored(window, &chunk);
                     }
-                    self.effects_then_archive(&closed, &alerts).await?;
+                    futures_util::future::try_join(
+                        self.carry_forward(stream_key, profile, previous, now_ms),
+                        self.effects_then_archive(&closed, &alerts),
+                    )
+                    .await?;
                     notified = alerts;
                     break;
                 }
@@ -480,6 +487,40 @@ impl<'a> Pipeline<'a> {
         };
         self.effects_then_archive(&closed, &alerts).await?;
         self.finished(ctx, closed.result, alerts).await
+    }
+
+    /// The previous commit-first close of the device, whose pending record the commit just
+    /// made replaced: when its archive (sent last) is missing, its effects may not have gone
+    /// out — its delivery failed after the commit and its retry, if any, finds a newer commit,
+    /// not its own — so they go out again now (at-least-once). Only once its committer is
+    /// certainly gone (committed more than a lease ago, the lease outliving an invocation):
+    /// before that it may still be sending them. Its samples are read again; the committing
+    /// message's own chunk was never stored, so that archive lacks it.
+    async fn carry_forward(
+        &self,
+        stream_key: &StreamKey,
+        profile: &CompiledProfile,
+        previous: Option<PendingClose>,
+        now_ms: u64,
+    ) -> Result<(), PortError> {
+        let Some(previous) = previous else {
+            return Ok(());
+        };
+        let result = previous.result(stream_key, profile.scorer.labels());
+        let committer_gone = now_ms >= result.scored_at_ms.saturating_add(self.config.lease_ms);
+        if !committer_gone || !self.ports.archive.tells_contents() {
+            return Ok(());
+        }
+        if self.ports.archive.contains(&result).await? {
+            return Ok(());
+        }
+        let alerts = previous.alerts(&result);
+        let closed = ClosedWindow {
+            samples: self.ports.windows.load(stream_key, previous.window).await?,
+            result,
+            channels: profile.profile.channels.clone(),
+        };
+        self.effects_then_archive(&closed, &alerts).await
     }
 
     /// A commit-first close's effects: the result and the alerts together, the archive last,
