@@ -335,6 +335,8 @@ pub async fn run_with_summary(args: DeviceArgs) -> anyhow::Result<DeviceSummary>
     let mut connected = false;
     let mut connected_at = Instant::now();
     let mut next_send: u64 = 0;
+    // One past the highest seq published in this run: what a shadow verdict may confirm.
+    let mut sent_end: u64 = 0;
     let mut outstanding: u64 = 0;
     let mut confirmed_end: u64 = 0;
     let mut last_progress = Instant::now();
@@ -368,6 +370,7 @@ pub async fn run_with_summary(args: DeviceArgs) -> anyhow::Result<DeviceSummary>
                 break;
             }
             next_send = batch.last().map_or(next_send, |s| s.seq + 1);
+            sent_end = sent_end.max(next_send);
             outstanding += 1;
             summary.messages_published += 1;
             summary.samples_published += batch.len() as u64;
@@ -446,7 +449,12 @@ pub async fn run_with_summary(args: DeviceArgs) -> anyhow::Result<DeviceSummary>
                             }
                         };
                         if let Some((v, from_shadow)) = verdict {
-                            let removed = queue.remove(v.seq_start..v.seq_end, false)?;
+                            let seqs = if from_shadow {
+                                crate::shadow::confirmable(&v, sent_end)
+                            } else {
+                                v.seq_start..v.seq_end
+                            };
+                            let removed = queue.remove(seqs.clone(), false)?;
                             // A shadow verdict that confirms nothing queued was received already.
                             if from_shadow && removed == 0 && !args.quiet {
                                 println!(
@@ -461,7 +469,7 @@ pub async fn run_with_summary(args: DeviceArgs) -> anyhow::Result<DeviceSummary>
                                     summary.results += 1;
                                 }
                                 summary.confirmed += removed;
-                                confirmed_end = confirmed_end.max(v.seq_end);
+                                confirmed_end = confirmed_end.max(seqs.end);
                                 last_progress = Instant::now();
                                 last_result = last_progress;
                                 reconnects_at_result = summary.reconnects;

@@ -6,10 +6,12 @@
 //! as received. Older missed verdicts are not in the shadow any more; those samples are still
 //! given up.
 
+use std::ops::Range;
 use std::time::{Duration, Instant};
 
 use rumqttc::{QoS, SubscribeFilter};
 use vigil_core::telemetry::CONDITION_SHADOW;
+use vigil_core::window::MAX_WINDOW_SIZE;
 
 use crate::agent::Verdict;
 
@@ -99,10 +101,42 @@ fn verdict_of(payload: &[u8]) -> Result<Verdict, String> {
     }
     let doc: Document = serde_json::from_slice(payload).map_err(|e| e.to_string())?;
     let v = doc.state.reported;
-    if v.seq_end < v.seq_start {
-        return Err(format!("seq {}..{} is backwards", v.seq_start, v.seq_end));
-    }
+    window_shape(&v)?;
     Ok(v)
+}
+
+/// Whether the verdict's seqs are those of one window as the pipeline lays windows out
+/// (`seq_start = window × hop`, `seq_end = seq_start + size`, `hop <= size <= MAX_WINDOW_SIZE`):
+/// a reply for a range no window can have (backwards, empty, wider than any window, or not at
+/// its window's place) accounts for nothing.
+fn window_shape(v: &Verdict) -> Result<(), String> {
+    let span = v.seq_end.checked_sub(v.seq_start).filter(|s| *s > 0);
+    let Some(span) = span.filter(|s| *s <= u64::from(MAX_WINDOW_SIZE)) else {
+        return Err(format!(
+            "seq {}..{} is not a window's range (1..={MAX_WINDOW_SIZE} seqs)",
+            v.seq_start, v.seq_end
+        ));
+    };
+    let placed = match v.window {
+        0 => v.seq_start == 0,
+        w => v.seq_start % w == 0 && (1..=span).contains(&(v.seq_start / w)),
+    };
+    if !placed {
+        return Err(format!(
+            "window {} cannot start at seq {} with {span} seqs",
+            v.window, v.seq_start
+        ));
+    }
+    Ok(())
+}
+
+/// The seqs a shadow verdict may confirm: its window's, but only those the agent has sent
+/// (`sent_end`: one past the highest seq it published). The shadow is read back because a
+/// result was lost, so it can only account for samples that reached the pipeline; a verdict
+/// that reaches past them (a buggy or hostile reply, another run's seqs) confirms none of the
+/// samples still to be delivered.
+pub fn confirmable(v: &Verdict, sent_end: u64) -> Range<u64> {
+    v.seq_start.min(sent_end)..v.seq_end.min(sent_end)
 }
 
 /// Whether a give-up waits for the shadow.
@@ -186,6 +220,57 @@ mod tests {
             Some(ShadowMessage::Updated)
         ));
         assert!(t.read("dt/vigil/rig-001/condition", b"{}").is_none());
+    }
+
+    fn verdict(window: u64, seq_start: u64, seq_end: u64) -> String {
+        format!(
+            r#"{{"state":{{"reported":{{"window":{window},"seq_start":{seq_start},"seq_end":{seq_end},"label":"3"}}}}}}"#
+        )
+    }
+
+    /// Hostile or buggy `get/accepted` replies: only a range one window can have is read, and
+    /// only the part of it the agent has sent is confirmed.
+    #[test]
+    fn a_shadow_reply_confirms_only_what_it_can_account_for() {
+        let t = ShadowTopics::new("rig-001");
+        let read = |doc: &str| match t.read(&t.get_accepted, doc.as_bytes()) {
+            Some(ShadowMessage::Verdict(v)) => Ok(v),
+            Some(ShadowMessage::Unreadable(why)) => Err(why),
+            other => panic!("{other:?}"),
+        };
+        // Sliding windows (hop 30, size 60) and tumbling ones read as they are.
+        for (w, start, end) in [(0, 0, 60), (3, 180, 240), (7, 210, 270), (1, 30, 90)] {
+            let v = read(&verdict(w, start, end)).unwrap();
+            assert_eq!((v.seq_start, v.seq_end), (start, end));
+        }
+        for (w, start, end) in [
+            (0, 0, u64::MAX),                         // every seq there is
+            (0, 0, u64::from(MAX_WINDOW_SIZE) + 1),   // wider than any window
+            (3, 240, 180),                            // backwards
+            (3, 180, 180),                            // empty
+            (0, 60, 120),                             // window 0 starts at 0
+            (7, 181, 241),                            // not at a multiple of the window
+            (2, 500, 560),                            // hop 250 > size 60
+            (u64::MAX, u64::MAX - 1, u64::MAX),       // hop 0
+        ] {
+            assert!(read(&verdict(w, start, end)).is_err(), "{w} {start}..{end}");
+        }
+        for doc in [
+            r#"{"state":{"reported":{"window":"3","seq_start":180,"seq_end":240}}}"#,
+            r#"{"state":{"reported":{"window":3,"seq_start":-60,"seq_end":240}}}"#,
+            r#"{"state":{"reported":{"window":3,"seq_start":180.5,"seq_end":240}}}"#,
+            r#"{"state":{"reported":{"window":3,"seq_start":180,"seq_end":1e30}}}"#,
+            r#"{"state":{"reported":[]}}"#,
+        ] {
+            assert!(read(doc).is_err(), "{doc}");
+        }
+        let v = read(&verdict(3, 180, 240)).unwrap();
+        assert_eq!(confirmable(&v, 1000), 180..240);
+        // The agent has sent up to seq 199: the rest of the window is not the reply's to confirm.
+        assert_eq!(confirmable(&v, 200), 180..200);
+        // A verdict for a window the agent never sent confirms nothing.
+        assert!(confirmable(&v, 120).is_empty());
+        assert!(confirmable(&v, 0).is_empty());
     }
 
     #[test]
