@@ -19,7 +19,7 @@
 use serde_json::Value;
 use vigil_core::documents::{shadow_error, with_client_token};
 use vigil_core::telemetry::CONDITION_SHADOW;
-use vigil_mqtt::{shadow_get_request, shadow_topic};
+use vigil_mqtt::{shadow_get_request, shadow_topic, valid_shadow_name};
 
 use crate::gateway::topics;
 use crate::store::EdgeStore;
@@ -58,14 +58,24 @@ impl GetLimiter {
             self.window = now;
             self.counts.clear();
         }
-        // The thing segment of `vigil-aws/things/{thing}/...`.
+        // The thing segment of `vigil-aws/things/{thing}/...`: only a valid thing name is
+        // tracked (at most 128 bytes; a request for any other gets no answer anyway), so that
+        // long made-up names on the plain listener cannot grow the map.
         let thing = broker_topic_name.split('/').nth(2).unwrap_or_default();
+        if !valid_shadow_name(thing) {
+            return false;
+        }
         if !self.counts.contains_key(thing) && self.counts.len() >= MAX_THINGS_PER_SECOND {
             return false;
         }
         let count = self.counts.entry(thing.to_string()).or_insert(0);
         *count += 1;
         *count <= MAX_GETS_PER_THING_PER_SECOND
+    }
+
+    /// Things tracked in the current second (bounded by `MAX_THINGS_PER_SECOND`).
+    pub fn tracked(&self) -> usize {
+        self.counts.len()
     }
 }
 
@@ -179,6 +189,34 @@ mod tests {
         assert_eq!(answered, MAX_GETS_PER_THING_PER_SECOND as usize);
         assert!(limiter.admit(&b, t0));
         assert!(limiter.admit(&a, t0 + std::time::Duration::from_secs(1)));
+    }
+
+    /// The plain listener lets any client name any thing: names no thing can have (each up to
+    /// the broker's packet limit) are neither answered nor remembered, and at most
+    /// `MAX_THINGS_PER_SECOND` valid ones are.
+    #[test]
+    fn made_up_things_cannot_grow_the_limiter() {
+        let t0 = std::time::Instant::now();
+        let mut limiter = GetLimiter::new(t0);
+        let long = "x".repeat(60_000);
+        for i in 0..64 {
+            for thing in [
+                format!("{long}{i}"),
+                format!("rig {i}"),
+                String::new(),
+                format!("rig-{i}+"),
+            ] {
+                let topic =
+                    format!("vigil-aws/things/{thing}/shadow/name/{CONDITION_SHADOW}/get");
+                assert!(!limiter.admit(&topic, t0), "{}", &thing[..thing.len().min(20)]);
+            }
+        }
+        assert_eq!(limiter.tracked(), 0);
+        let admitted = (0..MAX_THINGS_PER_SECOND + 100)
+            .filter(|i| limiter.admit(&broker_topic(&format!("rig-{i}"), "get"), t0))
+            .count();
+        assert_eq!(admitted, MAX_THINGS_PER_SECOND);
+        assert_eq!(limiter.tracked(), MAX_THINGS_PER_SECOND);
     }
 
     fn reply_json(r: &Reply) -> Value {
