@@ -380,6 +380,8 @@ pub enum Violation {
     ServerPacket(&'static str),
     #[error("malformed MQTT: {0}")]
     Malformed(String),
+    #[error("a retained message on {0:?}: IoT Core retains nothing on its reserved topics")]
+    Retained(String),
     #[error("topic alias {0}, which this connection never set")]
     TopicAlias(u16),
     #[error("{0} is not supported")]

@@ -57,6 +57,9 @@ pub(super) fn publish_route(
     payload: Bytes,
     ingest: bool,
 ) -> Result<Route, Violation> {
+    if raw.first().is_some_and(|b| b & 1 == 1) && topics::is_reserved(topic) {
+        return Err(Violation::Retained(topic.to_string()));
+    }
     if ingest && topics::is_basic_ingest(topic) {
         if qos > 1 {
             return Err(Violation::Unsupported("QoS 2 (IoT Core has none)"));
@@ -82,16 +85,24 @@ pub(super) fn publish_route(
     }
 }
 
-/// Renames the `$aws/` filters among `filters` for the broker; whether there was one.
-pub(super) fn renamed_filters<'a>(filters: impl Iterator<Item = &'a mut String>) -> bool {
+/// Renames the `$aws/` filters among `filters` for the broker; whether there was one. A filter
+/// whose broker name would not fit MQTT's 65,535-byte string is refused: the codecs would write
+/// its length cut to 16 bits, and the broker would read the rest of it as further filters the
+/// policy never saw.
+pub(super) fn renamed_filters<'a>(
+    filters: impl Iterator<Item = &'a mut String>,
+) -> Result<bool, Violation> {
     let mut any = false;
     for f in filters {
         if let Some(renamed) = topics::to_broker(f) {
+            if renamed.len() > usize::from(u16::MAX) {
+                return Err(Violation::Subscribe(f.clone()));
+            }
             *f = renamed;
             any = true;
         }
     }
-    any
+    Ok(any)
 }
 
 /// The MQTT 3.1.1 side of [`Checker`].
@@ -116,14 +127,14 @@ impl Checker for V4<'_> {
         match packet {
             Packet::Publish(p) => publish_route(raw, &p.topic, p.qos as u8, p.payload, self.ingest),
             Packet::Subscribe(mut s) => {
-                if renamed_filters(s.filters.iter_mut().map(|f| &mut f.path)) {
+                if renamed_filters(s.filters.iter_mut().map(|f| &mut f.path))? {
                     reencode(Packet::Subscribe(s))
                 } else {
                     Ok(Route::Broker(raw))
                 }
             }
             Packet::Unsubscribe(mut u) => {
-                if renamed_filters(u.topics.iter_mut()) {
+                if renamed_filters(u.topics.iter_mut())? {
                     reencode(Packet::Unsubscribe(u))
                 } else {
                     Ok(Route::Broker(raw))
@@ -412,6 +423,125 @@ mod tests {
         assert_eq!(
             delivered(raw(publish("dt/vigil/rig-002/condition")), &p),
             Err(Some(1))
+        );
+    }
+    fn v4(p: &DevicePolicy) -> V4<'_> {
+        V4 {
+            policy: p,
+            connected: true,
+            ingest: false,
+        }
+    }
+
+    fn open_policy(resource: &str) -> DevicePolicy {
+        let doc = super::super::PolicyDocument::from_json(&format!(
+            r#"{{"Statement":[{{"Effect":"Allow","Action":"iot:*","Resource":"{resource}"}}]}}"#
+        ))
+        .unwrap();
+        DevicePolicy::for_thing(&doc, &DeviceId::new("rig-001").unwrap())
+    }
+
+    /// `vigil-aws/...` is where the broker carries `$aws/` topics: a device that could publish
+    /// there would answer for another thing's shadow, so no policy, however open, lets it.
+    #[test]
+    fn the_broker_s_namespace_is_no_device_s_whatever_its_policy() {
+        let p = open_policy("*");
+        let mut v4 = v4(&p);
+        let forged = "vigil-aws/things/rig-002/shadow/name/condition/get/accepted";
+        assert_eq!(
+            v4.route(raw(publish(forged))).unwrap_err(),
+            Violation::Publish(forged.into())
+        );
+        for filter in [forged, "vigil-aws/things/rig-002/shadow/#", "vigil-aws/#"] {
+            assert_eq!(
+                v4.route(raw(subscribe(filter))).unwrap_err(),
+                Violation::Subscribe(filter.into())
+            );
+        }
+        let mut connect = rumqttc::mqttbytes::v4::Connect::new("rig-001");
+        connect.last_will = Some(rumqttc::mqttbytes::v4::LastWill::new(
+            forged,
+            "x",
+            QoS::AtMostOnce,
+            false,
+        ));
+        assert_eq!(
+            p.check(&Packet::Connect(connect), false),
+            Err(Violation::Will(forged.into()))
+        );
+        // The same policy still lets it use its `$aws/` names (renamed on the broker).
+        assert!(v4
+            .route(raw(publish("$aws/things/rig-001/shadow/name/condition/get")))
+            .is_ok());
+    }
+
+    /// A filter of 65,531 bytes or more is 65,536 or more once renamed: the codec writes its
+    /// length cut to 16 bits, and the broker reads the rest of it as filters of the device's
+    /// choosing (here `#`, which the policy never saw). Refused instead, for SUBSCRIBE and
+    /// UNSUBSCRIBE.
+    #[test]
+    fn a_filter_too_long_once_renamed_is_refused_not_cut() {
+        let p = open_policy(
+            "arn:aws:iot:*:*:topicfilter/$aws/things/${iot:Connection.Thing.ThingName}/shadow/*",
+        );
+        let mut v4 = v4(&p);
+        // Laid out so that the broker's name, read with its length cut to 16 bits (4), is the
+        // filters "vigi", "ws/things/rig-001/shadow/x…" (length "-a"), "#", "x…" (length
+        // U+0495's two bytes, 53,909), the last with the gateway's own options byte.
+        let head = "$aws/things/rig-001/shadow/";
+        let mut filter = head.to_string();
+        filter.push_str(&"x".repeat(11_624 - 5 - head.len()));
+        filter.push_str("\u{1}\u{0}\u{1}#\u{1}\u{495}");
+        filter.push_str(&"x".repeat(53_909));
+        assert_eq!(filter.len(), usize::from(u16::MAX));
+        // What the broker would have read had the gateway renamed it unchecked.
+        let unchecked = raw(subscribe(&topics::to_broker(&filter).unwrap()));
+        let Ok(Packet::Subscribe(read)) = parse_v4(&unchecked) else {
+            panic!("a SUBSCRIBE")
+        };
+        let paths: Vec<&str> = read.filters.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(paths.len(), 4);
+        assert_eq!((paths[0], paths[2]), ("vigi", "#"));
+
+        assert_eq!(
+            v4.route(raw(subscribe(&filter))).unwrap_err(),
+            Violation::Subscribe(filter.clone())
+        );
+        let unsubscribe = Packet::Unsubscribe(rumqttc::mqttbytes::v4::Unsubscribe::new(&filter));
+        assert!(v4.route(raw(unsubscribe)).is_err());
+        // The longest that fits once renamed still goes, whole.
+        let fits = format!("{head}{}", "x".repeat(usize::from(u16::MAX) - 5 - head.len()));
+        let Route::Broker(out) = v4.route(raw(subscribe(&fits))).unwrap() else {
+            panic!("to the broker")
+        };
+        let Packet::Subscribe(s) = parse_v4(&out).unwrap() else {
+            panic!("a SUBSCRIBE")
+        };
+        assert_eq!(s.filters.len(), 1);
+        assert_eq!(s.filters[0].path, topics::to_broker(&fits).unwrap());
+    }
+
+    /// IoT Core retains nothing on `$aws/` topics; retained on the broker, a `get` would be
+    /// asked again at every resubscription of the edge. Refused; other topics keep their flag.
+    #[test]
+    fn a_retained_message_on_a_reserved_topic_is_refused() {
+        let p = policy();
+        let mut v4 = v4(&p);
+        let retained = |topic: &str| {
+            let mut publish = Publish::new(topic, QoS::AtLeastOnce, b"{}".to_vec());
+            publish.pkid = 1;
+            publish.retain = true;
+            raw(Packet::Publish(publish))
+        };
+        let get = "$aws/things/rig-001/shadow/name/condition/get";
+        assert_eq!(
+            v4.route(retained(get)).unwrap_err(),
+            Violation::Retained(get.into())
+        );
+        assert!(v4.route(retained("dt/vigil/rig-001/telemetry")).is_ok());
+        assert_eq!(
+            v5::disconnect_code(&Violation::Retained(get.into())),
+            rumqttc::v5::mqttbytes::v5::DisconnectReasonCode::RetainNotSupported
         );
     }
 }

@@ -297,6 +297,11 @@ impl DevicePolicy {
 
     /// Whether the document allows `action` on `name` (a client id, topic or filter).
     pub fn allows(&self, action: Action, name: &str) -> bool {
+        // The gateway's own name for `$aws/` topics on the broker is never a device's to use:
+        // what it receives from there is checked under the `$aws/` name.
+        if super::topics::is_broker_namespace(name) {
+            return false;
+        }
         let kind = action.resource_type();
         // `<kind><name>` against each resource pattern, without building the string: a pattern
         // either starts with the kind, or with a wildcard that may cover part of it.

@@ -36,6 +36,19 @@ pub fn from_broker(topic: &str) -> Option<String> {
         .map(|rest| format!("{AWS_PREFIX}{rest}"))
 }
 
+/// Whether `topic` is one of IoT Core's reserved ones (`$aws/...`), on which IoT retains no
+/// message.
+pub fn is_reserved(topic: &str) -> bool {
+    topic.starts_with(AWS_PREFIX)
+}
+
+/// Whether `name` (a topic or filter) is in the broker's own namespace for `$aws/` topics,
+/// which no device may name itself whatever its policy says: a device that could publish there
+/// would speak as the shadow service to the thing named in it.
+pub fn is_broker_namespace(name: &str) -> bool {
+    name.starts_with(BROKER_PREFIX)
+}
+
 pub fn is_basic_ingest(topic: &str) -> bool {
     topic.starts_with(BASIC_INGEST_PREFIX)
 }

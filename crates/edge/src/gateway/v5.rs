@@ -154,14 +154,14 @@ impl Checker for V5Checker<'_> {
                 self.ingest,
             ),
             Packet::Subscribe(mut s) => {
-                if renamed_filters(s.filters.iter_mut().map(|f| &mut f.path)) {
+                if renamed_filters(s.filters.iter_mut().map(|f| &mut f.path))? {
                     reencode(Packet::Subscribe(s))
                 } else {
                     Ok(Route::Broker(raw))
                 }
             }
             Packet::Unsubscribe(mut u) => {
-                if renamed_filters(u.filters.iter_mut()) {
+                if renamed_filters(u.filters.iter_mut())? {
                     reencode(Packet::Unsubscribe(u))
                 } else {
                     Ok(Route::Broker(raw))
@@ -218,6 +218,7 @@ pub fn disconnect_code(violation: &Violation) -> DisconnectReasonCode {
             DisconnectReasonCode::NotAuthorized
         }
         Violation::TopicAlias(_) => DisconnectReasonCode::TopicAliasInvalid,
+        Violation::Retained(_) => DisconnectReasonCode::RetainNotSupported,
         Violation::Malformed(_) => DisconnectReasonCode::MalformedPacket,
         Violation::Unsupported(_) => DisconnectReasonCode::ImplementationSpecificError,
         _ => DisconnectReasonCode::ProtocolError,
