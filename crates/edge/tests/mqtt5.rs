@@ -638,3 +638,97 @@ async fn paho_mqtt_over_v5_gets_its_verdict_and_a_foreign_client_id_gets_0x87() 
     assert_eq!(lines[0]["admitted"]["verdict"], "healthy");
     assert_eq!(lines[1]["refused"]["connack"], 0x87);
 }
+
+/// Waits for the gateway's DISCONNECT and gives its reason code.
+async fn disconnect_reason(events: &mut EventLoop) -> DisconnectReasonCode {
+    until(events, |e| match e {
+        Err(ConnectionError::MqttState(StateError::ServerDisconnect { reason_code, .. })) => {
+            Some(*reason_code)
+        }
+        _ => None,
+    })
+    .await
+}
+
+/// Whether anything reached the broker under `filter`: a subscriber that joins afterwards
+/// gets a retained message first, anything else before its own marker.
+async fn first_under(broker: u16, filter: &str, marker_topic: &str) -> rumqttc::Publish {
+    let (watcher, mut watcher_events) = v4_client("watcher", broker);
+    watcher
+        .subscribe(filter, rumqttc::QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    v4_until_suback(&mut watcher_events).await;
+    watcher
+        .publish(marker_topic, rumqttc::QoS::AtLeastOnce, false, "marker")
+        .await
+        .unwrap();
+    v4_message(&mut watcher_events).await
+}
+
+/// A device on the gateway sets the retain flag on its shadow `get`: IoT Core retains nothing on
+/// `$aws/` topics, and a retained `get` on the broker would be asked again at every
+/// resubscription of the edge. The device is cut off with 0x9A and nothing is retained.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retained_message_on_a_reserved_topic_ends_with_retain_not_supported() {
+    let Edge {
+        broker,
+        bridge,
+        counters,
+        ..
+    } = gateway_with_device("device.pem", "device.key").await;
+    let (device, mut events) = AsyncClient::new(v5_options(THING, bridge, true, None), 4);
+    connack(&mut events).await;
+    device
+        .publish(
+            format!("$aws/things/{THING}/shadow/name/condition/get"),
+            QoS::AtLeastOnce,
+            true,
+            "",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        disconnect_reason(&mut events).await,
+        DisconnectReasonCode::RetainNotSupported
+    );
+    eventually(&counters.policy_violations).await;
+    let marker = "vigil-aws/things/marker/shadow/name/condition/get";
+    let first = first_under(broker, "vigil-aws/things/+/shadow/name/condition/get", marker).await;
+    assert_eq!((first.topic.as_str(), first.retain), (marker, false));
+}
+
+/// `vigil-aws/...` is the broker's name for `$aws/...`: a device whose policy lets it publish
+/// anywhere still cannot publish there, which would reach another thing as its shadow's reply.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_policy_lets_a_device_speak_in_the_broker_s_aws_namespace() {
+    let anything = PolicyDocument::from_json(
+        r#"{"Statement":[{"Effect":"Allow","Action":"iot:*","Resource":"*"}]}"#,
+    )
+    .unwrap();
+    let Edge {
+        broker,
+        bridge,
+        counters,
+        ..
+    } = gateway_with("device.pem", "device.key", |g| g.with_policy(anything)).await;
+    let (device, mut events) = AsyncClient::new(v5_options(THING, bridge, true, None), 4);
+    connack(&mut events).await;
+    device
+        .publish(
+            "vigil-aws/things/rig-002/shadow/name/condition/get/accepted",
+            QoS::AtLeastOnce,
+            false,
+            r#"{"state":{"reported":{"window":0,"seq_start":0,"seq_end":60}}}"#,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        disconnect_reason(&mut events).await,
+        DisconnectReasonCode::NotAuthorized
+    );
+    eventually(&counters.policy_violations).await;
+    let marker = "vigil-aws/marker";
+    let first = first_under(broker, "vigil-aws/#", marker).await;
+    assert_eq!(first.topic, marker);
+}
