@@ -544,4 +544,88 @@ mod tests {
             rumqttc::v5::mqttbytes::v5::DisconnectReasonCode::RetainNotSupported
         );
     }
+    /// Names that look like the thing's own but are not (case, empty levels, trailing levels,
+    /// wildcards where the policy names a topic exactly) are refused, and a SUBSCRIBE or
+    /// UNSUBSCRIBE with many filters has every `$aws/` one renamed, or is refused whole at the
+    /// first filter the policy does not allow.
+    #[test]
+    fn near_misses_are_refused_and_many_filters_are_renamed_or_refused_whole() {
+        let p = policy();
+        let mut v4 = v4(&p);
+        let own = "$aws/things/rig-001/shadow/name/condition";
+        for topic in [
+            "$AWS/things/rig-001/shadow/name/condition/get",
+            "$aws/things/RIG-001/shadow/name/condition/get",
+            "$aws/things//shadow/name/condition/get",
+            "$aws/things/rig-001/shadow/name/condition//get",
+            "$aws/things/rig-001/shadow/name/condition/get/",
+            "$aws/things/rig-001/shadow/name/condition/get/accepted",
+            "$aws/things/rig-001/shadow/get",
+            "$aws/rules/vigil_ingest/dt/vigil/rig-002/telemetry",
+            "$aws/rules/vigil_ingest/dt/vigil/rig-001/telemetry",
+            "$aws/things/rig-001/shadow/name/condition/get\u{0}",
+        ] {
+            assert_eq!(
+                v4.route(raw(publish(topic))).unwrap_err(),
+                Violation::Publish(topic.into()),
+                "{topic}"
+            );
+        }
+        for filter in [
+            "$aws/things/+/shadow/name/condition/get/accepted",
+            "$aws/things/rig-001/shadow/name/condition/#",
+            "$aws/#",
+            "+/things/rig-002/shadow/name/condition/get/accepted",
+            "$aws/things/rig-001/shadow/name/condition/get/+",
+        ] {
+            assert_eq!(
+                v4.route(raw(subscribe(filter))).unwrap_err(),
+                Violation::Subscribe(filter.into()),
+                "{filter}"
+            );
+        }
+        let allowed = [
+            format!("{own}/get/accepted"),
+            "dt/vigil/rig-001/condition".to_string(),
+        ];
+        let many: Vec<String> = (0..1000).map(|i| allowed[i % 2].clone()).collect();
+        let filters = |paths: &[String]| {
+            Packet::Subscribe(Subscribe::new_many(
+                paths
+                    .iter()
+                    .map(|f| SubscribeFilter::new(f.clone(), QoS::AtLeastOnce)),
+            ))
+        };
+        let Route::Broker(out) = v4.route(raw(filters(&many))).unwrap() else {
+            panic!("to the broker")
+        };
+        let Packet::Subscribe(s) = parse_v4(&out).unwrap() else {
+            panic!("a SUBSCRIBE")
+        };
+        let renamed: Vec<String> = many
+            .iter()
+            .map(|f| topics::to_broker(f).unwrap_or(f.clone()))
+            .collect();
+        assert_eq!(
+            s.filters.iter().map(|f| &f.path).collect::<Vec<_>>(),
+            renamed.iter().collect::<Vec<_>>()
+        );
+        let mut one_bad = many.clone();
+        one_bad.push("dt/vigil/rig-002/condition".into());
+        assert_eq!(
+            v4.route(raw(filters(&one_bad))).unwrap_err(),
+            Violation::Subscribe("dt/vigil/rig-002/condition".into())
+        );
+        let unsubscribe = Packet::Unsubscribe(rumqttc::mqttbytes::v4::Unsubscribe {
+            pkid: 2,
+            topics: many.clone(),
+        });
+        let Route::Broker(out) = v4.route(raw(unsubscribe)).unwrap() else {
+            panic!("to the broker")
+        };
+        let Packet::Unsubscribe(u) = parse_v4(&out).unwrap() else {
+            panic!("an UNSUBSCRIBE")
+        };
+        assert_eq!(u.topics, renamed);
+    }
 }
