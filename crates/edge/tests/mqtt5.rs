@@ -732,3 +732,52 @@ async fn no_policy_lets_a_device_speak_in_the_broker_s_aws_namespace() {
     let first = first_under(broker, "vigil-aws/#", marker).await;
     assert_eq!(first.topic, marker);
 }
+
+/// A topic alias set on a renamed `$aws/` topic stands for the broker's name of it: the second
+/// `get`, by alias only, reaches the broker under `vigil-aws/...` as the first did; a retained
+/// publish by that alias is a retained `$aws/` message, refused with 0x9A.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alias_of_a_renamed_topic_is_renamed_and_held_to_the_same_rules() {
+    let Edge {
+        broker, bridge, ..
+    } = gateway_with_device("device.pem", "device.key").await;
+    let (service, mut service_events) = v4_client("shadow-service", broker);
+    service
+        .subscribe("#", rumqttc::QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    v4_until_suback(&mut service_events).await;
+    let (device, mut events) = AsyncClient::new(v5_options(THING, bridge, true, None), 8);
+    connack(&mut events).await;
+    let alias = |retain: bool, topic: &str, payload: &'static str| {
+        let device = device.clone();
+        let topic = topic.to_string();
+        async move {
+            let properties = rumqttc::v5::mqttbytes::v5::PublishProperties {
+                topic_alias: Some(1),
+                ..Default::default()
+            };
+            device
+                .publish_with_properties(topic, QoS::AtMostOnce, retain, payload, properties)
+                .await
+                .unwrap();
+        }
+    };
+    alias(false, &format!("$aws/things/{THING}/shadow/name/condition/get"), "1").await;
+    alias(false, "", "2").await;
+    alias(true, "", "3").await;
+    assert_eq!(
+        disconnect_reason(&mut events).await,
+        DisconnectReasonCode::RetainNotSupported
+    );
+    let renamed = format!("vigil-aws/things/{THING}/shadow/name/condition/get");
+    for payload in ["1", "2"] {
+        let got = v4_message(&mut service_events).await;
+        assert_eq!((got.topic.as_str(), &got.payload[..]), (renamed.as_str(), payload.as_bytes()));
+    }
+    service
+        .publish("marker", rumqttc::QoS::AtLeastOnce, false, "m")
+        .await
+        .unwrap();
+    assert_eq!(v4_message(&mut service_events).await.topic, "marker");
+}
