@@ -244,14 +244,14 @@ mod tests {
             assert_eq!((v.seq_start, v.seq_end), (start, end));
         }
         for (w, start, end) in [
-            (0, 0, u64::MAX),                         // every seq there is
-            (0, 0, u64::from(MAX_WINDOW_SIZE) + 1),   // wider than any window
-            (3, 240, 180),                            // backwards
-            (3, 180, 180),                            // empty
-            (0, 60, 120),                             // window 0 starts at 0
-            (7, 181, 241),                            // not at a multiple of the window
-            (2, 500, 560),                            // hop 250 > size 60
-            (u64::MAX, u64::MAX - 1, u64::MAX),       // hop 0
+            (0, 0, u64::MAX),                       // every seq there is
+            (0, 0, u64::from(MAX_WINDOW_SIZE) + 1), // wider than any window
+            (3, 240, 180),                          // backwards
+            (3, 180, 180),                          // empty
+            (0, 60, 120),                           // window 0 starts at 0
+            (7, 181, 241),                          // not at a multiple of the window
+            (2, 500, 560),                          // hop 250 > size 60
+            (u64::MAX, u64::MAX - 1, u64::MAX),     // hop 0
         ] {
             assert!(read(&verdict(w, start, end)).is_err(), "{w} {start}..{end}");
         }

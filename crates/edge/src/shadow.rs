@@ -206,9 +206,12 @@ mod tests {
                 String::new(),
                 format!("rig-{i}+"),
             ] {
-                let topic =
-                    format!("vigil-aws/things/{thing}/shadow/name/{CONDITION_SHADOW}/get");
-                assert!(!limiter.admit(&topic, t0), "{}", &thing[..thing.len().min(20)]);
+                let topic = format!("vigil-aws/things/{thing}/shadow/name/{CONDITION_SHADOW}/get");
+                assert!(
+                    !limiter.admit(&topic, t0),
+                    "{}",
+                    &thing[..thing.len().min(20)]
+                );
             }
         }
         assert_eq!(limiter.tracked(), 0);

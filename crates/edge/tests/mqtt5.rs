@@ -694,7 +694,12 @@ async fn a_retained_message_on_a_reserved_topic_ends_with_retain_not_supported()
     );
     eventually(&counters.policy_violations).await;
     let marker = "vigil-aws/things/marker/shadow/name/condition/get";
-    let first = first_under(broker, "vigil-aws/things/+/shadow/name/condition/get", marker).await;
+    let first = first_under(
+        broker,
+        "vigil-aws/things/+/shadow/name/condition/get",
+        marker,
+    )
+    .await;
     assert_eq!((first.topic.as_str(), first.retain), (marker, false));
 }
 
@@ -738,9 +743,7 @@ async fn no_policy_lets_a_device_speak_in_the_broker_s_aws_namespace() {
 /// publish by that alias is a retained `$aws/` message, refused with 0x9A.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_alias_of_a_renamed_topic_is_renamed_and_held_to_the_same_rules() {
-    let Edge {
-        broker, bridge, ..
-    } = gateway_with_device("device.pem", "device.key").await;
+    let Edge { broker, bridge, .. } = gateway_with_device("device.pem", "device.key").await;
     let (service, mut service_events) = v4_client("shadow-service", broker);
     service
         .subscribe("#", rumqttc::QoS::AtLeastOnce)
@@ -763,7 +766,12 @@ async fn an_alias_of_a_renamed_topic_is_renamed_and_held_to_the_same_rules() {
                 .unwrap();
         }
     };
-    alias(false, &format!("$aws/things/{THING}/shadow/name/condition/get"), "1").await;
+    alias(
+        false,
+        &format!("$aws/things/{THING}/shadow/name/condition/get"),
+        "1",
+    )
+    .await;
     alias(false, "", "2").await;
     alias(true, "", "3").await;
     assert_eq!(
@@ -773,7 +781,10 @@ async fn an_alias_of_a_renamed_topic_is_renamed_and_held_to_the_same_rules() {
     let renamed = format!("vigil-aws/things/{THING}/shadow/name/condition/get");
     for payload in ["1", "2"] {
         let got = v4_message(&mut service_events).await;
-        assert_eq!((got.topic.as_str(), &got.payload[..]), (renamed.as_str(), payload.as_bytes()));
+        assert_eq!(
+            (got.topic.as_str(), &got.payload[..]),
+            (renamed.as_str(), payload.as_bytes())
+        );
     }
     service
         .publish("marker", rumqttc::QoS::AtLeastOnce, false, "m")

@@ -471,7 +471,9 @@ mod tests {
         );
         // The same policy still lets it use its `$aws/` names (renamed on the broker).
         assert!(v4
-            .route(raw(publish("$aws/things/rig-001/shadow/name/condition/get")))
+            .route(raw(publish(
+                "$aws/things/rig-001/shadow/name/condition/get"
+            )))
             .is_ok());
     }
 
@@ -510,7 +512,10 @@ mod tests {
         let unsubscribe = Packet::Unsubscribe(rumqttc::mqttbytes::v4::Unsubscribe::new(&filter));
         assert!(v4.route(raw(unsubscribe)).is_err());
         // The longest that fits once renamed still goes, whole.
-        let fits = format!("{head}{}", "x".repeat(usize::from(u16::MAX) - 5 - head.len()));
+        let fits = format!(
+            "{head}{}",
+            "x".repeat(usize::from(u16::MAX) - 5 - head.len())
+        );
         let Route::Broker(out) = v4.route(raw(subscribe(&fits))).unwrap() else {
             panic!("to the broker")
         };
