@@ -131,10 +131,21 @@ impl Agent {
     /// Writes the next cycles' samples (whole windows) to the agent's stdin, up to `to`;
     /// at `CYCLES`, closes it (the source ends).
     fn feed_to(&mut self, to: usize) {
+        for cycle in self.fed..to {
+            self.feed_samples(cycle, 0..60);
+        }
+        self.fed = to;
+        if to >= CYCLES {
+            self.stdin = None;
+        }
+    }
+
+    /// Writes samples `ts` of `cycle` to the agent's stdin (part of a window: `fed` stays).
+    fn feed_samples(&mut self, cycle: usize, ts: std::ops::Range<usize>) {
         use std::io::Write;
         let stdin = self.stdin.as_mut().expect("stdin open");
-        for cycle in self.fed..to {
-            for t in 0..60 {
+        {
+            for t in ts {
                 let values: serde_json::Map<String, serde_json::Value> = CHANNELS
                     .iter()
                     .zip(&self.data.channels)
@@ -146,10 +157,6 @@ impl Agent {
             }
         }
         stdin.flush().expect("flush the agent's stdin");
-        self.fed = to;
-        if to >= CYCLES {
-            self.stdin = None;
-        }
     }
 
     /// The windows the agent printed a verdict for so far (`condition THING window N ...`),
@@ -721,4 +728,86 @@ fn a_stall_is_a_clear_error_within_the_deadline() {
         "{stderr}"
     );
     assert!(started.elapsed() >= Duration::from_secs(2));
+}
+
+/// A forged `get/accepted` for the agent's shadow (anyone on the edge's plain listener can
+/// publish under `vigil-aws/...`) claiming a verdict for every seq there is, while half of
+/// window 2 waits in the agent's queue: the agent reads no window in it and removes nothing,
+/// so window 2 is scored whole and every sample is confirmed by its own result.
+#[test]
+fn a_forged_shadow_reply_drops_nothing_the_agent_still_has_to_deliver() {
+    let rig = rig(Link::Gateway);
+    let thing = GATEWAY_THING;
+    let mut agent = start_agent(thing, rig.proxy.addr().port(), &rig.state, Link::Gateway);
+    agent.feed_to(2);
+    agent.wait_received(&BTreeSet::new());
+    agent.feed_samples(2, 0..30);
+
+    let shadow = format!("vigil-aws/things/{thing}/shadow/name/condition");
+    let mut options = MqttOptions::new("forger", "127.0.0.1", rig.port);
+    options.set_keep_alive(Duration::from_secs(30));
+    let forged = format!(
+        r#"{{"state":{{"reported":{{"window":0,"seq_start":0,"seq_end":{},"label":"forged","completeness":1.0}}}},"version":9}}"#,
+        u64::MAX
+    );
+    let marker = r#"{"state":{"reported":{"label":"marker"}}}"#;
+    let (published_tx, published_rx) = std::sync::mpsc::channel();
+    rig.rt.spawn(async move {
+        let (client, mut eventloop) = AsyncClient::new(options, 8);
+        // In this order on one connection: the agent handles the forgery before the marker.
+        for (topic, payload) in [
+            (format!("{shadow}/get/accepted"), forged),
+            (format!("{shadow}/update/accepted"), marker.to_string()),
+        ] {
+            client
+                .publish(topic, QoS::AtLeastOnce, false, payload)
+                .await
+                .unwrap();
+        }
+        let mut acks = 0;
+        while let Ok(event) = eventloop.poll().await {
+            if matches!(event, Event::Incoming(Packet::PubAck(_))) {
+                acks += 1;
+                if acks == 2 {
+                    let _ = published_tx.send(());
+                }
+            }
+        }
+    });
+    published_rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the forged replies published");
+    let lines = agent.lines.clone();
+    wait_until("the agent read the marker", Duration::from_secs(30), || {
+        lines
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.starts_with(&format!("shadow {thing}: ")) && l.contains("marker"))
+    });
+
+    agent.feed_samples(2, 30..60);
+    agent.fed = 3;
+    agent.feed_to(CYCLES);
+    let (received, summary) = agent.finish(Duration::from_secs(60));
+    assert_scored_once(&rig, thing);
+    assert_eq!(received, (0..CYCLES as u64).collect(), "{summary}");
+    assert!(agent.recovered().is_empty(), "{summary}");
+    let window_2 = agent
+        .lines
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|l| l.starts_with(&format!("condition {thing} window 2 ")))
+        .cloned()
+        .unwrap();
+    assert!(window_2.contains("completeness 1.00"), "{window_2}");
+    assert_eq!(summary["recovered_from_shadow"], 0, "{summary}");
+    assert_eq!(summary["given_up"], 0, "{summary}");
+    assert_eq!(summary["results"], CYCLES as u64, "{summary}");
+    assert_eq!(
+        summary["confirmed"],
+        CYCLES as u64 * SAMPLES_PER_WINDOW,
+        "{summary}"
+    );
 }
