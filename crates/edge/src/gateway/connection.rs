@@ -327,9 +327,9 @@ fn delivered(frame: BytesMut, policy: &DevicePolicy) -> Result<BytesMut, Option<
     let Some(topic) = topics::publish_topic(&frame) else {
         return Ok(frame);
     };
-    if topic.is_empty() {
-        return Ok(frame); // a v5 alias the broker set, for a topic it delivered before
-    }
+    // No exception for an empty topic (a v5 alias): the gateway offers the broker no topic
+    // aliases, so a PUBLISH without a topic name is one the device could not be shown to be
+    // allowed to receive, and goes no further than any other such.
     let renamed = topics::from_broker(topic);
     let topic = renamed.as_deref().unwrap_or(topic);
     if !policy.may_receive(topic) {
@@ -424,6 +424,9 @@ mod tests {
             delivered(raw(publish("dt/vigil/rig-002/condition")), &p),
             Err(Some(1))
         );
+        // Nor does a PUBLISH without a topic name (no alias can stand for one: the gateway
+        // offers the broker none).
+        assert_eq!(delivered(raw(publish("")), &p), Err(Some(1)));
     }
     fn v4(p: &DevicePolicy) -> V4<'_> {
         V4 {
