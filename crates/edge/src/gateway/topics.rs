@@ -4,8 +4,10 @@
 //! directions: a device's `$aws/things/<thing>/shadow/...` publish or subscription becomes
 //! `vigil-aws/things/<thing>/shadow/...` on the broker, and what the broker delivers there
 //! reaches the device as `$aws/...` again. The policy is always checked on the `$aws/...` form,
-//! and devices cannot name the broker's form themselves (no policy allows it), so the mapping
-//! gives no device a topic it did not have.
+//! and no device may name the broker's form itself, whatever its policy says
+//! ([`is_broker_namespace`]), so the mapping gives no device a topic it did not have. A name
+//! whose broker form would not fit an MQTT string is refused rather than cut, and, as in IoT
+//! Core, nothing is retained on an `$aws/` topic.
 //!
 //! Basic Ingest (`$aws/rules/<rule>/<topic>`) is not carried at all when the gateway has a rule
 //! sink ([`super::IngestMessage`]): as in IoT Core, such a message goes to the rule only, never
