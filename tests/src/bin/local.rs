@@ -105,7 +105,10 @@ async fn main() -> anyhow::Result<()> {
     println!("device {THING}: replaying models/samples/hydraulic over mutual TLS");
     vigil_device::agent::run(local::device_args(stack.gateway.port(), 36, &state)).await?;
 
-    println!("serving until Ctrl-C; another device: vigil device --thing {THING} --endpoint {GATEWAY} --cert {} --key {} --ca {} --source replay-hydraulic:models/samples/hydraulic",
+    // The thing's next seq after the 36 cycles of 60 samples: a run from a new queue must
+    // continue there, or the pipeline drops every sample as a duplicate.
+    let next_seq = 36 * 60;
+    println!("serving until Ctrl-C; replay again as {THING} (from another terminal): cargo run -q -p vigil-cli -- device --thing {THING} --endpoint {GATEWAY} --cert {} --key {} --ca {} --state target/local/device-again --start-seq {next_seq} --source replay-hydraulic:models/samples/hydraulic",
         local::tls("device.pem").display(), local::tls("device.key").display(), local::tls("ca.pem").display());
     let mut stop = std::pin::pin!(tokio::signal::ctrl_c());
     loop {
