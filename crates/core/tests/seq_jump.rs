@@ -231,3 +231,103 @@ proptest! {
         prop_assert_eq!(d.active_alert(), Some("hot".to_string()));
     }
 }
+
+/// The device state as the pipeline reads it, counted.
+struct CountingStates<'a> {
+    inner: &'a dyn vigil_core::ports::DeviceStateStore,
+    loads: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl vigil_core::ports::DeviceStateStore for CountingStates<'_> {
+    async fn load(
+        &self,
+        stream: &StreamKey,
+    ) -> Result<
+        vigil_core::ports::Versioned<vigil_core::ports::DeviceState>,
+        vigil_core::ports::PortError,
+    > {
+        self.loads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.inner.load(stream).await
+    }
+    async fn save(
+        &self,
+        stream: &StreamKey,
+        state: &vigil_core::ports::DeviceState,
+        expected: u64,
+    ) -> Result<bool, vigil_core::ports::PortError> {
+        self.inner.save(stream, state, expected).await
+    }
+}
+
+/// A device whose seqs are past the first jump bound (older than 4,096 windows) pays no state
+/// read per message for the seq guard: the mark this process read is kept (one pipeline config
+/// across messages, as the Lambda keeps it across invocations), and only the closes read the
+/// state. Without the kept mark every message would read it.
+#[test]
+fn past_the_first_bound_the_guard_reads_the_state_once_not_per_message() {
+    let profiles = profiles();
+    let memory = MemoryPorts::new();
+    let states = CountingStates {
+        inner: &memory.states,
+        loads: Default::default(),
+    };
+    let ports = vigil_core::Ports {
+        states: &states,
+        ..memory.ports()
+    };
+    let config = PipelineConfig {
+        default_profile: "test".into(),
+        ..PipelineConfig::default()
+    };
+    let device = DeviceId::new("rig-old").unwrap();
+    let send = |seq: u64| {
+        let message = Message {
+            id: format!("m{seq}"),
+            device: device.clone(),
+            payload: encode_batch(
+                &[Sample {
+                    seq,
+                    ts: seq,
+                    values: vec![10.0],
+                }],
+                &["a".to_string()],
+            ),
+        };
+        let pipeline = Pipeline::new(&profiles, ports, config.clone()).unwrap();
+        let mut report = block_on(pipeline.process(&[message], 0));
+        assert!(
+            matches!(report.outcomes[0], MessageOutcome::Accepted { .. }),
+            "seq {seq}: {:?}",
+            report.outcomes[0]
+        );
+        report.outcomes.remove(0);
+        report.counters.windows_scored
+    };
+    // Walk the device up past the bound one window at a time (each window's last sample).
+    let spec = WindowSpecProbe::spec();
+    let high = max_seq_jump(&spec) + 10 * SIZE;
+    let mut w = 0;
+    while w * SIZE <= high {
+        for j in 0..SIZE {
+            send(w * SIZE + j);
+        }
+        w += 1;
+    }
+    let before = states.loads.load(std::sync::atomic::Ordering::Relaxed);
+    let (mut messages, mut closes) = (0usize, 0u64);
+    for _ in 0..25 {
+        for j in 0..SIZE {
+            closes += send(w * SIZE + j);
+            messages += 1;
+        }
+        w += 1;
+    }
+    let loads = states.loads.load(std::sync::atomic::Ordering::Relaxed) - before;
+    assert_eq!(closes, 25);
+    assert!(
+        loads as u64 <= closes + 1,
+        "{loads} state reads for {messages} messages and {closes} closes"
+    );
+}
