@@ -213,3 +213,27 @@ def test_build_and_deploy_need_no_test_tools(repo):
         body = (repo / script).read_text()
         assert "sha256sum" not in body and "setup-emulators" not in body and "apt-get" not in body, script
         assert not re.search(r"\bls\b[^\n]*\.so", body), f"{script}: a .so glob"
+
+
+def test_operators_get_a_policy_for_alarm_shadows_only(infra):
+    """docs/operators.md: who may act on alarms. A managed policy, output at the env, that allows the alarm
+    shadow (read, write) and the condition shadow (read) of fleet things, and nothing else."""
+    from checks import policy_docs, resolved
+    from tfparse import statements
+
+    pipe = infra.pipeline
+    policy = pipe.resource("aws_iam_policy", "operators")
+    assert attr(policy.body, "count") == "${var.enable_iot ? 1 : 0}"
+    assert attr(policy.body, "policy") == "${data.aws_iam_policy_document.operators.json}"
+    grants = {}
+    for st in statements(policy_docs(pipe)["operators"]):
+        assert st.effect == "Allow"
+        for r in resolved(pipe, attr(st.body, "resources")):
+            grants.setdefault(r.rsplit(":", 1)[1], set()).update(attr(st.body, "actions"))
+    assert grants == {
+        "thing/*/alarm": {"iot:GetThingShadow", "iot:UpdateThingShadow"},
+        "thing/*/condition": {"iot:GetThingShadow"},
+    }
+    for rel, owner in (("modules/pipeline", "aws_iam_policy.operators[0].arn"), ("modules/stack", "module.pipeline."), ("envs/aws", "module.vigil.")):
+        out = text(infra.root, f"{rel}/outputs.tf").split('output "operators_policy_arn"')[1].split("\n}\n")[0]
+        assert owner in out, rel

@@ -82,6 +82,11 @@ output "alarms_topic_arn" {
   value       = module.vigil.alarms_topic_arn
 }
 
+output "operators_policy_arn" {
+  description = "Managed IAM policy to attach to operators' roles or groups: act on alarm shadows, read condition shadows."
+  value       = module.vigil.operators_policy_arn
+}
+
 output "rejects_queue_url" {
   description = "SQS queue of rejected messages."
   value       = module.vigil.rejects_queue_url

@@ -38,6 +38,35 @@ resource "aws_lambda_permission" "alarm_rule" {
   source_account = local.account_id
 }
 
+# Who may act on alarms: a managed policy to attach to operators' roles or groups (the account
+# chooses who). It allows reading and writing a device's `alarm` shadow (acknowledge, snooze,
+# disable, enable, reset) and reading its `condition` shadow (the latest verdict), nothing else:
+# not the device's telemetry, not other shadows, not the table.
+data "aws_iam_policy_document" "operators" {
+  statement {
+    sid = "ActOnAlarms"
+    # wildcard: the thing-name segment (operators act on every device of the fleet, registered
+    # later than this module); the shadow is pinned to `alarm`.
+    actions   = ["iot:GetThingShadow", "iot:UpdateThingShadow"]
+    resources = ["${local.iot_arn}:thing/*/alarm"]
+  }
+
+  statement {
+    sid = "ReadVerdicts"
+    # wildcard: the thing-name segment, as above; read-only, pinned to the `condition` shadow.
+    actions   = ["iot:GetThingShadow"]
+    resources = ["${local.iot_arn}:thing/*/condition"]
+  }
+}
+
+resource "aws_iam_policy" "operators" {
+  count       = var.enable_iot ? 1 : 0
+  name        = "${var.name}-operators"
+  description = "Vigil operators: act on devices' alarm shadows, read their condition shadows"
+  policy      = data.aws_iam_policy_document.operators.json
+  tags        = var.tags
+}
+
 # The operators' view: alarm notifications by state, operators' actions, and each device's latest
 # verdict, from the function's structured logs (Logs Insights; fields as the handler logs them).
 resource "aws_cloudwatch_dashboard" "operators" {

@@ -58,6 +58,11 @@ output "alarms_topic_arn" {
   value       = aws_sns_topic.alarms.arn
 }
 
+output "operators_policy_arn" {
+  description = "Managed IAM policy for operators (act on alarm shadows, read condition shadows); null without IoT Core."
+  value       = var.enable_iot ? aws_iam_policy.operators[0].arn : null
+}
+
 output "models_bucket" {
   description = "S3 bucket of models (models/), profiles (profiles/), SageMaker artifacts (models/sagemaker/) and calibrated baselines (baselines/)."
   value       = aws_s3_bucket.models.id

@@ -98,6 +98,11 @@ output "alarms_topic_arn" {
   value       = module.pipeline.alarms_topic_arn
 }
 
+output "operators_policy_arn" {
+  description = "Managed IAM policy for operators (act on alarm shadows, read condition shadows); null without IoT Core."
+  value       = module.pipeline.operators_policy_arn
+}
+
 output "rejects_queue_url" {
   description = "SQS queue of rejected messages."
   value       = module.pipeline.rejects_queue_url
