@@ -446,7 +446,6 @@ pub async fn start_with(
             counters: Arc::clone(&counters),
             print_alerts: config.print_alerts,
             fleet: Arc::clone(&fleet),
-            held: Default::default(),
         },
         pipeline: PipelineConfig {
             default_profile: config.default_profile.clone(),
@@ -749,6 +748,20 @@ impl Worker {
     ) -> EdgeStats {
         let pipeline = Pipeline::new(&runtime.profiles, runtime.ports(), runtime.pipeline.clone())
             .expect("default profile checked at start");
+        // What a crash left in the outbox (on disk, never sent, or sent and not yet removed).
+        match runtime.store.outbox() {
+            Ok(left) if !left.is_empty() => {
+                tracing::info!(
+                    publishes = left.len(),
+                    "edge: sending what the last run left in the outbox"
+                );
+                if let Err(e) = runtime.sinks.release().await {
+                    tracing::warn!(error = %e, "edge: the outbox left by the last run not sent");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "edge: reading the outbox"),
+        }
         let mut last_prune = Instant::now();
         loop {
             let idle = self.config.exit_after_idle;

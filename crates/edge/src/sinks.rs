@@ -1,11 +1,11 @@
 //! The edge's output ports over MQTT: results (and the `condition` shadow), alerts, rejections.
 //!
-//! Nothing leaves before it is on disk: a batch's publishes are held ([`MqttSinks::release`])
-//! until the store has synced what produced them. A device drops the samples a result covers,
-//! so a result sent ahead of a crash that lost its window's last samples would have the window
-//! scored again, short, after the restart. Then they go through the same connection as the
-//! telemetry acknowledgements and before them, and MQTT keeps a connection's packets in order:
-//! when the broker has a batch's acknowledgements, it has the results that batch produced.
+//! Nothing leaves before it is on disk: a batch's publishes go to the store's outbox
+//! (`store/outbox.rs`) and are sent by [`MqttSinks::release`] once the store has synced the
+//! batch that produced them; what a crash left there is sent at the next start. Then they go
+//! through the same connection as the telemetry acknowledgements and before them, and MQTT
+//! keeps a connection's packets in order: when the broker has a batch's acknowledgements, it
+//! has the results that batch produced.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -51,8 +51,6 @@ pub struct MqttSinks {
     pub print_alerts: bool,
     /// Recent verdicts and rejections for the fleet page, and its live events.
     pub fleet: Arc<FleetLog>,
-    /// Publishes of the batch in progress, sent by [`MqttSinks::release`] once it is on disk.
-    pub held: std::sync::Mutex<Vec<(String, Vec<u8>)>>,
 }
 
 impl MqttSinks {
@@ -71,30 +69,27 @@ impl MqttSinks {
                 format!("publish to {topic}: {remaining} bytes, over the broker's {MAX_PACKET_BYTES} byte packet limit"),
             ));
         }
-        self.held
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push((topic, payload));
-        Ok(())
+        self.store.outbox_push(&topic, &payload)
     }
 
-    /// Sends what the batch in progress published, in order. Call only once the store has
-    /// synced the batch. Fails only when the connection task is gone (shutting down); what
-    /// was not sent then is dropped (the device re-sends its samples and gives up on those
-    /// windows, see docs/device.md).
-    pub async fn release(&self) -> Result<(), rumqttc::ClientError> {
-        let held = std::mem::take(
-            &mut *self
-                .held
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        );
-        for (topic, payload) in held {
-            self.client
-                .publish(topic, QoS::AtLeastOnce, false, payload)
-                .await?;
+    /// Sends what is in the outbox, in order, and removes it. Call only once the store has
+    /// synced the batch (and at start, for what a crash left). A publish fails only when the
+    /// connection task is gone (shutting down): the rest stays for the next start.
+    pub async fn release(&self) -> Result<(), PortError> {
+        let outgoing = self.store.outbox()?;
+        let mut sent = Vec::with_capacity(outgoing.len());
+        for o in outgoing {
+            let queued = self
+                .client
+                .publish(o.topic, QoS::AtLeastOnce, false, o.payload)
+                .await;
+            if let Err(e) = queued {
+                self.store.outbox_remove(&sent)?;
+                return Err(PortError::retryable("outbox", format!("publish: {e}")));
+            }
+            sent.push(o.id);
         }
-        Ok(())
+        self.store.outbox_remove(&sent)
     }
 }
 
@@ -250,7 +245,6 @@ mod tests {
             counters: Arc::default(),
             print_alerts: false,
             fleet: Arc::default(),
-            held: Default::default(),
         };
         let topic = rejected_topic("rig-001");
         let fits = MAX_PACKET_BYTES - 4 - topic.len();
@@ -264,10 +258,10 @@ mod tests {
             .unwrap_err();
         assert!(!e.retryable, "{e}");
         assert!(e.to_string().contains("packet limit"), "{e}");
-        // The one that fits is held until the batch is on disk, then sent.
-        assert_eq!(sinks.held.lock().unwrap().len(), 1);
+        // The one that fits waits in the store's outbox until the batch is on disk, then is sent.
+        assert_eq!(sinks.store.outbox().unwrap().len(), 1);
         sinks.release().await.unwrap();
-        assert!(sinks.held.lock().unwrap().is_empty());
+        assert!(sinks.store.outbox().unwrap().is_empty());
         sinks.undelivered("m1", "rig-001", b"{}", &e);
         assert_eq!(
             sinks.counters.rejects_undelivered.load(Ordering::Relaxed),

@@ -225,6 +225,8 @@ impl EdgeStore {
             txn.open_table(CHUNKS).map_err(|e| port_err("store", e))?;
             txn.open_table(FLOORS).map_err(|e| port_err("store", e))?;
             txn.open_table(SHADOWS).map_err(|e| port_err("store", e))?;
+            txn.open_table(outbox::OUTBOX)
+                .map_err(|e| port_err("store", e))?;
             let states = txn.open_table(STATES).map_err(|e| port_err("store", e))?;
             report.devices = states.len().map_err(|e| port_err("store", e))? as usize;
             let mut windows = txn.open_table(WINDOWS).map_err(|e| port_err("store", e))?;
@@ -820,5 +822,6 @@ impl BaselineSource for FileBaselines {
     }
 }
 
+mod outbox;
 #[cfg(test)]
 mod tests;

@@ -368,3 +368,42 @@ async fn a_damaged_store_is_a_clear_error_and_reset_sets_it_aside() {
         assert_eq!(std::fs::read(dir.path().join(&aside[0])).unwrap(), bad);
     }
 }
+
+/// The outbox keeps publishes in order across a reopen (what a crash after the sync leaves is
+/// sent at the next start), and removing sent ones leaves the rest.
+#[test]
+fn the_outbox_keeps_publishes_in_order_across_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = EdgeStore::open_dir(dir.path(), Durability::OnFlush).unwrap();
+        store
+            .outbox_push("dt/vigil/a/condition", b"{\"window\":1}")
+            .unwrap();
+        store.outbox_push("dt/vigil/a/alerts", b"").unwrap();
+        store
+            .outbox_push("dt/vigil/b/condition", b"{\"window\":7}")
+            .unwrap();
+        store.flush().unwrap();
+    }
+    let store = EdgeStore::open_dir(dir.path(), Durability::OnFlush).unwrap();
+    let left = store.outbox().unwrap();
+    let topics: Vec<&str> = left.iter().map(|o| o.topic.as_str()).collect();
+    assert_eq!(
+        topics,
+        [
+            "dt/vigil/a/condition",
+            "dt/vigil/a/alerts",
+            "dt/vigil/b/condition"
+        ]
+    );
+    assert_eq!(left[0].payload, b"{\"window\":1}");
+    assert!(left[1].payload.is_empty());
+    store.outbox_remove(&[left[0].id, left[1].id]).unwrap();
+    let rest = store.outbox().unwrap();
+    assert_eq!(rest.len(), 1);
+    assert_eq!(rest[0].payload, b"{\"window\":7}");
+    // New entries go after the remaining one.
+    store.outbox_push("dt/vigil/c/condition", b"x").unwrap();
+    let ids: Vec<u64> = store.outbox().unwrap().iter().map(|o| o.id).collect();
+    assert!(ids[0] < ids[1], "{ids:?}");
+}
