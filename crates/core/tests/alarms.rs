@@ -11,8 +11,7 @@ use vigil_core::alarm::{operate, AlarmState, Command, NoticeReason, OperatorActi
 use vigil_core::alert::Severity;
 use vigil_core::memory::MemoryPorts;
 use vigil_core::ports::StreamKey;
-use vigil_core::telemetry::encode_batch;
-use vigil_core::{CompiledProfile, DeviceId, Message, Pipeline, PipelineConfig, Sample};
+use vigil_core::{CompiledProfile, DeviceId, Pipeline, Sample};
 
 const MIN: u64 = 60_000;
 
@@ -65,16 +64,9 @@ impl Rig {
             })
             .collect();
         self.next_seq += 4;
-        let m = Message {
-            id: format!("m{}", self.next_seq),
-            device: self.device.clone(),
-            payload: encode_batch(&batch, &["a".to_string()]),
-        };
-        let config = PipelineConfig {
-            default_profile: "test".into(),
-            ..PipelineConfig::default()
-        };
-        let pipeline = Pipeline::new(&self.profiles, self.ports.ports(), config).unwrap();
+        let m = common::message_a(&self.device, format!("m{}", self.next_seq), &batch);
+        let pipeline =
+            Pipeline::new(&self.profiles, self.ports.ports(), common::test_config()).unwrap();
         block_on(pipeline.process(&[m], now_ms));
     }
 

@@ -11,10 +11,8 @@ use proptest::prelude::*;
 use vigil_core::memory::MemoryPorts;
 use vigil_core::ports::StreamKey;
 use vigil_core::seq_guard::{max_seq_jump, MAX_SEQ_JUMP_WINDOWS};
-use vigil_core::telemetry::{encode_batch, MAX_JSON_SAFE_INTEGER};
-use vigil_core::{
-    CompiledProfile, DeviceId, Message, MessageOutcome, Pipeline, PipelineConfig, Sample,
-};
+use vigil_core::telemetry::MAX_JSON_SAFE_INTEGER;
+use vigil_core::{CompiledProfile, DeviceId, MessageOutcome, Pipeline, Sample};
 
 const SIZE: u64 = 4;
 const COOLDOWN_MS: u64 = 60_000;
@@ -70,16 +68,9 @@ impl Device {
             })
             .collect();
         self.sent += 1;
-        let message = Message {
-            id: format!("m{}", self.sent),
-            device: self.id.clone(),
-            payload: encode_batch(&samples, &["a".to_string()]),
-        };
-        let config = PipelineConfig {
-            default_profile: "test".into(),
-            ..PipelineConfig::default()
-        };
-        let pipeline = Pipeline::new(&self.profiles, self.ports.ports(), config).unwrap();
+        let message = common::message_a(&self.id, format!("m{}", self.sent), &samples);
+        let pipeline =
+            Pipeline::new(&self.profiles, self.ports.ports(), common::test_config()).unwrap();
         let mut report = block_on(pipeline.process(&[message], 0));
         report.outcomes.remove(0)
     }
@@ -277,24 +268,16 @@ fn past_the_first_bound_the_guard_reads_the_state_once_not_per_message() {
         states: &states,
         ..memory.ports()
     };
-    let config = PipelineConfig {
-        default_profile: "test".into(),
-        ..PipelineConfig::default()
-    };
+    // One configuration across messages: its close hints carry the mark.
+    let config = common::test_config();
     let device = DeviceId::new("rig-old").unwrap();
     let send = |seq: u64| {
-        let message = Message {
-            id: format!("m{seq}"),
-            device: device.clone(),
-            payload: encode_batch(
-                &[Sample {
-                    seq,
-                    ts: seq,
-                    values: vec![10.0],
-                }],
-                &["a".to_string()],
-            ),
+        let sample = Sample {
+            seq,
+            ts: seq,
+            values: vec![10.0],
         };
+        let message = common::message_a(&device, format!("m{seq}"), &[sample]);
         let pipeline = Pipeline::new(&profiles, ports, config.clone()).unwrap();
         let mut report = block_on(pipeline.process(&[message], 0));
         assert!(

@@ -45,3 +45,24 @@ pub fn threshold_profiles(toml: &str) -> BTreeMap<String, CompiledProfile> {
         CompiledProfile::new(profile, Arc::new(Threshold)).unwrap(),
     )])
 }
+
+/// The pipeline configuration of these tests: the `test` profile for every device.
+pub fn test_config() -> vigil_core::PipelineConfig {
+    vigil_core::PipelineConfig {
+        default_profile: "test".into(),
+        ..vigil_core::PipelineConfig::default()
+    }
+}
+
+/// One message `id` from `device` carrying `samples` of the one channel `a`.
+pub fn message_a(
+    device: &vigil_core::DeviceId,
+    id: String,
+    samples: &[vigil_core::Sample],
+) -> vigil_core::Message {
+    vigil_core::Message {
+        id,
+        device: device.clone(),
+        payload: vigil_core::telemetry::encode_batch(samples, &["a".to_string()]),
+    }
+}
