@@ -749,18 +749,13 @@ impl Worker {
         let pipeline = Pipeline::new(&runtime.profiles, runtime.ports(), runtime.pipeline.clone())
             .expect("default profile checked at start");
         // What a crash left in the outbox (on disk, never sent, or sent and not yet removed).
-        match runtime.store.outbox() {
-            Ok(left) if !left.is_empty() => {
-                tracing::info!(
-                    publishes = left.len(),
-                    "edge: sending what the last run left in the outbox"
-                );
-                if let Err(e) = runtime.sinks.release().await {
-                    tracing::warn!(error = %e, "edge: the outbox left by the last run not sent");
-                }
-            }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "edge: reading the outbox"),
+        match runtime.sinks.release().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                publishes = n,
+                "edge: sent what the last run left in the outbox"
+            ),
+            Err(e) => tracing::warn!(error = %e, "edge: the outbox left by the last run not sent"),
         }
         let mut last_prune = Instant::now();
         loop {

@@ -74,8 +74,9 @@ impl MqttSinks {
 
     /// Sends what is in the outbox, in order, and removes it. Call only once the store has
     /// synced the batch (and at start, for what a crash left). A publish fails only when the
-    /// connection task is gone (shutting down): the rest stays for the next start.
-    pub async fn release(&self) -> Result<(), PortError> {
+    /// connection task is gone (shutting down): the rest stays for the next start. Returns
+    /// how many were sent.
+    pub async fn release(&self) -> Result<usize, PortError> {
         let outgoing = self.store.outbox()?;
         let mut sent = Vec::with_capacity(outgoing.len());
         for o in outgoing {
@@ -89,7 +90,8 @@ impl MqttSinks {
             }
             sent.push(o.id);
         }
-        self.store.outbox_remove(&sent)
+        self.store.outbox_remove(&sent)?;
+        Ok(sent.len())
     }
 }
 
