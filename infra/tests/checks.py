@@ -85,6 +85,7 @@ ENV_GRANTS = {
     "VIGIL_ARCHIVE_BUCKET": [
         ("s3:PutObject", "${aws_s3_bucket.{res}.arn}/windows/*"),
         ("s3:GetObject", "${aws_s3_bucket.{res}.arn}/windows/*"),
+        ("s3:DeleteObject", "${aws_s3_bucket.{res}.arn}/windows/*"),
     ],
     "VIGIL_MODELS_BUCKET": [
         ("s3:GetObject", "${aws_s3_bucket.{res}.arn}/models/*"),

@@ -534,6 +534,10 @@ pub mod flaky {
             self.inner.contains(result).await
         }
 
+        async fn withdraw(&self, result: &WindowResult) -> Result<(), PortError> {
+            self.inner.withdraw(result).await
+        }
+
         fn tells_contents(&self) -> bool {
             self.inner.tells_contents()
         }

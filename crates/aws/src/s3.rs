@@ -96,6 +96,20 @@ impl WindowArchive for S3Archive {
             )),
         }
     }
+
+    /// A `DeleteObject` (needs `s3:DeleteObject` on the key; in a versioned bucket it adds a
+    /// delete marker, and `HeadObject` then answers 404). S3 answers a missing key with 204.
+    async fn withdraw(&self, result: &WindowResult) -> Result<(), PortError> {
+        let key = result_key(result);
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .send()
+            .await
+            .map_err(|e| port_error(PORT, &format!("delete s3://{}/{key}", self.bucket), e))?;
+        Ok(())
+    }
 }
 
 /// Prefix under which [`S3Archive`] writes closed windows.

@@ -365,6 +365,10 @@ impl AlertSink for Recorder {
     }
 }
 
+fn same_window(a: &WindowResult, b: &WindowResult) -> bool {
+    (&a.device, &a.profile, a.window) == (&b.device, &b.profile, b.window)
+}
+
 #[async_trait]
 impl WindowArchive for Recorder {
     fn tells_contents(&self) -> bool {
@@ -377,10 +381,20 @@ impl WindowArchive for Recorder {
     }
 
     async fn contains(&self, result: &WindowResult) -> Result<bool, PortError> {
-        Ok(self.archived.lock().expect("lock").iter().any(|w| {
-            (&w.result.device, &w.result.profile, w.result.window)
-                == (&result.device, &result.profile, result.window)
-        }))
+        Ok(self
+            .archived
+            .lock()
+            .expect("lock")
+            .iter()
+            .any(|w| same_window(&w.result, result)))
+    }
+
+    async fn withdraw(&self, result: &WindowResult) -> Result<(), PortError> {
+        self.archived
+            .lock()
+            .expect("lock")
+            .retain(|w| !same_window(&w.result, result));
+        Ok(())
     }
 }
 

@@ -581,9 +581,10 @@ pub trait AlertSink: Send + Sync {
 #[async_trait]
 pub trait WindowArchive: Send + Sync {
     async fn archive(&self, window: &ClosedWindow) -> Result<(), PortError>;
-    /// Whether the window of this result is archived. A commit-first close archives last,
-    /// after its other effects went out, so this tells a retry whose effects are done (a
-    /// duplicate of the committing delivery) from one whose effects may not be. An archive
+    /// Whether the window of this result is archived. A commit-first close archives together
+    /// with its other effects and withdraws the archive when one of them failed, so this tells
+    /// a retry whose effects are done (a duplicate of the committing delivery) from one whose
+    /// effects may not be. An archive
     /// that cannot tell says false (the effects are sent again: at-least-once).
     async fn contains(&self, _result: &WindowResult) -> Result<bool, PortError> {
         Ok(false)
@@ -592,6 +593,12 @@ pub trait WindowArchive: Send + Sync {
     /// "false"): only then is a close's missing archive taken as effects that did not go out.
     fn tells_contents(&self) -> bool {
         false
+    }
+    /// Takes back the archive of this result: it was written together with effects of which
+    /// one failed, and must not tell a retry that they all went out. Idempotent (a missing
+    /// archive is not an error).
+    async fn withdraw(&self, _result: &WindowResult) -> Result<(), PortError> {
+        Ok(())
     }
 }
 

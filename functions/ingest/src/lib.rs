@@ -14,7 +14,7 @@ pub mod wiring;
 
 pub use config::Config;
 pub use handler::{handle, handle_detailed, App, Handled, HandlerError, Invocation, RecordOutcome};
-pub use wiring::{build, Runtime};
+pub use wiring::{build, sdk_timeouts, Runtime};
 
 /// JSON logs on stdout (CloudWatch Logs), level from `RUST_LOG` (default `info`).
 pub fn init_logging() {

@@ -20,7 +20,10 @@ impl From<Failure> for Diagnostic {
 async fn main() -> anyhow::Result<()> {
     vigil_ingest::init_logging();
     let config = Config::from_env().inspect_err(|e| tracing::error!(error = %e, "cold start"))?;
-    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .timeout_config(vigil_ingest::sdk_timeouts())
+        .load()
+        .await;
     let function =
         std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "vigil-ingest".into());
     let runtime = vigil_ingest::build(config, &sdk, &function)

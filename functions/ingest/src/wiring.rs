@@ -57,6 +57,17 @@ impl Runtime {
     }
 }
 
+/// Bounds on every AWS request: a stalled endpoint fails its call (and the message, to be
+/// retried) long before the function's timeout (30 s by default) kills the process half-way
+/// through a close's effects.
+pub fn sdk_timeouts() -> aws_config::timeout::TimeoutConfig {
+    aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(1))
+        .operation_attempt_timeout(Duration::from_secs(3))
+        .operation_timeout(Duration::from_secs(8))
+        .build()
+}
+
 pub fn settings(config: &Config) -> AwsSettings {
     AwsSettings {
         table_name: config.table_name.clone(),

@@ -44,8 +44,10 @@ data "aws_iam_policy_document" "ingest" {
     sid = "ArchiveClosedWindows"
     # wildcard: object keys under the windows/ prefix only (one object per closed window).
     # GetObject for HeadObject: a retry of the delivery that committed a close asks whether its
-    # window is archived (the last effect) before sending the effects again (docs/aws.md).
-    actions   = ["s3:PutObject", "s3:GetObject"]
+    # window is archived before sending the effects again; DeleteObject withdraws an archive
+    # written together with an effect that failed, so that the retry sends again (docs/aws.md).
+    # The bucket is versioned: a delete only adds a marker, the window stays recoverable.
+    actions   = ["s3:PutObject", "s3:GetObject", "s3:DeleteObject"]
     resources = ["${aws_s3_bucket.archive.arn}/windows/*"]
   }
 

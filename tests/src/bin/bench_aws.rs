@@ -172,6 +172,8 @@ async fn main() -> ExitCode {
     // Direct one-sample messages: latency of those that close a window and of the others.
     let (mut closing_ms, mut other_ms) = (Vec::new(), Vec::new());
     let mut direct_thing = String::new();
+    // Every direct one-sample invocation's metrics line, for looking into the tail.
+    let mut direct_lines = String::new();
     for s in scenarios() {
         let thing = fx.thing(&s.name.replace('_', "-")).await;
         let cpu_before = cpu_seconds(&pid).unwrap_or(0.0);
@@ -205,6 +207,9 @@ async fn main() -> ExitCode {
                 // units count).
                 measured.latency_ms = f64::NAN;
             }
+            if s.name == "direct_1" {
+                direct_lines.push_str(&format!("{emf}\n"));
+            }
             if s.name == "direct_1" && invoked > 1 {
                 let closes = emf["WindowsScored"].as_f64().unwrap_or(0.0) > 0.0;
                 if closes {
@@ -231,6 +236,10 @@ async fn main() -> ExitCode {
         v["records_per_batch"] = json!(s.records_per_batch);
         report.insert(s.name.to_string(), v);
     }
+    let _ = std::fs::write(
+        root.join("target/emulators/bench-aws-direct_1.jsonl"),
+        &direct_lines,
+    );
     report.insert(
         "direct_1_latency_split_ms".into(),
         json!({

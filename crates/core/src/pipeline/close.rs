@@ -6,11 +6,12 @@ use crate::ports::PendingClose;
 use crate::scorer::Contribution;
 
 impl<'a> Pipeline<'a> {
-    /// Closes the window if it is ready. Critical path, three round trips: (1) its samples,
-    /// the device state and — when this batch holds the window's last chunk and the store
-    /// allows it — the claim, which stores that chunk, all together; (2) the result (topic and
-    /// shadow), the archive and the alert (if any), together; (3) the device state saved with
-    /// the window marked closed: the commit that makes the close happen once.
+    /// Closes the window if it is ready. Critical path, three round trips. Commit-first stores
+    /// (DynamoDB): (1) its samples and the device state, together; (2) the device state saved
+    /// with the window marked closed and the close pending — the commit that makes the close
+    /// happen once; (3) the result (topic and shadow), the alerts and the archive, together.
+    /// Claiming stores (memory, the edge): (1) samples, state and — when this batch holds the
+    /// window's last chunk — the claim, which stores that chunk; (2) the effects; (3) the commit.
     pub(super) async fn close_window(
         &self,
         ctx: &mut Closing<'_, '_>,
@@ -388,7 +389,7 @@ impl<'a> Pipeline<'a> {
                     }
                     futures_util::future::try_join(
                         self.carry_forward(stream_key, profile, previous, now_ms),
-                        self.effects_then_archive(&closed, &alerts),
+                        self.effects_with_archive(&closed, &alerts),
                     )
                     .await?;
                     notified = alerts;
@@ -485,12 +486,12 @@ impl<'a> Pipeline<'a> {
             channels: ctx.profile.profile.channels.clone(),
             samples,
         };
-        self.effects_then_archive(&closed, &alerts).await?;
+        self.effects_with_archive(&closed, &alerts).await?;
         self.finished(ctx, closed.result, alerts).await
     }
 
     /// The previous commit-first close of the device, whose pending record the commit just
-    /// made replaced: when its archive (sent last) is missing, its effects may not have gone
+    /// made replaced: when its archive (withdrawn when an effect failed) is missing, its effects may not have gone
     /// out — its delivery failed after the commit and its retry, if any, finds a newer commit,
     /// not its own — so they go out again now (at-least-once). Only once its committer is
     /// certainly gone (committed more than a lease ago, the lease outliving an invocation):
@@ -520,22 +521,45 @@ impl<'a> Pipeline<'a> {
             result,
             channels: profile.profile.channels.clone(),
         };
-        self.effects_then_archive(&closed, &alerts).await
+        self.effects_with_archive(&closed, &alerts).await
     }
 
-    /// A commit-first close's effects: the result and the alerts together, the archive last,
-    /// so that an archived window says the rest went out (see `resend`).
-    async fn effects_then_archive(
+    /// A commit-first close's effects: the result, the alerts and the archive, all together
+    /// (one round trip). An archived window tells a retry that the rest went out (see
+    /// `resend`), so when the result or an alert failed while the archive was written, the
+    /// archive is withdrawn before the failure is reported: the retry, or the next close's
+    /// carry-forward, then finds it missing and sends again. What this cannot cover is a
+    /// process that dies between the archive's write and a failed effect (docs/aws.md).
+    async fn effects_with_archive(
         &self,
         closed: &ClosedWindow,
         alerts: &[AlertEvent],
     ) -> Result<(), PortError> {
-        futures_util::future::try_join(
-            self.ports.results.publish(&closed.result),
-            self.notify(alerts),
+        let (sent, archived) = futures_util::future::join(
+            futures_util::future::try_join(
+                self.ports.results.publish(&closed.result),
+                self.notify(alerts),
+            ),
+            self.ports.archive.archive(closed),
         )
-        .await?;
-        self.ports.archive.archive(closed).await
+        .await;
+        match (sent, archived) {
+            (Ok(_), Ok(())) => Ok(()),
+            (Err(failed), Ok(())) => {
+                if let Err(undo) = self.ports.archive.withdraw(&closed.result).await {
+                    return Err(PortError {
+                        message: format!(
+                            "{}; and the archive could not be withdrawn ({}): a retry will take \
+                             the window's effects as sent",
+                            failed.message, undo.message
+                        ),
+                        ..failed
+                    });
+                }
+                Err(failed)
+            }
+            (_, Err(failed)) => Err(failed),
+        }
     }
 
     /// Counts and reports a close whose effects went out, and lets the store mark it done.
