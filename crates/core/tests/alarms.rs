@@ -16,24 +16,10 @@ use vigil_core::{CompiledProfile, DeviceId, Pipeline, Sample};
 const MIN: u64 = 60_000;
 
 fn profiles() -> BTreeMap<String, CompiledProfile> {
-    common::threshold_profiles(
-        r#"
-name = "test"
-channels = ["a"]
-sample_rate_hz = 1.0
-[window]
-size = 4
-hop = 4
-close_after = 4
-[scorer]
-kind = "onnx"
-model = "unused.onnx"
-labels = ["ok", "hot"]
-[alert]
-unhealthy = ["hot"]
-escalate_after_s = 600
-escalate_max = 1
-"#,
+    common::one_channel_profiles(
+        4,
+        "close_after = 4",
+        "escalate_after_s = 600\nescalate_max = 1",
     )
 }
 

@@ -172,25 +172,7 @@ impl WindowArchive for Timed<'_> {
 }
 
 fn profiles() -> std::collections::BTreeMap<String, vigil_core::CompiledProfile> {
-    common::threshold_profiles(&format!(
-        r#"
-name = "test"
-channels = ["a"]
-sample_rate_hz = 1.0
-[window]
-size = {SIZE}
-hop = {SIZE}
-[scorer]
-kind = "onnx"
-model = "unused.onnx"
-labels = ["ok", "hot"]
-[alert]
-unhealthy = ["hot"]
-raise_after = 1
-clear_after = 1
-cooldown_s = 0
-"#
-    ))
+    common::one_channel_profiles(SIZE, "", "raise_after = 1\nclear_after = 1\ncooldown_s = 0")
 }
 
 /// One-sample messages at 1 Hz, the direct path's shape: the ticks of each message, and the

@@ -18,26 +18,14 @@ const SIZE: u64 = 4;
 const COOLDOWN_MS: u64 = 60_000;
 
 fn profiles() -> BTreeMap<String, CompiledProfile> {
-    common::threshold_profiles(&format!(
-        r#"
-name = "test"
-channels = ["a"]
-sample_rate_hz = 1.0
-[window]
-size = {SIZE}
-hop = {SIZE}
-[scorer]
-kind = "onnx"
-model = "unused.onnx"
-labels = ["ok", "hot"]
-[alert]
-unhealthy = ["hot"]
-raise_after = 2
-clear_after = 2
-cooldown_s = {}
-"#,
-        COOLDOWN_MS / 1000
-    ))
+    common::one_channel_profiles(
+        SIZE,
+        "",
+        &format!(
+            "raise_after = 2\nclear_after = 2\ncooldown_s = {}",
+            COOLDOWN_MS / 1000
+        ),
+    )
 }
 
 struct Device {

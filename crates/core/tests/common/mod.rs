@@ -46,6 +46,34 @@ pub fn threshold_profiles(toml: &str) -> BTreeMap<String, CompiledProfile> {
     )])
 }
 
+/// The `test` profile over the one channel `a`, windows of `size` samples without overlap,
+/// scored by [`Threshold`]: `window` adds lines to its `[window]` table, `alert` is its
+/// `[alert]` table's body.
+pub fn one_channel_profiles(
+    size: u64,
+    window: &str,
+    alert: &str,
+) -> BTreeMap<String, CompiledProfile> {
+    threshold_profiles(&format!(
+        r#"
+name = "test"
+channels = ["a"]
+sample_rate_hz = 1.0
+[window]
+size = {size}
+hop = {size}
+{window}
+[scorer]
+kind = "onnx"
+model = "unused.onnx"
+labels = ["ok", "hot"]
+[alert]
+unhealthy = ["hot"]
+{alert}
+"#
+    ))
+}
+
 /// The pipeline configuration of these tests: the `test` profile for every device.
 pub fn test_config() -> vigil_core::PipelineConfig {
     vigil_core::PipelineConfig {
