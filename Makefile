@@ -56,7 +56,7 @@ fuzz: ## Each fuzz target for FUZZ_SECONDS s (nightly + cargo-fuzz; see fuzz/REA
 bench: setup ## Criterion benchmarks (parse+window, ONNX per window, full pipeline)
 	cargo bench --locked -p vigil-edge --bench pipeline
 
-bench-aws: setup ## Release bootstrap under cargo-lambda's Runtime API: DynamoDB units, CPU, latency, cold start (JSON)
+bench-aws: setup ## The deployed bootstrap under cargo-lambda's Runtime API: DynamoDB units, CPU, latency, cold start (JSON)
 	bash scripts/bench-aws.sh
 
 eval: setup ## Every evaluation on ../shared/datasets (last line of each: JSON figures)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make bench-aws`: the release bootstrap under cargo-lambda's Runtime API emulator
+# `make bench-aws`: the deployed bootstrap (`deploy` profile) under cargo-lambda's Runtime API emulator
 # (`cargo lambda watch --only-lambda-apis`) against DynamoDB Local + moto server, for direct, SQS
 # and Kinesis delivery, 1 and 60 samples per message. Prints the figures as JSON (docs/aws.md).
 # Needs: `make setup` (emulators, venv); installs cargo-lambda (PyPI, the version `make build`
@@ -12,8 +12,9 @@ CARGO_LAMBDA="${VIGIL_CARGO_LAMBDA:-$VENV/bin/cargo-lambda}"
 if ! [ -x "$CARGO_LAMBDA" ]; then
     "$VENV/bin/pip" install --quiet --disable-pip-version-check "cargo-lambda==$CARGO_LAMBDA_VERSION"
 fi
-cargo build --locked --release -q -p vigil-ingest --bin bootstrap
+# The bootstrap as it is deployed: the `deploy` profile (Cargo.toml), as scripts/package-lambda.sh builds it.
+cargo build --locked --profile deploy -q -p vigil-ingest --bin bootstrap
 cargo build --locked -q -p vigil-tests --bin bench-aws
 mkdir -p target/emulators
-target/debug/bench-aws --cycles "${1:-20}" --bootstrap target/release/bootstrap --cargo-lambda "$CARGO_LAMBDA" \
+target/debug/bench-aws --cycles "${1:-20}" --bootstrap target/deploy/bootstrap --cargo-lambda "$CARGO_LAMBDA" \
     | tee target/emulators/bench-aws.json

@@ -28,8 +28,10 @@ bash "$ROOT/scripts/setup-build.sh"
 export PATH="$VENV/bin:$PATH"
 
 # --- the binary ----------------------------------------------------------------------------
-log "cargo lambda build --release $FLAG"
-cargo lambda build --release "$FLAG" -p vigil-ingest --bin bootstrap --lambda-dir "target/lambda-$ARCH"
+# The `deploy` profile (Cargo.toml): whole-program LTO, sized for memory; cargo-lambda's own
+# `--release` settings are not used (they are thin LTO with full speed optimisation).
+log "cargo lambda build --profile deploy $FLAG"
+cargo lambda build --profile deploy "$FLAG" -p vigil-ingest --bin bootstrap --lambda-dir "target/lambda-$ARCH"
 BOOTSTRAP="target/lambda-$ARCH/bootstrap/bootstrap"
 [ -f "$BOOTSTRAP" ] || { log "no $BOOTSTRAP"; exit 1; }
 

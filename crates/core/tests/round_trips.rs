@@ -79,7 +79,10 @@ impl WindowStore for Timed<'_> {
         now_ms: u64,
     ) -> Result<AppendOutcome, PortError> {
         self.clock.round_trip().await;
-        self.inner.windows.append(stream, window, chunk, now_ms).await
+        self.inner
+            .windows
+            .append(stream, window, chunk, now_ms)
+            .await
     }
     async fn load(&self, stream: &StreamKey, window: WindowId) -> Result<Vec<Sample>, PortError> {
         self.clock.round_trip().await;
@@ -132,7 +135,10 @@ impl DeviceStateStore for Timed<'_> {
         expected_version: u64,
     ) -> Result<bool, PortError> {
         self.clock.round_trip().await;
-        self.inner.states.save(stream, state, expected_version).await
+        self.inner
+            .states
+            .save(stream, state, expected_version)
+            .await
     }
 }
 

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use async_trait::async_trait;
+use ort::session::builder::GraphOptimizationLevel;
 use ort::session::Session;
 use ort::value::Tensor;
 use sha2::{Digest, Sha256};
@@ -57,6 +58,29 @@ fn environment() -> Result<&'static ort::environment::Environment, OnnxError> {
         })
         .as_ref()
         .map_err(|e| OnnxError::Runtime(e.clone()))
+}
+
+/// How much of ONNX Runtime's graph optimisation a session runs when it is built.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum GraphOptimization {
+    /// Semantics-preserving rewrites only (constant folding, redundant nodes): the optimiser's
+    /// other passes are never run, so their code is never paged in — about 0.5 MB less resident
+    /// memory, which the Lambda's memory bound needs (docs/aws.md). The outputs of the bundled
+    /// models differ from `All` by less than 1e-6.
+    Basic,
+    /// Everything ONNX Runtime offers (its default).
+    #[default]
+    All,
+}
+
+static GRAPH_OPTIMIZATION: OnceLock<GraphOptimization> = OnceLock::new();
+
+/// Sets the graph optimisation of every session the process builds from now on; only the first
+/// call counts (returns whether it did), so that all sessions of a process are built alike. Like
+/// the ONNX Runtime environment it tunes, this is process-wide: the Lambda's wiring calls it
+/// before its first model.
+pub fn use_graph_optimization(level: GraphOptimization) -> bool {
+    GRAPH_OPTIMIZATION.set(level).is_ok()
 }
 
 /// A model scored by ONNX Runtime. Sessions are not shareable for `run`, so calls serialise on
@@ -110,12 +134,29 @@ impl OnnxScorer {
         output: &str,
         output_kind: OnnxOutput,
     ) -> Result<Self, OnnxError> {
+        let level = GRAPH_OPTIMIZATION.get().copied().unwrap_or_default();
+        Self::from_bytes_with(bytes, name, labels, input, output, output_kind, level)
+    }
+
+    /// [`OnnxScorer::from_bytes`] with the graph optimisation given, not the process's.
+    pub fn from_bytes_with(
+        bytes: &[u8],
+        name: &str,
+        labels: Vec<String>,
+        input: &str,
+        output: &str,
+        output_kind: OnnxOutput,
+        level: GraphOptimization,
+    ) -> Result<Self, OnnxError> {
         let env = environment()?;
         let session = Session::builder(env)
             .and_then(|mut b| {
                 // One intra-op thread: a Lambda has one vCPU per 1.8 GB, and at the edge many
                 // small windows are better served by the caller's own concurrency.
                 b = b.with_intra_threads(1)?;
+                if level == GraphOptimization::Basic {
+                    b = b.with_optimization_level(GraphOptimizationLevel::Level1)?;
+                }
                 b.commit_from_memory(bytes)
             })
             .map_err(|e| OnnxError::Model {

@@ -77,6 +77,40 @@ fn rust_matches_python_onnxruntime_within_1e_5() {
     assert_eq!(labels_seen.len(), 3, "fixtures cover every class");
 }
 
+/// The Lambda builds its sessions with basic graph optimisation only (less resident memory):
+/// the same probabilities as Python's fully optimised session, within the same 1e-5.
+#[test]
+fn basic_graph_optimisation_matches_python_within_1e_5() {
+    let fixtures = fixtures();
+    drop(scorer(&fixtures)); // ORT_DYLIB_PATH
+    let path = repo().join("models").join(&fixtures.model);
+    let basic = OnnxScorer::from_bytes_with(
+        &std::fs::read(&path).unwrap(),
+        &path.display().to_string(),
+        fixtures.classes.clone(),
+        "window",
+        "probabilities",
+        OnnxOutput::Probabilities,
+        vigil_onnx::GraphOptimization::Basic,
+    )
+    .unwrap();
+    for w in &fixtures.windows {
+        let data: Vec<f32> = w.window.iter().flatten().copied().collect();
+        let out = basic
+            .predict(&[&Matrix::new(w.window.len(), 4, data)])
+            .unwrap()
+            .remove(0);
+        for (rust, python) in out.iter().zip(&w.probabilities) {
+            assert!(
+                (rust - python).abs() <= 1e-5,
+                "cycle {}: rust {rust} vs python {python}",
+                w.cycle
+            );
+        }
+        assert_eq!(basic.interpret(out).unwrap().label, w.label);
+    }
+}
+
 #[test]
 fn batched_inference_equals_one_by_one() {
     let fixtures = fixtures();

@@ -83,11 +83,15 @@ pub fn settings(config: &Config) -> AwsSettings {
 }
 
 /// Builds everything from a validated configuration and an SDK configuration.
+/// ONNX sessions are built with basic graph optimisation only: the optimiser's other passes
+/// would page in code worth ~0.5 MB of the function's peak memory (docs/aws.md), for models
+/// that score a window in well under a millisecond either way.
 pub async fn build(
     config: Config,
     sdk: &SdkConfig,
     function: &str,
 ) -> Result<Runtime, WiringError> {
+    vigil_onnx::use_graph_optimization(vigil_onnx::GraphOptimization::Basic);
     let mut models_dir = config.models_dir.clone();
     if let Some(bucket) = &config.models_bucket {
         let dest = Path::new(FETCHED_MODELS_DIR);

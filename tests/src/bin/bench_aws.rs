@@ -1,4 +1,4 @@
-//! `bench-aws` (`make bench-aws`): the release `bootstrap` under cargo-lambda's Runtime API
+//! `bench-aws` (`make bench-aws`): the deployed `bootstrap` (`deploy` profile) under cargo-lambda's Runtime API
 //! emulator (`cargo lambda watch --only-lambda-apis`), against DynamoDB Local and moto server,
 //! for every scenario of `vigil_tests::bench` (direct, SQS, Kinesis; 1 and 60 samples per
 //! message). Prints one JSON object: per scenario, DynamoDB write/read units and requests per
@@ -7,7 +7,7 @@
 //! and peak RSS.
 //!
 //! ```sh
-//! cargo build --release -p vigil-ingest --bin bootstrap && cargo run --release -p vigil-tests --bin bench-aws -- --cycles 20
+//! cargo build --profile deploy -p vigil-ingest --bin bootstrap && cargo run -p vigil-tests --bin bench-aws -- --cycles 20
 //! ```
 
 use std::io::{BufRead, BufReader};
@@ -21,7 +21,7 @@ use serde_json::{json, Value};
 use vigil_tests::bench::{check_bounds, events, figures, scenarios, Measured};
 use vigil_tests::fixture::{env_for, Fixture, Options};
 use vigil_tests::fleet::{cpu_seconds, pid_status_mb};
-use vigil_tests::{emulators, http, repo_root, Hydraulic};
+use vigil_tests::{emulators, http, http_with, repo_root, Hydraulic};
 
 /// Metrics lines the function printed, and a signal for each new one.
 #[derive(Default)]
@@ -64,7 +64,7 @@ async fn main() -> ExitCode {
     let root = repo_root();
     let bootstrap = arg(&args, "--bootstrap")
         .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target/release/bootstrap"));
+        .unwrap_or_else(|| root.join("target/deploy/bootstrap"));
     let cargo_lambda = arg(&args, "--cargo-lambda")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join(".tools/venv/bin/cargo-lambda"));
@@ -79,7 +79,10 @@ async fn main() -> ExitCode {
     // function's cold start nor its latency: warm them with the in-process handler first, on
     // the direct one-sample path (every request shape the bench makes).
     let warm = fx.thing("warm").await;
-    let direct = scenarios().into_iter().find(|s| s.name == "direct_1").expect("direct_1");
+    let direct = scenarios()
+        .into_iter()
+        .find(|s| s.name == "direct_1")
+        .expect("direct_1");
     for (i, inv) in events(&direct, &warm, &data.samples(0..cycles.clamp(3, 20)))
         .iter()
         .enumerate()
@@ -95,7 +98,7 @@ async fn main() -> ExitCode {
         things.push(fx.thing(&s.name.replace('_', "-")).await);
     }
 
-    // The Runtime API emulator, without a function: we start the release binary ourselves.
+    // The Runtime API emulator, without a function: we start the deployed binary ourselves.
     let port = free_port();
     let mut emulator = Command::new(&cargo_lambda)
         .args([
@@ -270,6 +273,7 @@ async fn main() -> ExitCode {
     report.insert("dynamodb_put_alone_ms".into(), put_alone);
     report.insert("cold_start_ms".into(), json!(cold_start_ms));
     report.insert("peak_rss_mb".into(), json!(pid_status_mb(&pid, "VmHWM:")));
+    report.insert("rss_by_mapping_mb".into(), rss_by_mapping(&pid));
     report.insert(
         "rss_after_cold_start_mb".into(),
         json!(rss_after_cold_start),
@@ -277,7 +281,7 @@ async fn main() -> ExitCode {
     report.insert(
         "setup".into(),
         json!(format!(
-            "release bootstrap under `cargo lambda watch --only-lambda-apis`, DynamoDB Local + moto server on loopback, {cycles} hydraulic cycles per scenario, cooler profile"
+            "bootstrap (`deploy` profile) under `cargo lambda watch --only-lambda-apis`, DynamoDB Local + moto server on loopback, {cycles} hydraulic cycles per scenario, cooler profile"
         )),
     );
     let _ = function.kill();
@@ -304,24 +308,68 @@ fn percentile(v: &mut [f64], q: f64) -> f64 {
         .unwrap_or(f64::NAN)
 }
 
-/// 1,000 conditional `PutItem`s of a one-sample chunk's size, one at a time: p50, p99 and
-/// their ratio.
+/// Where the resident memory is at the end (after every scenario): the largest mappings of
+/// `/proc/<pid>/smaps` by file (anonymous memory as `[anon]`), in MB.
+fn rss_by_mapping(pid: &str) -> Value {
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap_or_default();
+    let mut by: std::collections::BTreeMap<String, f64> = Default::default();
+    let mut name = String::new();
+    for line in smaps.lines() {
+        let mut fields = line.split_whitespace();
+        match fields.next() {
+            Some("Rss:") => {
+                let kb: f64 = fields.next().and_then(|v| v.parse().ok()).unwrap_or(0.0);
+                *by.entry(name.clone()).or_default() += kb / 1024.0;
+            }
+            Some(first) if first.contains('-') && first.len() > 8 && !first.ends_with(':') => {
+                let path = line.split_whitespace().nth(5).unwrap_or("");
+                name = if path.starts_with('/') {
+                    path.rsplit('/').next().unwrap_or(path).to_string()
+                } else {
+                    "[anon]".to_string()
+                };
+            }
+            _ => {}
+        }
+    }
+    let mut top: Vec<(String, f64)> = by.into_iter().filter(|(_, mb)| *mb >= 0.1).collect();
+    top.sort_by(|a, b| b.1.total_cmp(&a.1));
+    Value::Object(
+        top.into_iter()
+            .take(8)
+            .map(|(k, mb)| (k, json!((mb * 10.0).round() / 10.0)))
+            .collect(),
+    )
+}
+
+/// The emulator's own latency, the floor under the function's: 2,000 conditional `PutItem`s
+/// of a one-sample chunk's size, one at a time, as bare HTTP (DynamoDB Local does not check
+/// signatures; one connection per request, ~0.05 ms on loopback), timed after 1,000 more:
+/// p50, p99 and their ratio.
 async fn put_alone_ms(fx: &Fixture) -> Value {
-    use aws_sdk_dynamodb::types::AttributeValue as A;
+    let url = format!("{}/", emulators().dynamodb);
+    let headers = "X-Amz-Target: DynamoDB_20120810.PutItem\r\nX-Amz-Date: 20261201T000000Z\r\n\
+        Authorization: AWS4-HMAC-SHA256 Credential=test/20261201/us-east-1/dynamodb/aws4_request, \
+        SignedHeaders=host, Signature=00\r\n";
     let mut ms = Vec::new();
-    for i in 0..1_000 {
+    for i in 0..3_000 {
+        let body = json!({
+            "TableName": fx.table,
+            "Item": {
+                "pk": {"S": format!("C#bench-alone#{:020}", i / 60)},
+                "sk": {"S": format!("{i:020}")},
+                "d": {"B": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"},
+            },
+            "ConditionExpression": "attribute_not_exists(pk)",
+        })
+        .to_string();
         let t = Instant::now();
-        fx.ddb
-            .put_item()
-            .table_name(&fx.table)
-            .item("pk", A::S(format!("C#bench-alone#{:020}", i / 60)))
-            .item("sk", A::S(format!("{i:020}")))
-            .item("d", A::B(aws_sdk_dynamodb::primitives::Blob::new(vec![7u8; 80])))
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await
-            .expect("put");
-        ms.push(t.elapsed().as_secs_f64() * 1000.0);
+        let (status, answer) = http_with("POST", &url, body.as_bytes(), headers);
+        let took = t.elapsed().as_secs_f64() * 1000.0;
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
+        if i >= 1_000 {
+            ms.push(took);
+        }
     }
     let (p50, p99) = (percentile(&mut ms, 0.5), percentile(&mut ms, 0.99));
     json!({ "p50": p50, "p99": p99, "p99_over_p50": p99 / p50 })

@@ -142,7 +142,11 @@ async fn an_alert_lost_to_an_sns_failure_is_sent_by_the_retry_and_applied_once()
     assert!(fx.alerts().await.is_empty());
     // The archive went out together with the alert that failed, and was withdrawn: it must
     // not tell the retry that everything went out.
-    assert_eq!(fx.archived().await.len(), 13, "window 13's archive withdrawn");
+    assert_eq!(
+        fx.archived().await.len(),
+        13,
+        "window 13's archive withdrawn"
+    );
     // Another delivery of the same samples (another request id) finds the window closed by
     // someone else: it sends nothing.
     let h = fx.invoke(&event, "req-13-duplicate").await;
