@@ -370,8 +370,11 @@ impl Fixture {
             .await
             .expect("get state")
             .item?;
+        let json = vigil_aws::dynamo::state_item::decode(&item)
+            .expect("state readable")
+            .expect("a state");
         Some((
-            serde_json::from_str(&s(&item, "state")).expect("state JSON"),
+            serde_json::from_str(&json).expect("state JSON"),
             s(&item, "version").parse().expect("version"),
         ))
     }

@@ -30,6 +30,8 @@
 //!
 //! Every call asks for `ReturnConsumedCapacity` and adds it to [`Usage`].
 
+pub mod state_item;
+
 use std::collections::HashMap;
 use std::ops::RangeInclusive;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -681,8 +683,17 @@ impl DeviceStateStore for DynamoStateStore {
             return Ok(Versioned::default());
         };
         let version = get_u64(&item, "version").unwrap_or(0);
-        let value = match get_s(&item, "state") {
-            Some(json) => serde_json::from_str(json).map_err(|e| {
+        let json = state_item::decode(&item).map_err(|e| {
+            PortError::permanent(
+                PORT_STATES,
+                format!(
+                    "state of {} ({}) is not readable: {e}",
+                    stream.device, stream.profile
+                ),
+            )
+        })?;
+        let value = match json {
+            Some(json) => serde_json::from_str(&json).map_err(|e| {
                 PortError::permanent(
                     PORT_STATES,
                     format!(
@@ -712,8 +723,9 @@ impl DeviceStateStore for DynamoStateStore {
             .table_name(&self.table.name)
             .item("pk", s(state_pk(stream)))
             .item("sk", s("STATE"))
-            .item("state", s(json))
             .item("version", n(expected + 1));
+        let (name, value) = state_item::encode(json);
+        req = req.item(name, value);
         req = if expected == 0 {
             req.condition_expression("attribute_not_exists(pk)")
         } else {

@@ -52,3 +52,58 @@ async fn write_read_units_and_requests_per_sample_stay_within_bounds() {
     }
     assert!(failures.is_empty(), "{failures:#?}");
 }
+
+/// A device whose operators used its alarms a lot: 40 actions with notes fill the condition's
+/// history (32 changes) and the remembered action ids, ~4 KB of state JSON, which every close
+/// saves whole. Stored deflated (`crates/aws/src/dynamo/state_item.rs`), a close still costs
+/// one write unit, and the direct path stays at one write unit per sample.
+#[tokio::test(flavor = "current_thread")]
+async fn a_state_grown_by_alarm_history_still_closes_for_one_write_unit() {
+    let fx = Fixture::new(Options::default()).await;
+    let thing = fx.thing("busy-alarms").await;
+    for v in 0..40u64 {
+        let action = if v % 2 == 0 { "disable" } else { "enable" };
+        let delta = serde_json::json!({
+            "vigil_event": "alarm", "thing": thing, "version": v + 1,
+            "state": {"action": {"condition": "20", "by": "operator-on-call", "action": action,
+                      "note": format!("shift {v}: maintenance window, pump B checked and logged")}},
+        });
+        let h = fx.invoke(&delta, &format!("alarm-{v}")).await;
+        assert!(h.response.is_ok(), "action {v}: {:?}", h.response);
+    }
+    let (state, _) = fx.state(&thing, "hydraulic-cooler").await.expect("state");
+    let json_len = state.to_string().len();
+    assert!(
+        json_len > 3_000,
+        "the history fills the state: {json_len} bytes"
+    );
+    let samples: Vec<_> = cycles(10..12)
+        .into_iter()
+        .map(|mut smp| {
+            smp.seq -= 600;
+            smp
+        })
+        .collect();
+    let direct = scenarios()
+        .into_iter()
+        .find(|s| s.name == "direct_1")
+        .expect("direct_1");
+    let mut runs = Vec::new();
+    for (k, inv) in events(&direct, &thing, &samples).into_iter().enumerate() {
+        let h = fx.invoke(&inv.event, &format!("busy-{k}")).await;
+        assert!(h.response.is_ok(), "{:?}", h.response);
+        let m = Measured {
+            write_units: h.metrics.dynamo_write_units,
+            read_units: h.metrics.dynamo_read_units,
+            requests: h.metrics.dynamo_requests as f64,
+            latency_ms: h.metrics.latency_ms,
+        };
+        if h.metrics.counters.windows_scored > 0 {
+            assert_eq!(m.write_units, 1.0, "closing message {k}: one write unit");
+        }
+        runs.push((inv, m));
+    }
+    let f = figures(&runs);
+    assert_eq!(check_bounds("direct_1", &f), None, "{f:?}");
+    assert!(fx.state(&thing, "hydraulic-cooler").await.unwrap().0["applied_window"] == 1);
+}
