@@ -107,6 +107,8 @@ TABLE_ACTIONS = {
 TELEMETRY_TOPIC = "dt/vigil/{thing}/telemetry"
 CONDITION_TOPIC = "dt/vigil/{thing}/condition"
 SHADOW_NAME = "condition"
+# The named shadow operators write alarm actions to; the function writes its reported side.
+ALARM_SHADOW_NAME = "alarm"
 RULE_SQL_VERSION = "2016-03-23"
 SAMPLE_THING = "cooler-001"
 
@@ -532,8 +534,8 @@ def check_function_permissions(infra: Infra) -> list[str]:
     if publish != expected_publish:
         problems.append(f"role {role}: iot:Publish must be on {sorted(expected_publish)}, is on {sorted(publish)}")
     shadow = {r for s in stmts if "iot:UpdateThingShadow" in as_list(attr(s.body, "actions")) for r in resolved(mod, attr(s.body, "resources"))}
-    if shadow != {f"{iot_arn}:thing/*/{SHADOW_NAME}"}:
-        problems.append(f"role {role}: iot:UpdateThingShadow must be on the `{SHADOW_NAME}` named shadow of things only, is on {sorted(shadow)}")
+    if shadow != {f"{iot_arn}:thing/*/{SHADOW_NAME}", f"{iot_arn}:thing/*/{ALARM_SHADOW_NAME}"}:
+        problems.append(f"role {role}: iot:UpdateThingShadow must be on the `{SHADOW_NAME}` and `{ALARM_SHADOW_NAME}` named shadows of things only, is on {sorted(shadow)}")
     for s in stmts:
         acts = [str(a) for a in as_list(attr(s.body, "actions"))]
         if any(a.startswith("iot:") for a in acts) and not set(acts) <= {"iot:Publish", "iot:UpdateThingShadow"}:

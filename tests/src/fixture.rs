@@ -474,11 +474,16 @@ impl Fixture {
 
     /// The `condition` shadow of a thing, read back through the IoT data plane.
     pub async fn shadow(&self, thing: &str) -> Value {
+        self.named_shadow(thing, "condition").await
+    }
+
+    /// A named shadow of `thing` as moto holds it.
+    pub async fn named_shadow(&self, thing: &str, name: &str) -> Value {
         let out = self
             .iot
             .get_thing_shadow()
             .thing_name(thing)
-            .shadow_name("condition")
+            .shadow_name(name)
             .send()
             .await
             .expect("get shadow");

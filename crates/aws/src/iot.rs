@@ -1,12 +1,14 @@
 //! Results to the device through the IoT data plane: the `dt/vigil/{thing}/condition` topic
-//! (QoS 1) and the named shadow `condition`.
+//! (QoS 1) and the named shadow `condition`; and what became of operators' alarm actions, as
+//! the `reported` side of the named shadow `alarm`.
 
 use async_trait::async_trait;
 use aws_sdk_iotdataplane::primitives::Blob;
 use aws_sdk_iotdataplane::Client;
 use vigil_core::documents::shadow_document;
-use vigil_core::ports::{PortError, ResultSink, WindowResult};
+use vigil_core::ports::{AlarmReports, PortError, ResultSink, WindowResult};
 use vigil_core::telemetry::{condition_topic, CONDITION_SHADOW};
+use vigil_core::DeviceId;
 
 use crate::error::port_error;
 
@@ -67,6 +69,36 @@ impl ResultSink for IotResultSink {
                 })
         };
         futures_util::future::try_join(publish, update_shadow).await?;
+        Ok(())
+    }
+}
+
+/// Named shadow whose desired side carries operators' alarm actions (docs/operators.md).
+pub const ALARM_SHADOW: &str = "alarm";
+
+#[async_trait]
+impl AlarmReports for IotResultSink {
+    async fn report(
+        &self,
+        device: &DeviceId,
+        reported: &serde_json::Value,
+    ) -> Result<(), PortError> {
+        let payload = serde_json::to_vec(&serde_json::json!({"state": {"reported": reported}}))
+            .map_err(|e| PortError::permanent(PORT, format!("alarm report of {device}: {e}")))?;
+        self.client
+            .update_thing_shadow()
+            .thing_name(device.as_str())
+            .shadow_name(ALARM_SHADOW)
+            .payload(Blob::new(payload))
+            .send()
+            .await
+            .map_err(|e| {
+                port_error(
+                    PORT,
+                    &format!("update shadow {ALARM_SHADOW} of {device}"),
+                    e,
+                )
+            })?;
         Ok(())
     }
 }

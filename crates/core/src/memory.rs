@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 
 use crate::ports::{
-    AlertEvent, AlertSink, AppendOutcome, BaselineSource, Chunk, Claim, ClosedWindow,
+    AlarmReports, AlertEvent, AlertSink, AppendOutcome, BaselineSource, Chunk, Claim, ClosedWindow,
     DeviceRegistry, DeviceState, DeviceStateStore, PortError, RejectSink, Rejected, ResultSink,
     StreamKey, Versioned, WindowArchive, WindowInfo, WindowOutcome, WindowResult, WindowState,
     WindowStore,
@@ -326,6 +326,8 @@ pub struct Recorder {
     pub alerts: Mutex<Vec<AlertEvent>>,
     pub archived: Mutex<Vec<ClosedWindow>>,
     pub rejected: Mutex<Vec<Rejected>>,
+    /// `reported` documents of `alarm` shadows, in order.
+    pub alarm_reports: Mutex<Vec<(DeviceId, serde_json::Value)>>,
     /// While > 0, `notify` fails (and decrements): a flaky SNS.
     pub fail_alerts: Mutex<u32>,
 }
@@ -394,6 +396,21 @@ impl WindowArchive for Recorder {
             .lock()
             .expect("lock")
             .retain(|w| !same_window(&w.result, result));
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl AlarmReports for Recorder {
+    async fn report(
+        &self,
+        device: &DeviceId,
+        reported: &serde_json::Value,
+    ) -> Result<(), PortError> {
+        self.alarm_reports
+            .lock()
+            .expect("lock")
+            .push((device.clone(), reported.clone()));
         Ok(())
     }
 }

@@ -602,6 +602,18 @@ pub trait WindowArchive: Send + Sync {
     }
 }
 
+/// The `reported` side of a device's `alarm` shadow: what became of the action an operator
+/// wrote as desired (applied, a duplicate, refused), so that the shadow's delta clears and
+/// operators' tools see the outcome, not only what they asked.
+#[async_trait]
+pub trait AlarmReports: Send + Sync {
+    async fn report(
+        &self,
+        device: &DeviceId,
+        reported: &serde_json::Value,
+    ) -> Result<(), PortError>;
+}
+
 #[async_trait]
 pub trait RejectSink: Send + Sync {
     async fn reject(&self, rejected: &Rejected) -> Result<(), PortError>;

@@ -99,7 +99,54 @@ pub fn parse(event: &Value) -> Result<(DeviceId, OperatorAction), AlarmEventErro
 }
 
 /// Applies the delta's action to the device state; returns what to log and answer.
+/// Applies the delta's action, then reports what became of it in the `alarm` shadow's
+/// `reported` side: the desired action itself (so the delta clears) and `applied` (id, outcome,
+/// the alarm's state) or `refused` (why). A failure that a retry may cure is not reported: the
+/// retry decides. A failed report fails the invocation; its retry is a duplicate, applied once
+/// and reported again.
 pub async fn handle(app: &App<'_>, event: &Value, now_ms: u64) -> Result<Value, AlarmEventError> {
+    let outcome = apply(app, event, now_ms).await;
+    let device = event
+        .get("thing")
+        .and_then(Value::as_str)
+        .and_then(|t| DeviceId::new(t).ok());
+    let (Some(reports), Some(device)) = (app.alarm_reports, device) else {
+        return outcome;
+    };
+    let desired = event
+        .pointer("/state/action")
+        .cloned()
+        .unwrap_or(Value::Null);
+    let reported = match &outcome {
+        Ok(answer) => json!({
+            "action": desired,
+            "applied": {
+                "id": answer["id"],
+                "outcome": answer["outcome"]["outcome"],
+                "state": answer["state"],
+                "at_ms": now_ms,
+            },
+            // A shadow update merges: null removes the previous action's other outcome.
+            "refused": null,
+        }),
+        Err(e) if !e.is_retryable() => json!({
+            "action": desired,
+            "refused": { "reason": e.to_string(), "at_ms": now_ms },
+            "applied": null,
+        }),
+        Err(_) => return outcome,
+    };
+    match reports.report(&device, &reported).await {
+        Ok(()) => outcome,
+        Err(e) if outcome.is_ok() => Err(AlarmEventError::Operate(e.into())),
+        Err(e) => {
+            tracing::warn!(device = %device, error = %e, "refusal not reported");
+            outcome
+        }
+    }
+}
+
+async fn apply(app: &App<'_>, event: &Value, now_ms: u64) -> Result<Value, AlarmEventError> {
     let (device, action) = parse(event)?;
     let profile = app
         .ports
@@ -247,6 +294,7 @@ unhealthy = ["anomaly"]
             function: "test".into(),
             print_metrics: false,
             close_hints: Default::default(),
+            alarm_reports: Some(&mem.recorder),
         };
         let e = delta(
             "rig-1",
@@ -274,5 +322,20 @@ unhealthy = ["anomaly"]
         );
         let err = handle(&app, &e, 3000).await.unwrap_err();
         assert!(!err.is_retryable(), "{err}");
+        // Each outcome is reported as the `alarm` shadow's reported side, with the desired
+        // action itself so that the delta clears.
+        let reports = mem.recorder.alarm_reports.lock().unwrap().clone();
+        assert_eq!(reports.len(), 3);
+        assert!(reports.iter().all(|(d, _)| d.as_str() == "rig-1"));
+        let desired = json!({"condition": "anomaly", "by": "ana", "action": "disable"});
+        assert!(reports.iter().all(|(_, r)| r["action"] == desired));
+        assert_eq!(reports[0].1["applied"]["outcome"], "applied");
+        assert_eq!(reports[0].1["applied"]["state"], "disabled");
+        assert_eq!(reports[0].1["applied"]["id"], "shadow-v3");
+        assert_eq!(reports[1].1["applied"]["outcome"], "duplicate");
+        assert!(reports[2].1["refused"]["reason"]
+            .as_str()
+            .is_some_and(|r| !r.is_empty()));
+        assert!(reports[2].1["applied"].is_null());
     }
 }

@@ -7,7 +7,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use serde_json::{json, Value};
 use vigil_aws::Usage;
 use vigil_core::pipeline::{CloseHints, Counters, MessageOutcome};
-use vigil_core::ports::{AlertEvent, Rejected, WindowResult};
+use vigil_core::ports::{AlarmReports, AlertEvent, Rejected, WindowResult};
 use vigil_core::{CompiledProfile, Message, Pipeline, PipelineConfig, Ports};
 
 use crate::dead_letters::CountedRejects;
@@ -27,6 +27,9 @@ pub struct App<'a> {
     pub print_metrics: bool,
     /// Shared by the invocations of this process.
     pub close_hints: CloseHints,
+    /// Where the outcome of an operator's alarm action is reported (the `alarm` shadow's
+    /// `reported` side); `None`: not reported.
+    pub alarm_reports: Option<&'a dyn AlarmReports>,
 }
 
 impl std::fmt::Debug for App<'_> {

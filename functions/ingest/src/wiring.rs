@@ -53,6 +53,7 @@ impl Runtime {
             function: self.function.clone(),
             print_metrics: true,
             close_hints: self.close_hints.clone(),
+            alarm_reports: Some(&self.ports.results),
         }
     }
 }

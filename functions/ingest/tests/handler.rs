@@ -44,6 +44,7 @@ fn app<'a>(profiles: &'a BTreeMap<String, CompiledProfile>, mem: &'a MemoryPorts
         function: "test".into(),
         print_metrics: false,
         close_hints: Default::default(),
+        alarm_reports: None,
     }
 }
 

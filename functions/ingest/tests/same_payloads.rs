@@ -241,6 +241,7 @@ async fn lambda(profiles: &BTreeMap<String, CompiledProfile>, event: &Value) -> 
         function: "test".into(),
         print_metrics: false,
         close_hints: Default::default(),
+        alarm_reports: None,
     };
     let inv = Invocation {
         request_id: "req".into(),

@@ -84,11 +84,12 @@ data "aws_iam_policy_document" "ingest" {
   }
 
   statement {
-    sid = "UpdateConditionShadow"
+    sid = "UpdateConditionAndAlarmShadows"
     # wildcard: the thing-name segment, as above. For a named shadow IoT authorizes thing/<thing>/<shadow>,
-    # so the resource is pinned to the `condition` shadow: the function cannot touch other shadows.
+    # so the resources are pinned to two named shadows: `condition` (the verdicts) and `alarm` (the
+    # reported outcome of operators' actions, docs/operators.md). The function cannot touch other shadows.
     actions   = ["iot:UpdateThingShadow"]
-    resources = ["${local.iot_arn}:thing/*/condition"]
+    resources = ["${local.iot_arn}:thing/*/condition", "${local.iot_arn}:thing/*/alarm"]
   }
 
   statement {
