@@ -5,6 +5,8 @@
 //! - A `get` on `$aws/things/{thing}/shadow/name/condition/get` is answered on `.../get/accepted`
 //!   with the stored document (`state.reported`, `version`, `timestamp`), or on
 //!   `.../get/rejected` with `{"code":404,...}` before the edge published any result for it.
+//!   Only what is synced to disk is told ([`EdgeStore::synced_shadow`]): a verdict of a batch
+//!   whose sync has not happened yet could be taken back by a crash.
 //! - Every result also goes out as `.../update/accepted` ([`crate::sinks`]).
 //!
 //! The topics travel the broker as the gateway names them (`vigil-aws/...`, see
@@ -126,7 +128,7 @@ pub fn answer_get(
         Err((code, message)) => return Some(reject(code, &message, None)),
     };
     let token = token.as_deref();
-    match store.shadow(&thing) {
+    match store.synced_shadow(&thing) {
         Ok(Some(doc)) => Some(Reply {
             topic: broker_topic(&thing, "get/accepted"),
             payload: with_client_token(doc, token).to_string().into_bytes(),

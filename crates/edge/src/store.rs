@@ -113,6 +113,10 @@ pub struct EdgeStore {
     path: PathBuf,
     durability: Durability,
     report: OpenReport,
+    /// `OnFlush`: the last synced shadow of each device whose shadow changed since the last
+    /// sync (`None`: it had none). A device's shadow `get` is answered from it, never from a
+    /// verdict a crash before the sync would take back. One entry per device at most.
+    unsynced_shadows: std::sync::Mutex<HashMap<String, Option<serde_json::Value>>>,
 }
 
 impl std::fmt::Debug for EdgeStore {
@@ -210,6 +214,7 @@ impl EdgeStore {
             path: path.to_path_buf(),
             durability,
             report: OpenReport::default(),
+            unsynced_shadows: Default::default(),
         };
         store.report = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| store.recover()))
             .map_err(|panic| damaged(panic_text(&*panic)))?
@@ -279,7 +284,11 @@ impl EdgeStore {
     /// Makes every commit so far durable (a synced, empty commit).
     pub fn flush(&self) -> Result<(), PortError> {
         let txn = self.db.begin_write().map_err(|e| port_err("store", e))?;
-        txn.commit().map_err(|e| port_err("store", e))
+        txn.commit().map_err(|e| port_err("store", e))?;
+        // Every shadow saved before this write transaction began is on disk now (a save
+        // records itself before its own commit, and write transactions are serialised).
+        self.unsynced_shadows.lock().expect("lock").clear();
+        Ok(())
     }
 
     /// Forgets finished windows except the newest `keep` of each stream, and remembers per
@@ -348,12 +357,22 @@ impl EdgeStore {
             let mut table = txn
                 .open_table(SHADOWS)
                 .map_err(|e| port_err("results", e))?;
-            let previous = table
+            let previous_doc = table
                 .get(device)
                 .map_err(|e| port_err("results", e))?
-                .and_then(|v| serde_json::from_slice::<serde_json::Value>(v.value()).ok())
+                .and_then(|v| serde_json::from_slice::<serde_json::Value>(v.value()).ok());
+            let previous = previous_doc
+                .as_ref()
                 .and_then(|doc| doc["version"].as_u64())
                 .unwrap_or(0);
+            if self.durability == Durability::OnFlush {
+                // Before the commit: a flush that starts after it clears this entry.
+                self.unsynced_shadows
+                    .lock()
+                    .expect("lock")
+                    .entry(device.to_string())
+                    .or_insert(previous_doc);
+            }
             let current =
                 vigil_core::documents::shadow_after_update(update, previous + 1, timestamp_s);
             let bytes = serde_json::to_vec(&current).expect("JSON value serializes");
@@ -378,6 +397,17 @@ impl EdgeStore {
         serde_json::from_slice(v.value())
             .map(Some)
             .map_err(|e| decode_err("results", "shadow", e))
+    }
+
+    /// The device's `condition` shadow as it is on disk: what a device asking for its shadow
+    /// is told. A document saved since the last sync is not told yet (a crash would take it
+    /// back, and the device would drop samples the restarted edge never scored); the one
+    /// before it is.
+    pub fn synced_shadow(&self, device: &str) -> Result<Option<serde_json::Value>, PortError> {
+        if let Some(previous) = self.unsynced_shadows.lock().expect("lock").get(device) {
+            return Ok(previous.clone());
+        }
+        self.shadow(device)
     }
 
     /// Shadow documents by device.

@@ -407,3 +407,34 @@ fn the_outbox_keeps_publishes_in_order_across_a_reopen() {
     let ids: Vec<u64> = store.outbox().unwrap().iter().map(|o| o.id).collect();
     assert!(ids[0] < ids[1], "{ids:?}");
 }
+
+/// A device asking for its shadow is told only what is on disk: with `OnFlush`, a document
+/// saved since the last sync is not told until the next one (a crash would take it back).
+#[test]
+fn shadow_gets_see_only_synced_documents() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EdgeStore::open_dir(dir.path(), Durability::OnFlush).unwrap();
+    let update = |label: &str| serde_json::json!({"state": {"reported": {"label": label}}});
+    let first = store.save_shadow("a", &update("0"), 7).unwrap();
+    assert_eq!(store.synced_shadow("a").unwrap(), None, "not synced yet");
+    assert_eq!(store.shadow("a").unwrap(), Some(first.clone()));
+    store.flush().unwrap();
+    assert_eq!(store.synced_shadow("a").unwrap(), Some(first.clone()));
+    let second = store.save_shadow("a", &update("3"), 8).unwrap();
+    let third = store.save_shadow("a", &update("20"), 9).unwrap();
+    assert_ne!(second, third);
+    assert_eq!(
+        store.synced_shadow("a").unwrap(),
+        Some(first),
+        "the synced one"
+    );
+    assert_eq!(store.synced_shadow("b").unwrap(), None);
+    store.flush().unwrap();
+    assert_eq!(store.synced_shadow("a").unwrap(), Some(third));
+    // Every commit synced: nothing is held back.
+    drop(store);
+    let dir = tempfile::tempdir().unwrap();
+    let store = EdgeStore::open_dir(dir.path(), Durability::PerCommit).unwrap();
+    let doc = store.save_shadow("a", &update("0"), 7).unwrap();
+    assert_eq!(store.synced_shadow("a").unwrap(), Some(doc));
+}
