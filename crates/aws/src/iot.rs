@@ -24,6 +24,24 @@ impl IotResultSink {
     pub fn new(client: Client) -> Self {
         Self { client }
     }
+
+    /// `UpdateThingShadow` of one named shadow of `device` with `payload` (a JSON document).
+    async fn update_shadow(
+        &self,
+        device: &DeviceId,
+        shadow: &str,
+        payload: Vec<u8>,
+    ) -> Result<(), PortError> {
+        self.client
+            .update_thing_shadow()
+            .thing_name(device.as_str())
+            .shadow_name(shadow)
+            .payload(Blob::new(payload))
+            .send()
+            .await
+            .map_err(|e| port_error(PORT, &format!("update shadow {shadow} of {device}"), e))?;
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -52,22 +70,7 @@ impl ResultSink for IotResultSink {
                     )
                 })
         };
-        let update_shadow = async {
-            self.client
-                .update_thing_shadow()
-                .thing_name(result.device.as_str())
-                .shadow_name(CONDITION_SHADOW)
-                .payload(Blob::new(shadow))
-                .send()
-                .await
-                .map_err(|e| {
-                    port_error(
-                        PORT,
-                        &format!("update shadow {CONDITION_SHADOW} of {}", result.device),
-                        e,
-                    )
-                })
-        };
+        let update_shadow = self.update_shadow(&result.device, CONDITION_SHADOW, shadow);
         futures_util::future::try_join(publish, update_shadow).await?;
         Ok(())
     }
@@ -85,20 +88,6 @@ impl AlarmReports for IotResultSink {
     ) -> Result<(), PortError> {
         let payload = serde_json::to_vec(&serde_json::json!({"state": {"reported": reported}}))
             .map_err(|e| PortError::permanent(PORT, format!("alarm report of {device}: {e}")))?;
-        self.client
-            .update_thing_shadow()
-            .thing_name(device.as_str())
-            .shadow_name(ALARM_SHADOW)
-            .payload(Blob::new(payload))
-            .send()
-            .await
-            .map_err(|e| {
-                port_error(
-                    PORT,
-                    &format!("update shadow {ALARM_SHADOW} of {device}"),
-                    e,
-                )
-            })?;
-        Ok(())
+        self.update_shadow(device, ALARM_SHADOW, payload).await
     }
 }
