@@ -1,7 +1,7 @@
 //! The cost bounds of the direct path (docs/aws.md), asserted: DynamoDB write units, read
 //! units and requests per sample, as DynamoDB Local reports them (`ReturnConsumedCapacity`),
 //! for the scenarios of `make bench-aws` run in-process over a few cycles. These counts are
-//! deterministic; time and memory are measured by `make bench-aws` (release `bootstrap`).
+//! deterministic; time and memory are measured by `make bench-aws` (the deployed `bootstrap`).
 
 use vigil_tests::bench::{check_bounds, events, figures, scenarios, Measured};
 use vigil_tests::fixture::{Fixture, Options};
