@@ -66,8 +66,19 @@ pub fn s3_client(sdk: &SdkConfig) -> aws_sdk_s3::Client {
     aws_sdk_s3::Client::from_conf(conf)
 }
 
+/// The SageMaker runtime client. Its calls are bounded by each profile's `timeout_ms` (up to
+/// 60 s, `SagemakerScorer`), not by the function's per-request bounds (a few seconds), which a
+/// cold serverless endpoint would exceed: only the connect timeout is kept.
 pub fn sagemaker_client(sdk: &SdkConfig) -> aws_sdk_sagemakerruntime::Client {
-    aws_sdk_sagemakerruntime::Client::new(sdk)
+    // Explicitly disabled (not merely unset, which would inherit the SDK configuration's).
+    let timeouts = aws_config::timeout::TimeoutConfig::builder()
+        .disable_operation_timeout()
+        .disable_operation_attempt_timeout()
+        .build();
+    let conf = aws_sdk_sagemakerruntime::config::Builder::from(sdk)
+        .timeout_config(timeouts)
+        .build();
+    aws_sdk_sagemakerruntime::Client::from_conf(conf)
 }
 
 /// Every adapter the pipeline needs, built once per cold start from one SDK configuration.
