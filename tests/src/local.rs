@@ -165,6 +165,17 @@ fn free_port() -> u16 {
 
 /// A stack name unique to this run, in the form the Terraform's `name` variable accepts
 /// (3-20 characters: lower case letters, digits and dashes).
+/// The debug ingest `bootstrap` the local stack runs (`make test` builds it).
+pub fn debug_bootstrap() -> PathBuf {
+    let bootstrap = repo_root().join("target/debug/bootstrap");
+    assert!(
+        bootstrap.is_file(),
+        "{} missing: cargo build -p vigil-ingest --bin bootstrap",
+        bootstrap.display()
+    );
+    bootstrap
+}
+
 pub fn run_name() -> String {
     static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);

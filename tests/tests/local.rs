@@ -50,12 +50,7 @@ async fn next_verdict(
 
 async fn run() {
     let root = repo_root();
-    let bootstrap = root.join("target/debug/bootstrap");
-    assert!(
-        bootstrap.is_file(),
-        "{} missing: cargo build -p vigil-ingest --bin bootstrap",
-        bootstrap.display()
-    );
+    let bootstrap = vigil_tests::local::debug_bootstrap();
     let fx = vigil_tests::local::fixture(&vigil_tests::local::run_name()).await;
     let (mut stack, logs) =
         vigil_tests::local::start(&fx, bootstrap, "127.0.0.1:0", IngestMode::Direct).await;
@@ -157,11 +152,7 @@ async fn run() {
     // The shadow holds the last verdict.
     let shadow = stack
         .plane
-        .shadows
-        .lock()
-        .unwrap()
-        .get(&(THING.to_string(), "condition".to_string()))
-        .cloned()
+        .shadow(THING, "condition")
         .expect("condition shadow");
     assert_eq!(shadow["state"]["reported"]["window"], ingested["window"]);
 

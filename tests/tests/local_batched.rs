@@ -46,12 +46,7 @@ async fn kinesis_mode_batches_the_rules_messages_in_order_through_the_stream() {
 }
 
 async fn through_the_stack(mode: IngestMode) {
-    let bootstrap = repo_root().join("target/debug/bootstrap");
-    assert!(
-        bootstrap.is_file(),
-        "{} missing: cargo build -p vigil-ingest --bin bootstrap",
-        bootstrap.display()
-    );
+    let bootstrap = local::debug_bootstrap();
     let name = local::run_name();
     let fx = local::fixture(&name).await;
     let (mut stack, logs) = local::start(&fx, bootstrap, "127.0.0.1:0", mode).await;
@@ -121,11 +116,7 @@ async fn through_the_stack(mode: IngestMode) {
     // The shadow, the alert (once), the device's state in DynamoDB.
     let shadow = stack
         .plane
-        .shadows
-        .lock()
-        .unwrap()
-        .get(&(THING.to_string(), "condition".to_string()))
-        .cloned()
+        .shadow(THING, "condition")
         .expect("condition shadow");
     assert!(shadow["state"]["reported"]["window"].is_u64(), "{shadow}");
     let alerts = fx.alerts().await;
@@ -499,8 +490,7 @@ async fn kinesis_records_the_real_function_fails_end_in_the_failures_queue() {
 /// `maximum_retry_attempts` times, then Lambda's on-failure record goes to the failures queue.
 async fn function_failures(mode: IngestMode) {
     use rumqttc::{AsyncClient, MqttOptions, QoS};
-    let bootstrap = repo_root().join("target/debug/bootstrap");
-    assert!(bootstrap.is_file(), "{} missing", bootstrap.display());
+    let bootstrap = local::debug_bootstrap();
     let fx = local::fixture(&local::run_name()).await;
     let (mut stack, logs) = local::start(&fx, bootstrap, "127.0.0.1:0", mode).await;
     fx.ddb
@@ -617,8 +607,7 @@ async fn a_failed_sqs_action_goes_to_the_rules_error_action() {
 /// `error_action`.
 async fn error_action() {
     use rumqttc::{AsyncClient, MqttOptions, QoS};
-    let bootstrap = repo_root().join("target/debug/bootstrap");
-    assert!(bootstrap.is_file(), "{} missing", bootstrap.display());
+    let bootstrap = local::debug_bootstrap();
     let fx = local::fixture(&local::run_name()).await;
     let (stack, _logs) = local::start(&fx, bootstrap, "127.0.0.1:0", IngestMode::Sqs).await;
     let sqs = AwsJson::sqs(Endpoint::parse(&emulators().moto).unwrap(), "us-east-1");

@@ -118,6 +118,22 @@ fn message(device: &DeviceId, id: usize, batch: &[Sample]) -> Message {
     }
 }
 
+fn all_accepted(outcomes: &[MessageOutcome]) -> bool {
+    outcomes
+        .iter()
+        .all(|o| matches!(o, MessageOutcome::Accepted { .. }))
+}
+
+/// The kinds of the alerts sent so far, in order.
+fn alert_kinds(ports: &MemoryPorts) -> Vec<&'static str> {
+    ports
+        .recorder
+        .alerts()
+        .iter()
+        .map(|a| a.transition.kind())
+        .collect()
+}
+
 fn stream(device: &DeviceId) -> StreamKey {
     StreamKey {
         device: device.clone(),
@@ -279,7 +295,7 @@ proptest! {
         let (size, hop) = if sliding { (12, 6) } else { (12, 12) };
         let all = samples(120);
         let (ports, scorer, outcomes) = run_delivery(size, hop, &all, &d, commit_first);
-        prop_assert!(outcomes.iter().all(|o| matches!(o, MessageOutcome::Accepted { .. })), "{outcomes:?}");
+        prop_assert!(all_accepted(&outcomes), "{outcomes:?}");
         let results = check_no_window_twice(&ports, &scorer);
         let expected = expected_windows(&all, u64::from(size), u64::from(hop));
         prop_assert_eq!(results.keys().copied().collect::<Vec<_>>(), expected.keys().copied().collect::<Vec<_>>());
@@ -401,20 +417,8 @@ fn a_failed_notification_is_resent_once_after_the_lease() {
 
     // After the lease the retry finishes the job: the raise is sent once, then the clear.
     let retry = block_on(pipeline.process(&messages, 5_000));
-    assert!(
-        retry
-            .outcomes
-            .iter()
-            .all(|o| matches!(o, MessageOutcome::Accepted { .. })),
-        "{:?}",
-        retry.outcomes
-    );
-    let kinds: Vec<&str> = ports
-        .recorder
-        .alerts()
-        .iter()
-        .map(|a| a.transition.kind())
-        .collect();
+    assert!(all_accepted(&retry.outcomes), "{:?}", retry.outcomes);
+    let kinds = alert_kinds(&ports);
     assert_eq!(kinds, vec!["raised", "cleared"]);
     let windows: Vec<u64> = ports
         .recorder
@@ -451,11 +455,7 @@ fn concurrent_invocations_on_one_device_score_each_window_once() {
                     // Busy (the other holds the window) is retryable: retry as Lambda would.
                     for attempt in 0..100 {
                         let report = block_on(pipeline.process(m, 0));
-                        if report
-                            .outcomes
-                            .iter()
-                            .all(|o| matches!(o, MessageOutcome::Accepted { .. }))
-                        {
+                        if all_accepted(&report.outcomes) {
                             break;
                         }
                         assert!(attempt < 99, "never accepted: {:?}", report.outcomes);
@@ -738,20 +738,8 @@ fn commit_first_a_failed_notification_is_sent_by_the_retry_of_the_committing_del
     assert!(ports.recorder.alerts().is_empty());
 
     let retry = block_on(shared.process(&delivery(0), 0));
-    assert!(
-        retry
-            .outcomes
-            .iter()
-            .all(|o| matches!(o, MessageOutcome::Accepted { .. })),
-        "{:?}",
-        retry.outcomes
-    );
-    let kinds: Vec<&str> = ports
-        .recorder
-        .alerts()
-        .iter()
-        .map(|a| a.transition.kind())
-        .collect();
+    assert!(all_accepted(&retry.outcomes), "{:?}", retry.outcomes);
+    let kinds = alert_kinds(&ports);
     assert_eq!(kinds, vec!["raised", "cleared"]);
     let again = run(&delivery(0));
     assert_eq!(again.counters.windows_scored, 0);
@@ -866,14 +854,7 @@ fn commit_first_concurrent_deliveries_close_each_window_once() {
                     .collect();
                 for m in messages.chunks(2) {
                     let report = block_on(pipeline.process(m, 0));
-                    assert!(
-                        report
-                            .outcomes
-                            .iter()
-                            .all(|o| matches!(o, MessageOutcome::Accepted { .. })),
-                        "{:?}",
-                        report.outcomes
-                    );
+                    assert!(all_accepted(&report.outcomes), "{:?}", report.outcomes);
                 }
             });
         }

@@ -487,13 +487,15 @@ mod tests {
         Packet::Connect(Connect::new(id))
     }
 
-    fn publish(topic: &str) -> Packet {
+    /// A v4 QoS 1 PUBLISH of `{}` (the gateway's tests share these packets).
+    pub(super) fn publish(topic: &str) -> Packet {
         let mut publish = Publish::new(topic, QoS::AtLeastOnce, b"{}".to_vec());
         publish.pkid = 1;
         Packet::Publish(publish)
     }
 
-    fn subscribe(filter: &str) -> Packet {
+    /// A v4 SUBSCRIBE to one filter at QoS 1.
+    pub(super) fn subscribe(filter: &str) -> Packet {
         Packet::Subscribe(Subscribe::new_many([SubscribeFilter::new(
             filter.into(),
             QoS::AtLeastOnce,

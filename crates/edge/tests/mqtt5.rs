@@ -178,6 +178,25 @@ async fn v4_until_suback(events: &mut rumqttc::EventLoop) {
     }
 }
 
+/// Publishes `payload` on `topic` from a v4 client (QoS 1), driving its event loop until
+/// `received` — the receiving side's read — completes; returns what it read.
+async fn v4_send_for(
+    client: &rumqttc::AsyncClient,
+    mut events: rumqttc::EventLoop,
+    topic: &str,
+    payload: &str,
+    received: tokio::task::JoinHandle<Vec<u8>>,
+) -> Vec<u8> {
+    client
+        .publish(topic, rumqttc::QoS::AtLeastOnce, false, payload.to_string())
+        .await
+        .unwrap();
+    let pump = tokio::spawn(async move { while events.poll().await.is_ok() {} });
+    let got = received.await.unwrap();
+    pump.abort();
+    got
+}
+
 async fn v4_message(events: &mut rumqttc::EventLoop) -> rumqttc::Publish {
     loop {
         let event = tokio::time::timeout(WAIT, events.poll())
@@ -227,17 +246,15 @@ async fn the_broker_routes_between_v5_and_v4_clients_on_one_port() {
     let got = v4_message(&mut edge_events).await;
     assert_eq!(got.topic, "dt/vigil/plain-rig/telemetry");
     assert_eq!(&got.payload[..], b"{\"seq\":1}");
-    edge.publish(
+    let got = v4_send_for(
+        &edge,
+        edge_events,
         "dt/vigil/plain-rig/condition",
-        rumqttc::QoS::AtLeastOnce,
-        false,
         "healthy",
+        pump,
     )
-    .await
-    .unwrap();
-    let edge_pump = tokio::spawn(async move { while edge_events.poll().await.is_ok() {} });
-    assert_eq!(pump.await.unwrap(), b"healthy");
-    edge_pump.abort();
+    .await;
+    assert_eq!(got, b"healthy");
 }
 
 /// Through the gateway: a v5 device on its own certificate uses its own topics (a topic alias
@@ -291,17 +308,9 @@ async fn a_v5_device_is_admitted_on_its_certificate_and_its_own_topics() {
         assert_eq!(got.topic, format!("dt/vigil/{THING}/telemetry"));
         assert_eq!(got.payload, format!("{{\"seq\":{seq}}}").as_bytes());
     }
-    edge.publish(
-        format!("dt/vigil/{THING}/condition"),
-        rumqttc::QoS::AtLeastOnce,
-        false,
-        "healthy",
-    )
-    .await
-    .unwrap();
-    let edge_pump = tokio::spawn(async move { while edge_events.poll().await.is_ok() {} });
-    assert_eq!(pump.await.unwrap(), b"healthy");
-    edge_pump.abort();
+    let topic = format!("dt/vigil/{THING}/condition");
+    let got = v4_send_for(&edge, edge_events, &topic, "healthy", pump).await;
+    assert_eq!(got, b"healthy");
     assert_eq!(counters.policy_violations.load(Ordering::Relaxed), 0);
 }
 
@@ -489,18 +498,9 @@ async fn shadow_topics_reach_the_device_and_basic_ingest_goes_to_the_rule_only()
         get.topic,
         format!("vigil-aws/things/{THING}/shadow/name/condition/get")
     );
-    service
-        .publish(
-            format!("vigil-aws/things/{THING}/shadow/name/condition/update/accepted"),
-            rumqttc::QoS::AtLeastOnce,
-            false,
-            "{\"version\":1}",
-        )
-        .await
-        .unwrap();
-    let service_pump = tokio::spawn(async move { while service_events.poll().await.is_ok() {} });
-    assert_eq!(pump.await.unwrap(), b"{\"version\":1}");
-    service_pump.abort();
+    let topic = format!("vigil-aws/things/{THING}/shadow/name/condition/update/accepted");
+    let got = v4_send_for(&service, service_events, &topic, "{\"version\":1}", pump).await;
+    assert_eq!(got, b"{\"version\":1}");
     assert_eq!(counters.policy_violations.load(Ordering::Relaxed), 0);
 }
 

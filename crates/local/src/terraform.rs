@@ -18,20 +18,28 @@ pub struct PipelineTerraform {
     text: String,
 }
 
+/// Every `.tf` file of a module directory, in name order, as one text.
+pub fn module_text(dir: &Path) -> anyhow::Result<String> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .with_context(|| format!("Terraform module {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "tf"))
+        .collect();
+    files.sort();
+    let mut text = String::new();
+    for f in files {
+        text.push_str(&std::fs::read_to_string(&f).with_context(|| f.display().to_string())?);
+        text.push('\n');
+    }
+    Ok(text)
+}
+
 impl PipelineTerraform {
     pub fn read(dir: &Path) -> anyhow::Result<Self> {
-        let mut files: Vec<_> = std::fs::read_dir(dir)
-            .with_context(|| format!("Terraform module {}", dir.display()))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|e| e == "tf"))
-            .collect();
-        files.sort();
-        let mut text = String::new();
-        for f in files {
-            text.push_str(&std::fs::read_to_string(&f).with_context(|| f.display().to_string())?);
-            text.push('\n');
-        }
-        Ok(Self::from_text(&dir.display().to_string(), text))
+        Ok(Self::from_text(
+            &dir.display().to_string(),
+            module_text(dir)?,
+        ))
     }
 
     pub fn from_text(dir: &str, text: String) -> Self {
@@ -207,13 +215,17 @@ impl PipelineTerraform {
         })
     }
 
+    /// `expr` itself, or the default of the variable it names (`var.x`).
+    fn literal<'e>(&'e self, expr: &'e str) -> anyhow::Result<&'e str> {
+        match expr.strip_prefix("var.") {
+            Some(var) => self.variable_default(var),
+            None => Ok(expr),
+        }
+    }
+
     /// A whole number: a literal, or a variable with a literal default.
     fn number(&self, what: &str, expr: &str) -> anyhow::Result<u64> {
-        let literal = match expr.strip_prefix("var.") {
-            Some(var) => self.variable_default(var)?,
-            None => expr,
-        };
-        literal.parse().map_err(|_| {
+        self.literal(expr)?.parse().map_err(|_| {
             anyhow::anyhow!(
                 "{}: {what} = {expr}: not a whole number the stand-in can read",
                 self.dir
@@ -222,11 +234,7 @@ impl PipelineTerraform {
     }
 
     fn boolean(&self, what: &str, expr: &str) -> anyhow::Result<bool> {
-        let literal = match expr.strip_prefix("var.") {
-            Some(var) => self.variable_default(var)?,
-            None => expr,
-        };
-        match literal {
+        match self.literal(expr)? {
             "true" => Ok(true),
             "false" => Ok(false),
             _ => bail!(

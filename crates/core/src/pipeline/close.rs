@@ -374,16 +374,7 @@ impl<'a> Pipeline<'a> {
                 // below, since its delivery's retry will no longer find its own commit.
                 let previous = stored.value.pending.clone().filter(|p| p.window != window);
                 state.pending = Some(PendingClose::new(by, &result, &alerts));
-                if self
-                    .ports
-                    .states
-                    .save(stream_key, &state, stored.version)
-                    .await?
-                {
-                    *ctx.state = Some(Versioned {
-                        value: state,
-                        version: stored.version + 1,
-                    });
+                if self.commit(ctx, state, stored.version).await? {
                     if let Some(chunk) = pending.take() {
                         ctx.seqs.stored(window, &chunk);
                     }
@@ -414,21 +405,34 @@ impl<'a> Pipeline<'a> {
             futures_util::future::try_join(publish, self.notify(&alerts)).await?;
             sent = true;
             notified.extend(alerts.iter().cloned());
-            if self
-                .ports
-                .states
-                .save(stream_key, &state, stored.version)
-                .await?
-            {
-                *ctx.state = Some(Versioned {
-                    value: state,
-                    version: stored.version + 1,
-                });
+            if self.commit(ctx, state, stored.version).await? {
                 break;
             }
             stored = self.ports.states.load(stream_key).await?;
         }
         self.finished(ctx, result, notified).await
+    }
+
+    /// Saves the device state the close made over version `expected` (the conditional write
+    /// that decides who closes); when it lands, it is the batch's state from then on.
+    async fn commit(
+        &self,
+        ctx: &mut Closing<'_, '_>,
+        state: DeviceState,
+        expected: u64,
+    ) -> Result<bool, PortError> {
+        let saved = self
+            .ports
+            .states
+            .save(ctx.stream_key, &state, expected)
+            .await?;
+        if saved {
+            *ctx.state = Some(Versioned {
+                value: state,
+                version: expected + 1,
+            });
+        }
+        Ok(saved)
     }
 
     /// Remembers in this process that the window the device state says closed needs nothing

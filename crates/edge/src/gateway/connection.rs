@@ -344,25 +344,13 @@ fn delivered(frame: BytesMut, policy: &DevicePolicy) -> Result<BytesMut, Option<
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::gateway::tests::{publish, subscribe};
     use rumqttc::mqttbytes::v4::{Publish, Subscribe, SubscribeFilter};
     use rumqttc::mqttbytes::QoS;
     use vigil_core::DeviceId;
 
     fn policy() -> DevicePolicy {
         DevicePolicy::new(&DeviceId::new("rig-001").unwrap())
-    }
-
-    fn publish(topic: &str) -> Packet {
-        let mut publish = Publish::new(topic, QoS::AtLeastOnce, b"{}".to_vec());
-        publish.pkid = 1;
-        Packet::Publish(publish)
-    }
-
-    fn subscribe(filter: &str) -> Packet {
-        Packet::Subscribe(Subscribe::new_many([SubscribeFilter::new(
-            filter.into(),
-            QoS::AtLeastOnce,
-        )]))
     }
 
     fn raw(packet: Packet) -> BytesMut {

@@ -24,6 +24,15 @@ use super::{is_reserved_client_id, Violation};
 
 const THING_VARIABLE: &str = "${iot:Connection.Thing.ThingName}";
 const CLIENT_VARIABLE: &str = "${iot:ClientId}";
+/// The shadow service's answers on a shadow's topics, which a device may receive.
+const SHADOW_REPLIES: [&str; 6] = [
+    "get/accepted",
+    "get/rejected",
+    "update/accepted",
+    "update/rejected",
+    "update/delta",
+    "update/documents",
+];
 
 /// Why a policy document cannot be enforced.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -142,14 +151,7 @@ impl PolicyDocument {
         }
         publish.push(arn("topic", &format!("{shadow}/get")));
         let mut inbound = vec![format!("dt/vigil/{thing}/condition")];
-        for reply in [
-            "get/accepted",
-            "get/rejected",
-            "update/accepted",
-            "update/rejected",
-            "update/delta",
-            "update/documents",
-        ] {
+        for reply in SHADOW_REPLIES {
             inbound.push(format!("{shadow}/{reply}"));
         }
         let allow = |action: &str, resources: Vec<String>| Statement {
@@ -399,16 +401,7 @@ pub fn probe_names(thing: &DeviceId, basic_ingest_rule: &str) -> Vec<String> {
         "#".into(),
         format!("$aws/things/{thing}/shadow/name/alarm/update"),
     ];
-    for suffix in [
-        "get",
-        "update",
-        "get/accepted",
-        "get/rejected",
-        "update/accepted",
-        "update/rejected",
-        "update/delta",
-        "update/documents",
-    ] {
+    for suffix in ["get", "update"].into_iter().chain(SHADOW_REPLIES) {
         names.push(format!("{shadow}/{suffix}"));
     }
     names

@@ -310,17 +310,7 @@ fn strip_comments(text: &str) -> &str {
 /// `given` holds a value for each `var.*` and `data.*` reference the policy makes (e.g.
 /// `var.basic_ingest_rule_name`, `data.aws_region.current.region`).
 pub fn device_policy_json(dir: &Path, given: &BTreeMap<String, String>) -> anyhow::Result<String> {
-    let mut text = String::new();
-    let mut files: Vec<_> = std::fs::read_dir(dir)
-        .with_context(|| format!("Terraform module {}", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "tf"))
-        .collect();
-    files.sort();
-    for f in files {
-        text.push_str(&std::fs::read_to_string(&f).with_context(|| f.display().to_string())?);
-        text.push('\n');
-    }
+    let text = super::module_text(dir)?;
     policy_json(&text, given).with_context(|| format!("{}: the device policy", dir.display()))
 }
 
